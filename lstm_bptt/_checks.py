@@ -1,0 +1,137 @@
+"""Validation at public entry points.
+
+Every public function checks its arguments here so that a bad call fails at once with a message
+naming what was expected and what came ("expected (T, B, 8), got (5, 8, 3)"), never with a NumPy
+broadcasting traceback from deep inside the math.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def describe(x) -> str:
+    """Short description of an argument for error messages: shape and dtype, or its type."""
+    if isinstance(x, np.ndarray):
+        return f"array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__}"
+
+
+def as_float_array(name: str, x, dtype=None, *, finite: bool = True) -> np.ndarray:
+    """Return ``x`` as a float32/float64 ndarray, or raise a clear error.
+
+    Parameters
+    ----------
+    name : str
+        Argument name used in the error message.
+    x : array_like
+        The value to check. Lists are converted; integer, boolean, complex and object arrays are
+        refused rather than silently cast, since a user passing token ids where a float tensor is
+        expected has made a mistake we should name.
+    dtype : numpy dtype, optional
+        If given, ``x`` must already have this dtype (no silent promotion or demotion).
+    finite : bool
+        If True, NaN or inf anywhere in ``x`` raises ValueError.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not numeric floating point, or its dtype differs from ``dtype``.
+    ValueError
+        ``x`` contains NaN or inf (when ``finite``).
+    """
+    if not isinstance(x, np.ndarray):
+        if x is None:
+            raise TypeError(f"{name}: expected a float32 or float64 array, got None")
+        try:
+            x = np.asarray(x)
+        except Exception as exc:  # pragma: no cover - exotic objects
+            raise TypeError(f"{name}: expected a float array, got {type(x).__name__}") from exc
+        if x.dtype.kind in "iub":
+            raise TypeError(
+                f"{name}: expected a float32 or float64 array, got {x.dtype} values "
+                f"(pass e.g. np.asarray(..., dtype=np.float64))"
+            )
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {x.dtype}")
+    if dtype is not None and x.dtype != np.dtype(dtype):
+        raise TypeError(
+            f"{name}: expected dtype {np.dtype(dtype)} to match the other arguments, got {x.dtype}"
+            " (mixed float32/float64 arguments are not promoted silently)"
+        )
+    if finite and not np.isfinite(x).all():
+        n_nan = int(np.isnan(x).sum())
+        n_inf = int(np.isinf(x).sum())
+        raise ValueError(f"{name}: contains {n_nan} NaN and {n_inf} inf values")
+    return x
+
+
+def check_shape(name: str, x: np.ndarray, expected: tuple, axes: str, hint: str = "") -> None:
+    """Raise ValueError unless ``x.shape`` matches ``expected`` (None matches any length).
+
+    ``axes`` names the axes for the message, e.g. ``"(T, B, D)"``; ``hint`` is appended.
+    """
+    ok = x.ndim == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, x.shape, strict=False)
+    )
+    if not ok:
+        want = "(" + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+        if len(expected) == 1:
+            want = want[:-1] + ",)"
+        msg = f"{name}: expected shape {axes} = {want}, got {x.shape}"
+        raise ValueError(msg + (f"; {hint}" if hint else ""))
+
+
+def check_int_array(name: str, x, low: int | None = None, high: int | None = None) -> np.ndarray:
+    """Return ``x`` as an integer ndarray with values in ``[low, high)``, or raise.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not of an integer dtype (floats holding whole numbers are refused too).
+    ValueError
+        A value lies outside ``[low, high)``; the message gives the offending value.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got dtype {x.dtype}")
+    if x.size and low is not None and x.min() < low:
+        raise ValueError(f"{name}: values must be >= {low}, got {x.min()}")
+    if x.size and high is not None and x.max() >= high:
+        raise ValueError(
+            f"{name}: values must be < {high} (the vocabulary size), got {x.max()}"
+        )
+    return x
+
+
+def check_positive_int(name: str, value) -> int:
+    """Return ``value`` as int if it is a positive integer, else raise ValueError/TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return int(value)
+
+
+def as_rng(rng) -> np.random.Generator:
+    """Normalise ``rng`` (None, int seed or Generator) to a ``numpy.random.Generator``."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, numbers.Integral):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng: expected None, an int seed or a numpy.random.Generator, got {rng!r}")
+
+
+def check_dtype_arg(dtype) -> np.dtype:
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+    return dt

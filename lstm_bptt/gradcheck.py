@@ -1,0 +1,239 @@
+"""Numerical gradient checking by central differences.
+
+A hand-written backward pass is only as good as its check. This module is what the tests, the
+``lstm-bptt gradcheck`` command and users with their own backward pass all use:
+
+* :func:`numerical_gradient` - central differences, one entry at a time, leaving the array
+  exactly (bit for bit) as it found it;
+* :func:`rel_error` - the elementwise relative error |a - b| / max(|a| + |b|, floor);
+* :func:`scaled_rel_errors` - the same with the tensor's RMS magnitude as the floor;
+* :func:`gradcheck` - compares an analytic gradient dict with numerical gradients for every
+  tensor and returns a per-tensor report (max relative error, index of the worst entry),
+  raising :class:`GradcheckError` above a tolerance.
+
+Work in float64: with eps = 1e-6 the central difference has truncation error O(eps^2) and
+rounding error O(1e-16 / eps), so agreement to about 1e-7 relative or better is expected of a
+correct backward pass (CS231n, "Gradient checks"; Goodfellow, Bengio & Courville 2016, 11.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class GradcheckError(AssertionError):
+    """Raised by :func:`gradcheck` when an analytic gradient disagrees with central differences.
+
+    ``report`` holds the full :class:`GradcheckReport`.
+    """
+
+    def __init__(self, message: str, report: GradcheckReport):
+        super().__init__(message)
+        self.report = report
+
+
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6):
+    """Gradient of a scalar function by central differences, entry by entry.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float``. ``x`` is perturbed in place, so ``f`` may ignore its argument and
+        read the same array from elsewhere (e.g. a model's ``params``).
+    x : ndarray of float, any shape
+        The point at which to differentiate. Modified during the call and restored exactly
+        (the original value of each entry is put back, not recomputed by subtraction).
+    eps : float
+        Step size h of the central difference.
+
+    Returns
+    -------
+    grad : ndarray, same shape as ``x``, float64
+        (f(x + h e_k) - f(x - h e_k)) / (2 h) for every entry k.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a floating-point ndarray (an integer array cannot be perturbed).
+    ValueError
+        ``eps`` is not positive, or ``f`` returned a non-finite value.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise TypeError(f"x: expected a float ndarray, got {getattr(x, 'dtype', type(x))}")
+    if not eps > 0:
+        raise ValueError(f"eps: expected a positive step, got {eps}")
+    grad = np.zeros(x.shape, np.float64)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        idx = it.multi_index
+        old = x[idx].copy()
+        try:
+            x[idx] = old + eps
+            fp = float(f(x))
+            x[idx] = old - eps
+            fm = float(f(x))
+        finally:
+            x[idx] = old
+        if not (np.isfinite(fp) and np.isfinite(fm)):
+            raise ValueError(f"f returned a non-finite value at index {idx}: {fp}, {fm}")
+        grad[idx] = (fp - fm) / (2 * eps)
+    return grad
+
+
+def rel_error(a, b, floor: float = 1e-8) -> float:
+    """Maximum elementwise relative error max_k |a_k - b_k| / max(|a_k| + |b_k|, floor).
+
+    ``floor`` keeps entries where both gradients are (numerically) zero from dividing by zero.
+    Returns 0.0 for empty arrays.
+
+    Raises
+    ------
+    ValueError
+        The shapes differ.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return 0.0
+    return float(np.max(_rel_errors(a, b, floor)))
+
+
+def _rel_errors(a, b, floor):
+    return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)
+
+
+def scaled_rel_errors(a, b) -> np.ndarray:
+    """Elementwise relative errors with the tensor's RMS magnitude as the denominator floor.
+
+    ``e_k = |a_k - b_k| / max(|a_k| + |b_k|, rms(a) + rms(b))``, rms(v) = sqrt(mean(v^2)).
+
+    Central differences carry an absolute rounding error of roughly 1e-16 |f| / eps (about
+    1e-10 for eps = 1e-6 and a loss of order 10). An entry whose true gradient is 1e-6 would show
+    a "relative error" of 1e-4 under the plain definition although nothing is wrong, so entries
+    smaller than the tensor's typical magnitude are measured against that magnitude instead.
+    A real bug (a sign flip, a transposed weight, a missing term) still gives errors of order
+    1e-3 to 1.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    scale = np.sqrt(np.mean(a * a)) + np.sqrt(np.mean(b * b)) if a.size else 0.0
+    return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), max(scale, 1e-300))
+
+
+@dataclass
+class TensorCheck:
+    """One row of a gradcheck report."""
+
+    name: str
+    shape: tuple
+    max_rel_error: float
+    worst_index: tuple
+    analytic: float
+    numerical: float
+    passed: bool
+
+
+@dataclass
+class GradcheckReport:
+    """Per-tensor results of :func:`gradcheck`; ``passed`` is True when every row passed."""
+
+    rows: list
+    tol: float
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((r.max_rel_error for r in self.rows), default=0.0)
+
+    def __getitem__(self, name: str) -> TensorCheck:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def format(self) -> str:
+        """The report as a plain-text table."""
+        lines = [f"{'tensor':<24} {'shape':<14} {'max rel err':>11}  {'worst at':<12} result"]
+        for r in self.rows:
+            lines.append(
+                f"{r.name:<24} {str(r.shape):<14} {r.max_rel_error:>11.2e}  "
+                f"{str(r.worst_index):<12} {'ok' if r.passed else 'FAIL'}"
+            )
+        return "\n".join(lines)
+
+
+def gradcheck(
+    loss_fn: Callable[[], float],
+    tensors: Mapping[str, np.ndarray],
+    analytic: Mapping[str, np.ndarray],
+    *,
+    eps: float = 1e-6,
+    tol: float = 1e-7,
+    raise_on_fail: bool = True,
+) -> GradcheckReport:
+    """Compare analytic gradients with central differences for every tensor.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn() -> float``: the scalar loss, recomputed from the current contents of the
+        arrays in ``tensors`` (which are perturbed in place and restored exactly).
+    tensors : mapping name -> float ndarray
+        Parameters and inputs to check (use float64).
+    analytic : mapping name -> ndarray
+        The gradients from the backward pass under test, same keys and shapes.
+    eps : float
+        Central-difference step.
+    tol : float
+        Maximum accepted elementwise relative error, as defined by :func:`scaled_rel_errors`
+        (each entry relative to its own magnitude, or to the tensor's RMS magnitude when
+        smaller).
+    raise_on_fail : bool
+        Raise :class:`GradcheckError` if any tensor fails (after checking all of them).
+
+    Returns
+    -------
+    GradcheckReport
+        One :class:`TensorCheck` per tensor, in the order of ``tensors``.
+
+    Raises
+    ------
+    ValueError
+        A tensor has no analytic gradient, or the shapes differ.
+    GradcheckError
+        Some tensor's max relative error exceeds ``tol`` (only if ``raise_on_fail``).
+    """
+    rows = []
+    for name, x in tensors.items():
+        if name not in analytic:
+            raise ValueError(f"no analytic gradient for {name!r}; got keys {sorted(analytic)}")
+        a = np.asarray(analytic[name], dtype=np.float64)
+        if a.shape != x.shape:
+            raise ValueError(f"gradient of {name!r}: expected shape {x.shape}, got {a.shape}")
+        n = numerical_gradient(lambda _x: loss_fn(), x, eps)
+        errs = scaled_rel_errors(a, n)
+        k = np.unravel_index(int(np.argmax(errs)), errs.shape) if errs.size else ()
+        worst = float(errs[k]) if errs.size else 0.0
+        rows.append(
+            TensorCheck(name, tuple(x.shape), worst, tuple(int(j) for j in k),
+                        float(a[k]) if a.size else 0.0, float(n[k]) if n.size else 0.0,
+                        worst <= tol)
+        )
+    report = GradcheckReport(rows, tol)
+    if raise_on_fail and not report.passed:
+        bad = [r for r in rows if not r.passed]
+        msg = "; ".join(
+            f"{r.name}: max rel error {r.max_rel_error:.2e} > {tol:g} at {r.worst_index} "
+            f"(analytic {r.analytic:.6g}, numerical {r.numerical:.6g})"
+            for r in bad
+        )
+        raise GradcheckError("gradient check failed: " + msg, report)
+    return report

@@ -1,0 +1,135 @@
+"""Losses as forward/backward in one call: each returns ``(loss, dinput)``.
+
+Reductions are means, and cross-entropy is in nats (natural log); divide by ln 2 for bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax, softmax
+
+from ._checks import as_float_array, check_int_array
+
+
+def _check_mask(mask, shape):
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype.kind not in "buif":
+        raise TypeError(f"mask: expected a boolean or 0/1 array, got dtype {mask.dtype}")
+    if mask.shape != shape:
+        raise ValueError(f"mask: expected shape {shape} (that of targets), got {mask.shape}")
+    mask = mask.astype(bool)
+    if not mask.any():
+        raise ValueError("mask: every position is masked out; the mean loss is undefined")
+    return mask
+
+
+def softmax_cross_entropy(logits, targets, mask=None):
+    """Mean softmax cross-entropy over unmasked positions, in nats, and its gradient.
+
+    Parameters
+    ----------
+    logits : float ndarray (..., V), e.g. (T, B, V) or (B, V)
+        Unnormalised scores.
+    targets : integer ndarray (...), e.g. (T, B); values in [0, V)
+    mask : bool or 0/1 ndarray (...), optional
+        Positions that count (True/1). Masked-out positions contribute neither loss nor
+        gradient. None means all count.
+
+    Returns
+    -------
+    loss : float
+        ``-(1/N) sum_{unmasked n} log softmax(logits_n)[targets_n]``, N = number of unmasked
+        positions; nats (divide by ln 2 for bits; exp(loss) is the perplexity).
+    dlogits : ndarray like logits
+        ``(softmax(logits_n) - onehot(targets_n)) / N`` at unmasked n, 0 elsewhere.
+
+    Raises
+    ------
+    TypeError
+        Float targets, integer logits.
+    ValueError
+        Shape mismatch, target ids outside [0, V) (a token not in the vocabulary),
+        NaN/inf logits, all positions masked.
+
+    Notes
+    -----
+    log-softmax is computed with the log-sum-exp shift (:func:`scipy.special.log_softmax`), so
+    logits of any magnitude are safe.
+    """
+    logits = as_float_array("logits", logits)
+    if logits.ndim < 1:
+        raise ValueError("logits: expected shape (..., V), got a scalar")
+    V = logits.shape[-1]
+    targets = check_int_array("targets", targets, 0, V)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"targets: expected shape {logits.shape[:-1]} (logits shape without the last "
+            f"axis V = {V}), got {targets.shape}"
+        )
+    mask = _check_mask(mask, targets.shape)
+    logp = log_softmax(logits, axis=-1)  # (..., V)
+    nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # (...)
+    dlogits = np.exp(logp)  # softmax
+    np.put_along_axis(
+        dlogits, targets[..., None],
+        np.take_along_axis(dlogits, targets[..., None], axis=-1) - 1, axis=-1,
+    )
+    if mask is None:
+        n = nll.size
+        loss = float(nll.sum(dtype=np.float64) / n)
+    else:
+        n = int(mask.sum())
+        loss = float(nll[mask].sum(dtype=np.float64) / n)
+        dlogits[~mask] = 0
+    dlogits /= logits.dtype.type(n)
+    return loss, dlogits
+
+
+def mse_loss(pred, target, mask=None):
+    """Mean squared error and its gradient.
+
+    Parameters
+    ----------
+    pred : float ndarray, any shape (e.g. (T, B, K) or (B, K))
+    target : float ndarray, same shape and dtype
+    mask : bool ndarray, same shape as ``pred`` or as ``pred.shape[:-1]``, optional
+        Positions that count.
+
+    Returns
+    -------
+    loss : float
+        ``(1/N) sum (pred - target)^2`` over the N unmasked entries.
+    dpred : ndarray like pred
+        ``2 (pred - target) / N`` at unmasked entries, 0 elsewhere.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Dtype or shape mismatch, NaN/inf, all entries masked.
+    """
+    pred = as_float_array("pred", pred)
+    target = as_float_array("target", target, pred.dtype)
+    if pred.shape != target.shape:
+        raise ValueError(f"target: expected shape {pred.shape} (that of pred), got {target.shape}")
+    diff = pred - target
+    if mask is None:
+        n = diff.size
+    else:
+        m = np.asarray(mask)
+        if m.shape == pred.shape[:-1]:
+            m = np.broadcast_to(m[..., None], pred.shape)
+        m = _check_mask(m, pred.shape)
+        diff = np.where(m, diff, 0)
+        n = int(m.sum())
+    loss = float(np.sum(diff * diff, dtype=np.float64) / n)
+    return loss, diff * pred.dtype.type(2.0 / n)
+
+
+def softmax_probs(logits, temperature: float = 1.0):
+    """Softmax over the last axis with a temperature, (..., V) -> (..., V) probabilities."""
+    logits = as_float_array("logits", logits)
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected > 0, got {temperature}")
+    return softmax(logits / logits.dtype.type(temperature), axis=-1)
