@@ -83,9 +83,7 @@ def _check_ids(ids, vocab_size: int, name: str, allow_empty: bool = False) -> np
         raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= vocab_size:
-        raise ValueError(
-            f"{name} must hold ids in [0, {vocab_size}), got values in [{lo}, {hi}]"
-        )
+        raise ValueError(f"{name} must hold ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
     return arr.astype(np.int64, copy=False)
 
 
@@ -428,9 +426,7 @@ def kneser_ney_discounts(counts: np.ndarray, modified: bool = True) -> tuple[flo
     return (y, y, y)
 
 
-def fit_kneser_ney(
-    train_ids, vocab_size: int, order: int, modified: bool = True
-) -> NGramModel:
+def fit_kneser_ney(train_ids, vocab_size: int, order: int, modified: bool = True) -> NGramModel:
     """Interpolated (modified) Kneser-Ney n-gram model, recursing down to uniform.
 
     Parameters
@@ -581,7 +577,6 @@ def format_baselines(results: dict[str, float], unit: str = "char") -> str:
     lines = [header]
     for name, nats in results.items():
         lines.append(
-            f"{name:<{width}}  {nats:>10.4f}  {nats / math.log(2):>10.4f}  "
-            f"{math.exp(nats):>10.3f}"
+            f"{name:<{width}}  {nats:>10.4f}  {nats / math.log(2):>10.4f}  {math.exp(nats):>10.3f}"
         )
     return "\n".join(lines)
