@@ -60,6 +60,9 @@ def _load_scalars(state_dict, expected: dict) -> dict:
     """Check ``state_dict`` has exactly the keys of ``expected`` and convert its scalar leaves."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    kind = _scalar_leaf(state_dict.get("type"))
+    if kind != expected["type"]:
+        raise ValueError(f"state_dict is for {kind!r}, not {expected['type']!r}")
     if set(state_dict) != set(expected):
         raise ValueError(f"state_dict: expected keys {sorted(expected)}, got {sorted(state_dict)}")
     out = {}
@@ -129,8 +132,6 @@ class LRScheduler:
             If the schedule type or the set of keys differs, or a value is invalid.
         """
         sd = _load_scalars(state_dict, self.state_dict())
-        if sd["type"] != type(self).__name__:
-            raise ValueError(f"state_dict is for {sd['type']!r}, not {type(self).__name__!r}")
         hp = self._validate({k: sd[k] for k in self._hyper})
         base_lr = _real("base_lr", sd["base_lr"])
         last_lr = _real("last_lr", sd["last_lr"])
@@ -365,13 +366,24 @@ class LinearWarmup(LRScheduler):
         return sd
 
     def load_state_dict(self, state_dict: Mapping) -> None:
+        """As :meth:`LRScheduler.load_state_dict`, restoring ``after`` too.
+
+        Raises
+        ------
+        ValueError
+            If the type differs, or exactly one of the state and this object has ``after``.
+        """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        kind = _scalar_leaf(state_dict.get("type"))
+        if kind != type(self).__name__:
+            raise ValueError(f"state_dict is for {kind!r}, not {type(self).__name__!r}")
         after_sd = state_dict.get("after", {})
         if (self.after is None) != (not after_sd):
             raise ValueError("state_dict and this LinearWarmup disagree on having an `after` "
                              "schedule")
         rest = {k: v for k, v in state_dict.items() if k != "after"}
+        # `after` first: the warm-up's own load then sets optimizer.lr to the combined lr
         if self.after is not None:
             self.after.load_state_dict(after_sd)
         super().load_state_dict({**rest, "after": {}} if self.after is None else
@@ -525,8 +537,6 @@ class ReduceLROnPlateau:
             If the type or key set differs or a value is invalid.
         """
         sd = _load_scalars(state_dict, self.state_dict())
-        if sd["type"] != type(self).__name__:
-            raise ValueError(f"state_dict is for {sd['type']!r}, not {type(self).__name__!r}")
         hp = self._validate({k: sd[k] for k in self._hyper})
         best = sd["best"]
         if isinstance(best, bool) or not isinstance(best, numbers.Real):
