@@ -437,9 +437,10 @@ class Adam(Optimizer):
         theta_t = theta_{t-1} - (gamma / (1 - beta1**t)) * m_t
                                 / (sqrt(v_t) / sqrt(1 - beta2**t) + eps)
 
-    This is Algorithm 1 of Kingma & Ba with eps added after the bias-corrected square root (the
-    paper adds it to sqrt(v_hat) too; the two coincide). On the first step m_hat = g and
-    sqrt(v_hat) = |g|, so every weight with |g| >> eps moves by exactly gamma.
+    This is Algorithm 1 of Kingma & Ba: eps is added to the bias-corrected sqrt(v_hat), as
+    PyTorch does (not the "efficient" reordering at the end of the paper's Section 2, which adds
+    eps before the bias correction). On the first step m_hat = g and sqrt(v_hat) = |g|, so every
+    weight with |g| >> eps moves by exactly gamma.
 
     References
     ----------
@@ -581,7 +582,8 @@ class RMSprop(Optimizer):
     .. [1] Tieleman & Hinton (2012), "Lecture 6.5 - RMSProp", COURSERA: Neural Networks for
        Machine Learning.
     .. [2] Graves (2013), "Generating Sequences With Recurrent Neural Networks",
-       arXiv:1308.0850, Eqs. (38)-(41) (the centered variant).
+       arXiv:1308.0850, Eqs. (38)-(41) (the centered variant; Graves puts eps inside the square
+       root, PyTorch and this class outside).
     .. [3] PyTorch documentation, ``torch.optim.RMSprop``.
     """
 
@@ -830,7 +832,8 @@ def clip_grad_value(grads: Mapping[str, np.ndarray], clip_value: float) -> None:
     References
     ----------
     .. [1] Mikolov (2012), "Statistical Language Models Based on Neural Networks", PhD thesis,
-       Brno University of Technology, Section 3.3 (gradient clipping by value).
+       Brno University of Technology (element-wise clipping of RNN gradients; discussed in
+       Pascanu, Mikolov & Bengio 2013, Section 3.1).
     .. [2] PyTorch documentation, ``torch.nn.utils.clip_grad_value_``.
     """
     arrays = _grad_arrays(grads)
