@@ -1,0 +1,451 @@
+"""Training: batch sources (shuffled mini-batches, truncated-BPTT streams) and a ``Trainer``.
+
+The trainer knows nothing about the model beyond the model protocol of :mod:`lstm_bptt.models`
+(``params``, ``loss(inputs, targets, state=None, **kwargs) -> (loss, grads, state)``,
+``config()``, ``rng``). Batches are a pure function of the step number (``source.get(step)``),
+so a run can be resumed from a checkpoint at any step and continue bit for bit.
+
+Truncated BPTT (Williams & Peng 1990, "An efficient gradient-based algorithm for on-line
+training of recurrent network trajectories"; Sutskever 2013, thesis section 2.8.6): the stream
+is read in windows of k1 steps; (h, c) is carried from one window to the next as plain arrays,
+so the gradient stops at the window edge. With k2 > k1 each update backpropagates the loss of
+the newest k1 steps through the last k2 steps: the window is extended k2 - k1 steps into the
+past (recomputed from the state carried at that point) and the loss there is masked out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._checks import check_int_array, check_positive_int
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .optim import clip_grad_norm
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradient became NaN or inf. No update was applied and no checkpoint
+    was written for that step."""
+
+
+@dataclass
+class Batch:
+    """One training batch: ``model.loss(inputs, targets, state, **kwargs)``.
+
+    ``reset_state`` says the carried (h, c) must be dropped before this batch (start of a
+    stream or of an epoch).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    kwargs: dict = field(default_factory=dict)
+    reset_state: bool = True
+
+
+class MinibatchSource:
+    """Shuffled mini-batches of whole sequences, a new permutation every epoch.
+
+    Parameters
+    ----------
+    inputs : ndarray (T, N, ...) time-major sequences (N = number of sequences)
+    targets : ndarray (N, ...) for one target per sequence, or (T, N, ...) per step
+        (told apart by rank: same rank as ``inputs`` means per step).
+    batch_size : int
+    seed : int
+        The permutation of epoch e is ``default_rng([seed, e]).permutation(N)``: a function of
+        the epoch, so resuming needs no rng state.
+    shuffle : bool
+    lengths : integer ndarray (N,), optional
+        Valid lengths, passed to the model as ``lengths``.
+    drop_last : bool
+        Drop the last incomplete batch of each epoch.
+
+    Raises
+    ------
+    ValueError
+        Mismatched N between inputs, targets and lengths, or batch_size < 1.
+    """
+
+    stateful = False
+
+    def __init__(self, inputs, targets, batch_size, *, seed=0, shuffle=True, lengths=None,
+                 drop_last=False):
+        self.inputs = np.asarray(inputs)
+        self.targets = np.asarray(targets)
+        if self.inputs.ndim < 2:
+            raise ValueError(f"inputs: expected (T, N, ...), got shape {self.inputs.shape}")
+        self.N = self.inputs.shape[1]
+        self.target_axis = 1 if self.targets.ndim == self.inputs.ndim else 0
+        if self.targets.shape[self.target_axis] != self.N:
+            raise ValueError(
+                f"targets: expected {self.N} sequences along axis {self.target_axis} "
+                f"(inputs are (T, N, ...) with N = {self.N}), got shape {self.targets.shape}"
+            )
+        self.lengths = None if lengths is None else check_int_array("lengths", lengths, 1)
+        if self.lengths is not None and self.lengths.shape != (self.N,):
+            raise ValueError(f"lengths: expected shape ({self.N},), got {self.lengths.shape}")
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.seed, self.shuffle, self.drop_last = int(seed), bool(shuffle), bool(drop_last)
+        n = self.N // self.batch_size if drop_last else math.ceil(self.N / self.batch_size)
+        if n < 1:
+            raise ValueError(f"batch_size {batch_size} exceeds the {self.N} sequences")
+        self.num_batches = n
+
+    def get(self, step: int) -> Batch:
+        """The batch for global step ``step`` (epoch = step // num_batches)."""
+        epoch, j = divmod(int(step), self.num_batches)
+        order = (np.random.default_rng([self.seed, epoch]).permutation(self.N)
+                 if self.shuffle else np.arange(self.N))
+        idx = order[j * self.batch_size : (j + 1) * self.batch_size]
+        kwargs = {} if self.lengths is None else {"lengths": self.lengths[idx]}
+        return Batch(self.inputs[:, idx], np.take(self.targets, idx, axis=self.target_axis),
+                     kwargs, reset_state=True)
+
+
+class TBPTTStream:
+    """Truncated-BPTT windows over B parallel token streams (language modelling).
+
+    Parameters
+    ----------
+    streams : integer ndarray (N, B)
+        B contiguous streams, time-major (see :func:`lstm_bptt.data.batchify`). Inputs are
+        ``streams[t]``, targets ``streams[t + 1]``.
+    k1 : int
+        Steps per window (and per update); the state is carried across windows.
+    k2 : int, optional
+        Steps to backpropagate through (k2 >= k1; default k1). With k2 > k1 the window is
+        extended k2 - k1 steps into the past and their loss masked out (Williams & Peng 1990).
+
+    Notes
+    -----
+    ``num_batches`` windows make one pass over the streams (an epoch); at the first window of
+    every pass ``reset_state`` is True, since the streams restart there and the carried state
+    belongs to their ends.
+    """
+
+    stateful = True
+
+    def __init__(self, streams, k1: int, k2: int | None = None):
+        self.streams = check_int_array("streams", streams, 0)
+        if self.streams.ndim != 2 or self.streams.shape[0] < 2:
+            raise ValueError(f"streams: expected (N, B) with N >= 2, got {self.streams.shape}")
+        self.k1 = check_positive_int("k1", k1)
+        self.k2 = self.k1 if k2 is None else check_positive_int("k2", k2)
+        if self.k2 < self.k1:
+            raise ValueError(f"k2: expected k2 >= k1 = {self.k1}, got {self.k2}")
+        self.num_batches = math.ceil((self.streams.shape[0] - 1) / self.k1)
+
+    def _window(self, w: int):
+        n = self.streams.shape[0] - 1
+        start = w * self.k1
+        end = min(start + self.k1, n)
+        return start, end
+
+    def get(self, step: int) -> Batch:
+        """Window ``step % num_batches``: inputs/targets (<= k2, B) and the kwargs ``mask``
+        and ``state_at`` telling the model where the counted loss starts and which state to
+        carry to the next window."""
+        w = int(step) % self.num_batches
+        start, end = self._window(w)
+        extra = self.k2 - self.k1
+        hist = min(extra, start)
+        lo = start - hist
+        inputs = self.streams[lo:end]
+        targets = self.streams[lo + 1 : end + 1]
+        kwargs = {}
+        if hist:
+            mask = np.ones(targets.shape, bool)
+            mask[:hist] = False
+            kwargs["mask"] = mask
+        if extra and w + 1 < self.num_batches:
+            next_hist = min(extra, end)
+            kwargs["state_at"] = (end - next_hist) - lo
+        return Batch(inputs, targets, kwargs, reset_state=(w == 0))
+
+
+def tbptt_gradients(model, source: TBPTTStream, num_windows: int | None = None, state=None):
+    """Sum over windows of (loss x counted positions) and of its gradients, without updates.
+
+    For checking truncated BPTT: with k2 >= the stream length, dividing the result by the total
+    number of counted positions gives exactly the full-BPTT loss and gradient of the mean
+    loss over the whole stream.
+
+    Returns
+    -------
+    total_loss : float (sum over windows of mean loss x counted positions)
+    grads : dict keyed like ``model.params`` (same weighting)
+    count : int, counted positions
+    """
+    total, count, acc = 0.0, 0, {k: np.zeros_like(p) for k, p in model.params.items()}
+    for w in range(source.num_batches if num_windows is None else num_windows):
+        b = source.get(w)
+        if b.reset_state:
+            state = None
+        loss, grads, state = model.loss(b.inputs, b.targets, state, train=False, **b.kwargs)
+        n = int(b.kwargs["mask"].sum()) if "mask" in b.kwargs else b.targets.size
+        total += loss * n
+        count += n
+        for k in acc:
+            acc[k] += grads[k] * n
+    return total, acc, count
+
+
+class Trainer:
+    """Generic training loop with validation, early stopping, checkpoints and exact resume.
+
+    Parameters
+    ----------
+    model : model with ``params``, ``loss``, ``config``, ``rng`` (see :mod:`lstm_bptt.models`)
+    optimizer : an optimizer of :mod:`lstm_bptt.optim` over ``model.params``
+    source : MinibatchSource, TBPTTStream, or any object with ``num_batches``, ``stateful``
+        and ``get(step) -> Batch``
+    max_steps : int, optional
+        Update budget. Give this or ``epochs``.
+    epochs : int, optional
+        Passes over the source (max_steps = epochs * source.num_batches).
+    scheduler : a schedule of :mod:`lstm_bptt.schedules`, optional
+        Stepped after every update (ReduceLROnPlateau: after every evaluation, with the
+        monitored metric).
+    clip_norm : float, optional
+        Clip gradients by their global L2 norm (Pascanu, Mikolov & Bengio 2013).
+    eval_fn : callable ``(model) -> dict`` of metrics, optional
+        Run every ``eval_every`` steps and at the end.
+    eval_every : int, optional
+    log_every : int
+        Steps between history rows (mean training loss over the interval).
+    monitor : str
+        Metric for early stopping / ReduceLROnPlateau (lower is better).
+    patience : int, optional
+        Stop after this many evaluations without improvement of ``monitor``.
+    checkpoint_path : str or Path, optional
+        Where to write the checkpoint (atomically) after each evaluation and at the end.
+    callbacks : iterable
+        Objects with optional ``on_step_end(trainer, info)`` and
+        ``on_eval_end(trainer, metrics)`` methods.
+    progress : bool or None
+        tqdm bar; None shows it only on a terminal.
+    perplexity : bool
+        Show exp(loss) in the bar (for cross-entropy losses in nats).
+    extra : dict, optional
+        Stored in the checkpoint as is (e.g. the vocabulary).
+
+    Raises
+    ------
+    TrainingDivergedError
+        In :meth:`fit`, when the loss or gradient norm is not finite.
+    """
+
+    def __init__(self, model, optimizer, source, *, max_steps=None, epochs=None, scheduler=None,
+                 clip_norm=None, eval_fn=None, eval_every=None, log_every=10,
+                 monitor="val_loss", patience=None, checkpoint_path=None, callbacks=(),
+                 progress=None, perplexity=False, extra=None):
+        if (max_steps is None) == (epochs is None):
+            raise ValueError("give exactly one of max_steps and epochs")
+        self.max_steps = (check_positive_int("max_steps", max_steps) if max_steps is not None
+                          else check_positive_int("epochs", epochs) * source.num_batches)
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm: expected > 0 or None, got {clip_norm}")
+        self.model, self.optimizer, self.source = model, optimizer, source
+        self.scheduler = scheduler
+        self.clip_norm = clip_norm
+        self.eval_fn = eval_fn
+        self.eval_every = None if eval_every is None else check_positive_int("eval_every",
+                                                                              eval_every)
+        self.log_every = check_positive_int("log_every", log_every)
+        self.monitor, self.patience = monitor, patience
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.callbacks = list(callbacks)
+        self.progress, self.perplexity = progress, perplexity
+        self.extra = dict(extra or {})
+        self.step = 0
+        self.state = None
+        self.history: list[dict] = []
+        self.best = math.inf
+        self.bad_evals = 0
+        self.stopped_early = False
+        self._interval = []
+
+    # ------------------------------------------------------------------ training
+    def train_step(self) -> dict:
+        """One update on ``source.get(self.step)``; returns {"loss", "grad_norm", "lr"}."""
+        batch = self.source.get(self.step)
+        state = None if (batch.reset_state or not self.source.stateful) else self.state
+        loss, grads, new_state = self.model.loss(batch.inputs, batch.targets, state,
+                                                 **batch.kwargs)
+        if self.clip_norm is not None:
+            gnorm = clip_grad_norm(grads, self.clip_norm)
+        else:
+            gnorm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
+                                  for g in grads.values()))
+        if not (math.isfinite(loss) and math.isfinite(gnorm)):
+            raise TrainingDivergedError(
+                f"step {self.step + 1}: loss = {loss}, gradient norm = {gnorm}; the update was "
+                "not applied and no checkpoint was written. Try a lower learning rate, "
+                "gradient clipping (clip_norm) or float64."
+            )
+        self.optimizer.step(grads)
+        if self.scheduler is not None and not hasattr(self.scheduler, "num_bad_epochs"):
+            self.scheduler.step()
+        self.state = new_state if self.source.stateful else None
+        self.step += 1
+        return {"loss": loss, "grad_norm": gnorm, "lr": float(self.optimizer.lr)}
+
+    def evaluate(self) -> dict:
+        """Run ``eval_fn``, record the metrics in the history, update early stopping."""
+        metrics = dict(self.eval_fn(self.model)) if self.eval_fn is not None else {}
+        row = {"step": self.step, **{k: float(v) for k, v in metrics.items()}}
+        self.history.append(row)
+        if self.monitor in metrics:
+            value = float(metrics[self.monitor])
+            if value < self.best:
+                self.best, self.bad_evals = value, 0
+            else:
+                self.bad_evals += 1
+            if self.scheduler is not None and hasattr(self.scheduler, "num_bad_epochs"):
+                self.scheduler.step(value)
+            if self.patience is not None and self.bad_evals >= self.patience:
+                self.stopped_early = True
+        for cb in self.callbacks:
+            if hasattr(cb, "on_eval_end"):
+                cb.on_eval_end(self, metrics)
+        return metrics
+
+    def fit(self) -> list[dict]:
+        """Train until ``max_steps`` (or early stopping); returns the history.
+
+        Raises
+        ------
+        TrainingDivergedError
+            Non-finite loss or gradient (the last good checkpoint is left untouched).
+        """
+        t0 = time.perf_counter()
+        bar = tqdm(total=self.max_steps, initial=self.step, disable=self._bar_disabled(),
+                   dynamic_ncols=True, unit="step")
+        last_eval = None
+        try:
+            while self.step < self.max_steps and not self.stopped_early:
+                info = self.train_step()
+                self._interval.append(info)
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        cb.on_step_end(self, info)
+                bar.update(1)
+                if self.step % self.log_every == 0 or self.step == self.max_steps:
+                    self._log(bar, time.perf_counter() - t0)
+                if self.eval_every and self.step % self.eval_every == 0:
+                    metrics = self.evaluate()
+                    last_eval = self.step
+                    bar.write(self._format_eval(metrics))
+                    self._save()
+            if self._interval:
+                self._log(bar, time.perf_counter() - t0)
+            if self.eval_fn is not None and last_eval != self.step:
+                bar.write(self._format_eval(self.evaluate()))
+            self._save()
+        finally:
+            bar.close()
+        return self.history
+
+    def _bar_disabled(self):
+        if self.progress is None:
+            return None  # tqdm: off when not attached to a terminal
+        return not self.progress
+
+    def _log(self, bar, elapsed):
+        rows = self._interval
+        self._interval = []
+        loss = float(np.mean([r["loss"] for r in rows]))
+        row = {"step": self.step, "loss": loss,
+               "grad_norm": float(np.mean([r["grad_norm"] for r in rows])),
+               "lr": rows[-1]["lr"], "elapsed_s": round(elapsed, 3)}
+        self.history.append(row)
+        post = {"loss": f"{loss:.4f}"}
+        if self.perplexity:
+            post["ppl"] = f"{math.exp(min(loss, 700)):.2f}"
+        post["gnorm"] = f"{row['grad_norm']:.2f}"
+        post["lr"] = f"{row['lr']:.2e}"
+        bar.set_postfix(post, refresh=False)
+
+    def _format_eval(self, metrics):
+        parts = [f"step {self.step}"] + [
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()]
+        return " | ".join(parts)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_tree(self) -> dict:
+        """Everything needed to resume exactly, as a checkpoint tree."""
+        return {
+            "model": {"class": type(self.model).__name__, "config": self.model.config()},
+            "params": {k: np.array(v) for k, v in self.model.params.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": {"model": rng_state(self.model.rng)},
+            "step": self.step,
+            "state": None if self.state is None else [np.array(s) for s in self.state],
+            "history": self.history,
+            "trainer": {"best": self.best, "bad_evals": self.bad_evals,
+                        "max_steps": self.max_steps},
+            "extra": self.extra,
+        }
+
+    def _save(self):
+        if self.checkpoint_path is None:
+            return
+        bad = [k for k, v in self.model.params.items() if not np.isfinite(v).all()]
+        if bad:
+            raise TrainingDivergedError(f"refusing to write a checkpoint: NaN/inf in {bad}")
+        save_checkpoint(self.checkpoint_path, self.checkpoint_tree())
+
+    def save(self, path) -> Path:
+        """Write a checkpoint to ``path`` now (atomically)."""
+        return save_checkpoint(path, self.checkpoint_tree())
+
+    def load(self, path_or_tree) -> dict:
+        """Restore params, optimizer, schedule, rng, step, carried state and history.
+
+        Returns the checkpoint tree (for its ``extra``).
+
+        Raises
+        ------
+        ValueError
+            The checkpoint was made for a different model class or parameter shapes.
+        """
+        tree = (path_or_tree if isinstance(path_or_tree, dict)
+                else load_checkpoint(path_or_tree))
+        cls = tree["model"]["class"]
+        if cls != type(self.model).__name__:
+            raise ValueError(f"checkpoint holds a {cls}, not a {type(self.model).__name__}")
+        self.model.load_params(tree["params"])
+        self.optimizer.load_state_dict(tree["optimizer"])
+        if self.scheduler is not None and tree.get("scheduler") is not None:
+            self.scheduler.load_state_dict(tree["scheduler"])
+        set_rng_state(self.model.rng, tree["rng"]["model"])
+        self.step = int(tree["step"])
+        st = tree.get("state")
+        self.state = None if st is None else (np.array(st[0]), np.array(st[1]))
+        self.history = list(tree.get("history") or [])
+        tr = tree.get("trainer", {})
+        self.best = float(tr.get("best", math.inf))
+        self.bad_evals = int(tr.get("bad_evals", 0))
+        return tree
+
+    def write_history(self, path) -> Path:
+        """Write the history as CSV (``.csv``) or JSON (any other suffix)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".csv":
+            keys = list(dict.fromkeys(k for row in self.history for k in row))
+            with open(path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=keys)
+                w.writeheader()
+                w.writerows(self.history)
+        else:
+            path.write_text(json.dumps(self.history, indent=1))
+        return path
