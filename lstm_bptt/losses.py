@@ -11,14 +11,18 @@ from scipy.special import log_softmax, softmax
 from ._checks import as_float_array, check_int_array
 
 
-def _check_mask(mask, shape):
+def _check_mask(mask, shape, what="that of targets"):
     if mask is None:
         return None
     mask = np.asarray(mask)
     if mask.dtype.kind not in "buif":
         raise TypeError(f"mask: expected a boolean or 0/1 array, got dtype {mask.dtype}")
     if mask.shape != shape:
-        raise ValueError(f"mask: expected shape {shape} (that of targets), got {mask.shape}")
+        raise ValueError(f"mask: expected shape {shape} ({what}), got {mask.shape}")
+    if mask.dtype.kind != "b" and not np.isin(mask, (0, 1)).all():
+        # a weight mask (0.5, ...) would silently count as True: refuse it
+        bad = mask[~np.isin(mask, (0, 1))].ravel()[0]
+        raise ValueError(f"mask: expected only 0/1 (or True/False) values, got {bad}")
     mask = mask.astype(bool)
     if not mask.any():
         raise ValueError("mask: every position is masked out; the mean loss is undefined")
@@ -50,8 +54,8 @@ def softmax_cross_entropy(logits, targets, mask=None):
     TypeError
         Float targets, integer logits.
     ValueError
-        Shape mismatch, target ids outside [0, V) (a token not in the vocabulary),
-        NaN/inf logits, all positions masked.
+        Shape mismatch, empty logits, target ids outside [0, V) (a token not in the
+        vocabulary), NaN/inf logits, mask values other than 0/1, all positions masked.
 
     Notes
     -----
@@ -62,6 +66,10 @@ def softmax_cross_entropy(logits, targets, mask=None):
     if logits.ndim < 1:
         raise ValueError("logits: expected shape (..., V), got a scalar")
     V = logits.shape[-1]
+    if V == 0 or logits.size == 0:
+        raise ValueError(
+            f"logits: expected a non-empty array (..., V) with V >= 1, got shape {logits.shape}"
+        )
     targets = check_int_array("targets", targets, 0, V)
     if targets.shape != logits.shape[:-1]:
         raise ValueError(
@@ -107,12 +115,15 @@ def mse_loss(pred, target, mask=None):
     Raises
     ------
     TypeError, ValueError
-        Dtype or shape mismatch, NaN/inf, all entries masked.
+        Dtype or shape mismatch, empty input, NaN/inf, mask values other than 0/1, all
+        entries masked.
     """
     pred = as_float_array("pred", pred)
     target = as_float_array("target", target, pred.dtype)
     if pred.shape != target.shape:
         raise ValueError(f"target: expected shape {pred.shape} (that of pred), got {target.shape}")
+    if pred.size == 0:
+        raise ValueError(f"pred: expected a non-empty array, got shape {pred.shape}")
     diff = pred - target
     if mask is None:
         n = diff.size
@@ -120,7 +131,7 @@ def mse_loss(pred, target, mask=None):
         m = np.asarray(mask)
         if m.shape == pred.shape[:-1]:
             m = np.broadcast_to(m[..., None], pred.shape)
-        m = _check_mask(m, pred.shape)
+        m = _check_mask(m, pred.shape, f"that of pred, or pred.shape[:-1] = {pred.shape[:-1]}")
         diff = np.where(m, diff, 0)
         n = int(m.sum())
     loss = float(np.sum(diff * diff, dtype=np.float64) / n)
