@@ -476,9 +476,13 @@ def dropout_forward(x, p: float, rng, train: bool = True):
 
     Raises
     ------
+    TypeError
+        ``x`` not a float32/float64 array (the 1/(1-p) scale cannot be represented in an
+        integer mask).
     ValueError
         p outside [0, 1).
     """
+    x = as_float_array("x", x, finite=False)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"p: expected a probability in [0, 1), got {p}")
     if not train or p == 0.0:
