@@ -27,6 +27,13 @@ _FORMAT = "lstm-bptt-checkpoint-v1"
 
 def _flatten(obj, path: str, arrays: dict):
     if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            # np.savez would pickle it, and load_checkpoint (allow_pickle=False) could not
+            # read it back: refuse at save time, naming where it is.
+            raise TypeError(
+                f"cannot store an object array (dtype {obj.dtype}) at {path or '/'} in a "
+                "checkpoint: that would need pickle; convert it to a numeric or str array"
+            )
         key = path or "_root"
         arrays[key] = obj
         return {"__array__": key}
@@ -125,17 +132,26 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    # np.load would accept a .npy file (returning one array) or try to unpickle other bytes;
+    # only a zip archive can be a checkpoint.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a readable .npz checkpoint: not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as data:
             if _TREE_KEY not in data.files:
-                raise ValueError(f"{path} is an .npz file but not an lstm-bptt checkpoint")
+                raise ValueError(f"{path} is an .npz file but not an lstm-bptt checkpoint "
+                                 f"(no {_TREE_KEY!r} member; members: {data.files[:5]})")
             meta = json.loads(str(data[_TREE_KEY]))
             arrays = {k: data[k] for k in data.files if k != _TREE_KEY}
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValueError(f"{path} is not a readable .npz checkpoint: {exc}") from exc
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-    return _unflatten(meta["tree"], arrays)
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else meta
+        raise ValueError(f"{path}: unknown checkpoint format {fmt!r}")
+    try:
+        return _unflatten(meta["tree"], arrays)
+    except KeyError as exc:
+        raise ValueError(f"{path}: corrupt checkpoint, missing member {exc}") from exc
 
 
 def rng_state(rng: np.random.Generator) -> str:
