@@ -120,8 +120,10 @@ class TBPTTStream:
     k1 : int
         Steps per window (and per update); the state is carried across windows.
     k2 : int, optional
-        Steps to backpropagate through (k2 >= k1; default k1). With k2 > k1 the window is
-        extended k2 - k1 steps into the past and their loss masked out (Williams & Peng 1990).
+        Steps to backpropagate through (k2 >= k1; default k1). With k2 > k1 every update
+        backpropagates through the last k2 steps (fewer only at the start of the stream): the
+        window is extended into the past and the loss there masked out (Williams & Peng 1990).
+        So with k2 >= N - 1 the accumulated gradients are exactly those of full BPTT.
 
     Notes
     -----
@@ -143,20 +145,24 @@ class TBPTTStream:
         self.num_batches = math.ceil((self.streams.shape[0] - 1) / self.k1)
 
     def _window(self, w: int):
+        """(lo, start, end): the loss counts steps [start, end); backpropagation runs through
+        [lo, end): with k2 > k1 the last k2 steps (fewer only at the start of the stream),
+        with k2 = k1 just the window (plain disjoint truncation)."""
         n = self.streams.shape[0] - 1
         start = w * self.k1
         end = min(start + self.k1, n)
-        return start, end
+        if self.k2 == self.k1:
+            return start, start, end
+        # lo from end, not start: a short last window must still look back k2 steps
+        return max(0, end - self.k2), start, end
 
     def get(self, step: int) -> Batch:
         """Window ``step % num_batches``: inputs/targets (<= k2, B) and the kwargs ``mask``
         and ``state_at`` telling the model where the counted loss starts and which state to
         carry to the next window."""
         w = int(step) % self.num_batches
-        start, end = self._window(w)
-        extra = self.k2 - self.k1
-        hist = min(extra, start)
-        lo = start - hist
+        lo, start, end = self._window(w)
+        hist = start - lo
         inputs = self.streams[lo:end]
         targets = self.streams[lo + 1 : end + 1]
         kwargs = {}
@@ -164,9 +170,9 @@ class TBPTTStream:
             mask = np.ones(targets.shape, bool)
             mask[:hist] = False
             kwargs["mask"] = mask
-        if extra and w + 1 < self.num_batches:
-            next_hist = min(extra, end)
-            kwargs["state_at"] = (end - next_hist) - lo
+        if self.k2 > self.k1 and w + 1 < self.num_batches:
+            next_lo = self._window(w + 1)[0]
+            kwargs["state_at"] = next_lo - lo
         return Batch(inputs, targets, kwargs, reset_state=(w == 0))
 
 
@@ -298,7 +304,8 @@ class Trainer:
         return {"loss": loss, "grad_norm": gnorm, "lr": float(self.optimizer.lr)}
 
     def evaluate(self) -> dict:
-        """Run ``eval_fn``, record the metrics in the history, update early stopping."""
+        """Run ``eval_fn``, record the metrics in the history, update early stopping and
+        ReduceLROnPlateau. (``fit`` then prints them and calls the ``on_eval_end`` callbacks.)"""
         metrics = dict(self.eval_fn(self.model)) if self.eval_fn is not None else {}
         row = {"step": self.step, **{k: float(v) for k, v in metrics.items()}}
         self.history.append(row)
@@ -312,10 +319,13 @@ class Trainer:
                 self.scheduler.step(value)
             if self.patience is not None and self.bad_evals >= self.patience:
                 self.stopped_early = True
+        return metrics
+
+    def _after_eval(self, bar, metrics):
+        bar.write(self._format_eval(metrics))
         for cb in self.callbacks:
             if hasattr(cb, "on_eval_end"):
                 cb.on_eval_end(self, metrics)
-        return metrics
 
     def fit(self) -> list[dict]:
         """Train until ``max_steps`` (or early stopping); returns the history.
@@ -342,12 +352,12 @@ class Trainer:
                 if self.eval_every and self.step % self.eval_every == 0:
                     metrics = self.evaluate()
                     last_eval = self.step
-                    bar.write(self._format_eval(metrics))
+                    self._after_eval(bar, metrics)
                     self._save()
             if self._interval:
                 self._log(bar, time.perf_counter() - t0)
             if self.eval_fn is not None and last_eval != self.step:
-                bar.write(self._format_eval(self.evaluate()))
+                self._after_eval(bar, self.evaluate())
             self._save()
         finally:
             bar.close()
