@@ -1,0 +1,307 @@
+"""Tests for lstm_bptt.models: end-to-end gradient checks (float64, central differences) of
+CharLM, SequenceClassifier and SequenceRegressor, and CharLM sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from lstm_bptt.gradcheck import GradcheckError, gradcheck
+from lstm_bptt.models import CharLM, SequenceClassifier, SequenceRegressor, build_model
+
+TOL = 1e-7
+
+
+def _randomize(model, rng, scale=0.5):
+    """Every parameter entry random and non-zero (biases too), so no term can hide."""
+    for p in model.params.values():
+        p[...] = scale * rng.standard_normal(p.shape)
+
+
+def _state(rng, L, B, H, scale=0.5):
+    return (scale * rng.standard_normal((L, B, H)), scale * rng.standard_normal((L, B, H)))
+
+
+def _check_model(model, loss_call):
+    """gradcheck of every parameter tensor of ``model`` against ``loss_call()``."""
+    loss, grads, _ = loss_call()
+    assert set(grads) == set(model.params)
+    for k, g in grads.items():
+        assert g.shape == model.params[k].shape and g.dtype == np.float64, k
+    report = gradcheck(lambda: loss_call()[0], model.params, grads, tol=TOL)
+    assert report.passed and report.max_rel_error < TOL
+    return loss, grads
+
+
+# ---------------------------------------------------------------------------- gradient checks
+@pytest.mark.parametrize("embedding_dim", [None, 4], ids=["one-hot", "embedding"])
+def test_charlm_gradcheck_two_layers_state_and_mask(embedding_dim):
+    rng = np.random.default_rng(1)
+    V, H, L, T, B = 5, 3, 2, 4, 2
+    model = CharLM(V, H, num_layers=L, embedding_dim=embedding_dim, dtype=np.float64, rng=0)
+    _randomize(model, rng)
+    inputs = rng.integers(0, V, (T, B))
+    targets = rng.integers(0, V, (T, B))
+    state = _state(rng, L, B, H)
+    mask = np.array([[1, 0], [1, 1], [0, 1], [1, 1]], bool)
+    _check_model(model, lambda: model.loss(inputs, targets, state, mask, train=False))
+    if embedding_dim is not None:
+        # rows of ids never looked up get exactly zero gradient
+        _, grads, _ = model.loss(inputs, targets, state, mask, train=False)
+        unused = np.setdiff1d(np.arange(V), inputs)
+        assert np.all(grads["embedding.weight"][unused] == 0)
+
+
+def test_charlm_gradcheck_t1_b1_no_state():
+    rng = np.random.default_rng(2)
+    model = CharLM(3, 2, dtype=np.float64, rng=0)
+    _randomize(model, rng)
+    _check_model(model, lambda: model.loss(np.array([[2]]), np.array([[0]]), train=False))
+
+
+def test_gradcheck_flags_a_planted_bug():
+    """The check above can fail: a sign flip on one gradient tensor is caught."""
+    rng = np.random.default_rng(3)
+    model = CharLM(4, 3, dtype=np.float64, rng=0)
+    _randomize(model, rng)
+    inputs, targets = rng.integers(0, 4, (3, 2)), rng.integers(0, 4, (3, 2))
+    _, grads, _ = model.loss(inputs, targets, train=False)
+    grads["lstm.bias_hh_l0"] = -grads["lstm.bias_hh_l0"]
+    with pytest.raises(GradcheckError, match="bias_hh_l0"):
+        gradcheck(lambda: model.loss(inputs, targets, train=False)[0], model.params, grads)
+
+
+def test_charlm_masked_positions_do_not_count():
+    rng = np.random.default_rng(4)
+    model = CharLM(5, 3, dtype=np.float64, rng=0)
+    inputs = rng.integers(0, 5, (4, 2))
+    targets = rng.integers(0, 5, (4, 2))
+    mask = np.ones((4, 2), bool)
+    mask[1, 0] = mask[3, 1] = False
+    other = targets.copy()
+    other[1, 0] = (other[1, 0] + 1) % 5
+    other[3, 1] = (other[3, 1] + 2) % 5
+    l1, g1, _ = model.loss(inputs, targets, mask=mask, train=False)
+    l2, g2, _ = model.loss(inputs, other, mask=mask, train=False)
+    assert l1 == l2
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+    # loss is the mean over the 6 counted positions (nats), computed here from the logits
+    logits = model.forward(inputs)[0]
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+    assert l1 == pytest.approx(nll[mask].sum() / 6, rel=1e-12)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_classifier_gradcheck_with_lengths(num_layers):
+    rng = np.random.default_rng(5)
+    D, H, C, T, B = 3, 4, 3, 5, 3
+    model = SequenceClassifier(D, H, C, num_layers=num_layers, rng=0)
+    _randomize(model, rng)
+    x = rng.standard_normal((T, B, D))
+    y = np.array([0, 2, 1])
+    lengths = np.array([5, 2, 1])
+    state = _state(rng, num_layers, B, H)
+    _check_model(model, lambda: model.loss(x, y, state, lengths, train=False))
+
+
+def test_classifier_padding_is_ignored():
+    rng = np.random.default_rng(6)
+    D, H, C, T, B = 2, 3, 4, 6, 3
+    model = SequenceClassifier(D, H, C, rng=0)
+    _randomize(model, rng)
+    x = rng.standard_normal((T, B, D))
+    y = np.array([3, 0, 1])
+    lengths = np.array([6, 3, 1])
+    x2 = x.copy()
+    for b, n in enumerate(lengths):
+        x2[n:, b] = 100 * rng.standard_normal((T - n, D))  # garbage after each length
+    logits = model.forward(x, lengths=lengths)[0]
+    np.testing.assert_array_equal(model.forward(x2, lengths=lengths)[0], logits)
+    l1, g1, _ = model.loss(x, y, lengths=lengths, train=False)
+    l2, g2, _ = model.loss(x2, y, lengths=lengths, train=False)
+    assert l1 == l2
+    for k in g1:
+        np.testing.assert_allclose(g2[k], g1[k], rtol=0, atol=1e-15)
+    # the prediction of sequence b equals that of the truncated sequence x[:l_b, b]
+    for b, n in enumerate(lengths):
+        alone = model.forward(x[:n, b : b + 1])[0]
+        np.testing.assert_allclose(alone[0], logits[b], rtol=1e-12, atol=1e-14)
+    # numerically, padding has zero gradient: perturbing it leaves the loss bit for bit
+    x3 = x.copy()
+    x3[3:, 1] += 1e-3
+    assert model.loss(x3, y, lengths=lengths, train=False)[0] == l1
+    # and without lengths the padding does change the prediction (the test can see it)
+    assert not np.allclose(model.forward(x2)[0], model.forward(x)[0])
+
+
+def test_classifier_lengths_validation():
+    model = SequenceClassifier(2, 3, 2, rng=0)
+    x = np.zeros((4, 2, 2))
+    with pytest.raises(ValueError, match="lengths"):
+        model.forward(x, lengths=np.array([0, 3]))
+    with pytest.raises(ValueError, match="lengths"):
+        model.forward(x, lengths=np.array([5, 3]))
+    with pytest.raises(ValueError, match="lengths"):
+        model.forward(x, lengths=np.array([1, 2, 3]))
+
+
+def test_regressor_per_step_gradcheck_with_mask():
+    rng = np.random.default_rng(7)
+    D, H, K, T, B, L = 3, 4, 2, 4, 2, 2
+    model = SequenceRegressor(D, H, K, num_layers=L, rng=0)
+    _randomize(model, rng)
+    x = rng.standard_normal((T, B, D))
+    y = rng.standard_normal((T, B, K))
+    mask = np.array([[1, 1], [0, 1], [1, 0], [1, 1]], bool)
+    state = _state(rng, L, B, H)
+    _check_model(model, lambda: model.loss(x, y, state, mask=mask, train=False))
+    # the loss is the mean squared error over the 6 * K counted entries
+    pred = model.predict(x)
+    assert pred.shape == (T, B, K)
+    pred_s = model.forward(x, state)[0]
+    expected = np.sum(((pred_s - y) ** 2)[mask]) / (mask.sum() * K)
+    assert model.loss(x, y, state, mask=mask, train=False)[0] == pytest.approx(expected, 1e-12)
+
+
+def test_regressor_many_to_one_gradcheck():
+    rng = np.random.default_rng(8)
+    D, H, K, T, B = 2, 3, 2, 5, 3
+    model = SequenceRegressor(D, H, K, many_to_one=True, rng=0)
+    _randomize(model, rng)
+    x = rng.standard_normal((T, B, D))
+    y = rng.standard_normal((B, K))
+    state = _state(rng, 1, B, H)
+    _check_model(model, lambda: model.loss(x, y, state, train=False))
+    lengths = np.array([5, 1, 3])
+    _check_model(model, lambda: model.loss(x, y, state, lengths=lengths, train=False))
+    assert model.predict(x).shape == (B, K)
+
+
+def test_float32_models_keep_dtype():
+    model = CharLM(4, 3, dtype=np.float32, rng=0)
+    ids = np.array([[0, 1], [2, 3]])
+    loss, grads, (h, c) = model.loss(ids, ids)
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert h.dtype == c.dtype == np.float32 and np.isfinite(loss)
+
+
+def test_build_model_from_config():
+    m = CharLM(6, 5, num_layers=2, embedding_dim=3, rng=0)
+    m2 = build_model("CharLM", m.config(), rng=1)
+    assert m2.config() == m.config()
+    assert {k: v.shape for k, v in m2.params.items()} == {k: v.shape for k, v in m.params.items()}
+    m2.load_params(m.params)
+    ids = np.array([[1, 2, 3]])
+    np.testing.assert_array_equal(m2.forward(ids)[0], m.forward(ids)[0])
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("GPT", {})
+    with pytest.raises(ValueError, match="missing"):
+        m2.load_params({"head.weight": m.params["head.weight"]})
+
+
+# ---------------------------------------------------------------------------- sampling
+@pytest.fixture
+def lm():
+    model = CharLM(6, 8, num_layers=2, embedding_dim=4, dtype=np.float64, rng=3)
+    _randomize(model, np.random.default_rng(9), scale=1.0)  # peaked, varied distributions
+    return model
+
+
+def _greedy_reference(model, prime, length):
+    """Greedy decoding written out with forward calls: argmax, feed back, repeat."""
+    logits, state, _ = model.forward(np.asarray(prime)[:, None])
+    last, out = logits[-1, 0], []
+    for _ in range(length):
+        nxt = int(np.argmax(last))
+        out.append(nxt)
+        logits, state, _ = model.forward(np.array([[nxt]]), state)
+        last = logits[0, 0]
+    return out
+
+
+def test_greedy_is_deterministic_argmax(lm):
+    prime = [1, 4, 2]
+    a = lm.sample(12, prime, greedy=True, rng=0)
+    b = lm.sample(12, prime, greedy=True, rng=99)
+    assert a.dtype == np.int64 and a.shape == (12,)
+    np.testing.assert_array_equal(a, b)
+    assert a.tolist() == _greedy_reference(lm, prime, 12)
+
+
+def test_top_k_1_equals_greedy(lm):
+    prime = [0, 5]
+    greedy = lm.sample(10, prime, greedy=True)
+    for seed in range(3):
+        np.testing.assert_array_equal(lm.sample(10, prime, top_k=1, rng=seed), greedy)
+
+
+def test_top_k_samples_only_among_the_k_most_probable(lm):
+    prime = [2, 3, 1]
+    logits = lm.forward(np.array(prime)[:, None])[0][-1, 0]
+    top2 = set(np.argsort(logits)[-2:].tolist())
+    firsts = {int(lm.sample(1, prime, top_k=2, rng=s)[0]) for s in range(40)}
+    assert firsts <= top2 and len(firsts) == 2
+
+
+def test_temperature_sampling_matches_reference_draw(lm):
+    """First draw equals rng.choice with softmax(logits / T) from the same seed."""
+    prime = [4, 4, 0]
+    logits = lm.forward(np.array(prime)[:, None])[0][-1, 0]
+    for temperature in (0.5, 1.0, 2.0):
+        for seed in range(5):
+            p = softmax(logits / temperature)
+            expected = np.random.default_rng(seed).choice(6, p=p)
+            got = lm.sample(1, prime, temperature=temperature, rng=seed)[0]
+            assert got == expected
+
+
+def test_very_low_temperature_is_greedy(lm):
+    prime = [1, 1, 2]
+    np.testing.assert_array_equal(lm.sample(8, prime, temperature=1e-4, rng=5),
+                                  lm.sample(8, prime, greedy=True))
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"temperature": 0.0}, "temperature"),
+    ({"temperature": -1.0}, "temperature"),
+    ({"top_k": 0}, "top_k"),
+    ({"top_k": 7}, "top_k"),
+])
+def test_sampling_validation(lm, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        lm.sample(3, [1], **kwargs)
+
+
+def test_prime_outside_vocabulary(lm):
+    with pytest.raises(ValueError, match="prime"):
+        lm.sample(3, [1, 6])
+
+
+def test_same_seed_same_sample(lm):
+    a = lm.sample(30, [1, 2], rng=7)
+    b = lm.sample(30, [1, 2], rng=7)
+    c = lm.sample(30, [1, 2], rng=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() >= 0 and a.max() < 6
+    # the model's own rng is the default and advances
+    g = np.random.default_rng(11)
+    lm.rng = g
+    d = lm.sample(30, [1, 2])
+    np.testing.assert_array_equal(d, lm.sample(30, [1, 2], rng=np.random.default_rng(11)))
+
+
+def test_priming_changes_the_state(lm):
+    """Generation starts from the state after the prime, not from zeros."""
+    zero_logits = lm.forward(np.array([[3]]))[0][0, 0]
+    _, (h, c), _ = lm.forward(np.array([[0], [5], [2]]))
+    assert np.abs(h).max() > 1e-3 and np.abs(c).max() > 1e-3
+    primed_logits = lm.forward(np.array([[3]]), (h, c))[0][0, 0]
+    assert not np.allclose(primed_logits, zero_logits)
+    # greedy continuation after prime [0, 5, 2, 3] == reference from the primed state
+    out = lm.sample(6, [0, 5, 2, 3], greedy=True)
+    assert out.tolist() == _greedy_reference(lm, [0, 5, 2, 3], 6)
+    assert out.tolist() != lm.sample(6, [3], greedy=True).tolist()
