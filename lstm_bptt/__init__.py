@@ -1,27 +1,41 @@
-"""lstm-bptt: LSTM sequence models in NumPy with hand-written backpropagation through time."""
+"""lstm-bptt: LSTM sequence models in NumPy with hand-written backpropagation through time.
+
+Parameter names, shapes and gate order (i, f, g, o) follow PyTorch's ``nn.LSTM``. Every forward
+returns a cache and stores nothing; every backward is written by hand and consumes the cache.
+"""
 
 from .bptt import lstm_backward
 from .cell import lstm_cell_backward, lstm_cell_forward
-from .gradcheck import gradcheck, numerical_gradient, rel_error
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
+from .gradcheck import GradcheckError, gradcheck, numerical_gradient, rel_error
 from .layers import LSTM, Embedding, Linear, dropout_backward, dropout_forward
 from .losses import mse_loss, softmax_cross_entropy
 from .lstm import lstm_forward
+from .models import CharLM, SequenceClassifier, SequenceRegressor
+from .ngram import format_baselines, ngram_baselines
+from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
+from .schedules import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LinearWarmup,
+    ReduceLROnPlateau,
+    StepLR,
+)
+from .train import MinibatchSource, TBPTTStream, Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LSTM",
-    "Embedding",
-    "Linear",
-    "dropout_backward",
-    "dropout_forward",
-    "gradcheck",
-    "lstm_backward",
-    "lstm_cell_backward",
-    "lstm_cell_forward",
-    "lstm_forward",
-    "mse_loss",
-    "numerical_gradient",
-    "rel_error",
-    "softmax_cross_entropy",
+    "LSTM", "Embedding", "Linear", "dropout_forward", "dropout_backward",
+    "lstm_cell_forward", "lstm_cell_backward", "lstm_forward", "lstm_backward",
+    "softmax_cross_entropy", "mse_loss",
+    "gradcheck", "numerical_gradient", "rel_error", "GradcheckError",
+    "CharLM", "SequenceClassifier", "SequenceRegressor",
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm", "clip_grad_value",
+    "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearWarmup", "ReduceLROnPlateau",
+    "Trainer", "MinibatchSource", "TBPTTStream", "TrainingDivergedError",
+    "save_checkpoint", "load_checkpoint",
+    "CharVocab", "load_pydoc_text", "load_text", "split_train_val", "batchify",
+    "ngram_baselines", "format_baselines",
 ]

@@ -1,0 +1,405 @@
+"""Command-line interface: ``lstm-bptt {train,sample,gradcheck,task}``, or ``python -m lstm_bptt``.
+
+``lstm-bptt train`` with no arguments trains a character-level LSTM language model on the Python
+documentation topics that ship with CPython (``pydoc_data.topics``), so it needs no download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+LN2 = math.log(2.0)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return v
+
+
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _set_threads(n: int | None, argv) -> str:
+    """Limit BLAS threads to ``n`` (None: leave as is); returns a note for the log.
+
+    Small per-step GEMMs (B x H @ H x 4H) gain little from a second thread and can become
+    several times slower when the other core is busy, so training defaults to 1 thread. With
+    threadpoolctl installed (extra ``perf``) the limit is applied in-process; otherwise, since
+    OpenBLAS reads its thread count only when NumPy is first imported, the command re-executes
+    itself once with OPENBLAS_NUM_THREADS set.
+    """
+    if n is None:
+        return ""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if os.environ.get("OPENBLAS_NUM_THREADS") != str(n) and argv is not None:
+            env = dict(os.environ, **{v: str(n) for v in _THREAD_VARS})
+            sys.stdout.flush()
+            os.execve(sys.executable, [sys.executable, "-m", "lstm_bptt", *argv], env)
+        return f"BLAS threads: {n} (OPENBLAS_NUM_THREADS)"
+    threadpool_limits(n, user_api="blas")
+    return f"BLAS threads: {n} (threadpoolctl)"
+
+
+# --------------------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from .data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
+    from .models import CharLM
+    from .ngram import format_baselines, ngram_baselines
+    from .optim import SGD, Adam, AdamW, RMSprop
+    from .schedules import CosineAnnealingLR, LinearWarmup
+    from .train import TBPTTStream, Trainer, TrainingDivergedError
+
+    note = _set_threads(args.threads, args.argv)
+    if args.text is None:
+        text, text_name = load_pydoc_text(), "Python documentation topics (pydoc_data.topics)"
+    else:
+        text, text_name = load_text(args.text), str(args.text)
+    out_dir = Path(args.out_dir)
+    ckpt_path = out_dir / "checkpoint.npz"
+    tree = None
+    if args.resume:
+        from .checkpoint import load_checkpoint
+
+        resume_path = Path(args.resume) if args.resume != "auto" else ckpt_path
+        tree = load_checkpoint(resume_path)
+        vocab = CharVocab.from_array(tree["extra"]["vocab"])
+        missing = sorted(set(text) - set(vocab.chars))
+        if missing:
+            raise SystemExit(
+                f"error: --resume: the text has {len(missing)} characters not in the "
+                f"checkpoint's vocabulary of {len(vocab)} (e.g. {missing[:5]}); was it trained "
+                "on another text?")
+    else:
+        vocab = CharVocab.from_text(text)
+    ids = vocab.encode(text)
+    train_ids, val_ids = split_train_val(ids, 0.1)
+    V = len(vocab)
+    print(f"lstm-bptt {__version__} | text: {text_name}")
+    print(f"{len(text):,} characters, {V} symbols | train {len(train_ids):,} "
+          f"(first 90%), validation {len(val_ids):,} (last 10%)")
+    if note:
+        print(note)
+    if not args.no_baselines:
+        t0 = time.perf_counter()
+        base = ngram_baselines(train_ids, val_ids, V, orders=(5,))
+        print(f"\nn-gram baselines on the validation split ({time.perf_counter() - t0:.1f} s):")
+        print(format_baselines(base))
+    else:
+        base = {}
+
+    dtype = np.float32 if args.dtype == "float32" else np.float64
+    if tree is not None:
+        cfg = tree["model"]["config"]
+        model = CharLM(**cfg, rng=args.seed)
+    else:
+        model = CharLM(V, args.hidden_size, args.num_layers, embedding_dim=args.embedding_dim,
+                       dropout=args.dropout, dtype=dtype, rng=args.seed,
+                       forget_bias=args.forget_bias)
+    opt_cls = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}[args.optimizer]
+    opt_kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
+    optimizer = opt_cls(model.params, lr=args.lr, **opt_kwargs)
+    scheduler = None
+    if args.schedule == "cosine":
+        after = CosineAnnealingLR(optimizer, T_max=max(1, args.steps - args.warmup),
+                                  eta_min=args.lr * 0.1)
+        scheduler = LinearWarmup(optimizer, args.warmup, after=after) if args.warmup else after
+    elif args.warmup:
+        scheduler = LinearWarmup(optimizer, args.warmup)
+    streams = batchify(train_ids, args.batch_size)  # (N, B)
+    source = TBPTTStream(streams, args.seq_length, args.k2)
+    sample_rng = np.random.default_rng(args.seed + 1)
+
+    def eval_fn(m):
+        val = m.evaluate(val_ids, batch_size=min(32, max(1, (len(val_ids) - 1) // 2)), k1=256)
+        return {"val_loss": val, "val_bpc": val / LN2, "val_ppl": math.exp(val)}
+
+    class Sampler:
+        def on_eval_end(self, trainer, metrics):
+            if args.sample_length:
+                prime = vocab.encode(text[: min(len(text), 1)])
+                s = vocab.decode(trainer.model.sample(args.sample_length, prime,
+                                                      temperature=0.8, rng=sample_rng))
+                trainer_print("  sample: " + repr(vocab.decode(prime) + s)[1:-1][:400])
+
+    def trainer_print(msg):
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg)
+
+    trainer = Trainer(
+        model, optimizer, source, max_steps=args.steps, scheduler=scheduler,
+        clip_norm=args.clip if args.clip > 0 else None, eval_fn=eval_fn,
+        eval_every=args.eval_every, log_every=10, checkpoint_path=ckpt_path,
+        callbacks=[Sampler()], progress=None if not args.quiet else False, perplexity=True,
+        extra={"vocab": vocab.to_array(), "text": text_name},
+    )
+    if tree is not None:
+        trainer.load(tree)
+        if trainer.step >= args.steps:
+            print(f"checkpoint is at step {trainer.step} >= --steps {args.steps}; nothing to do")
+            return 0
+        print(f"resumed from step {trainer.step}")
+    print(f"\nmodel: {model!r}, {args.dtype}; optimizer {args.optimizer} lr {args.lr}, "
+          f"clip {args.clip}; {args.batch_size} streams x {args.seq_length} steps (k1)"
+          + (f", k2 {args.k2}" if args.k2 else "") + f"; {args.steps} steps")
+    t0 = time.perf_counter()
+    try:
+        trainer.fit()
+    except TrainingDivergedError as exc:
+        print(f"error: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at step {trainer.step}; the last checkpoint is in {ckpt_path} "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+    elapsed = time.perf_counter() - t0
+    hist_path = trainer.write_history(out_dir / "history.csv")
+    evals = [r for r in trainer.history if "val_loss" in r]
+    final = evals[-1]["val_loss"]
+    print(f"\ndone in {elapsed:.0f} s: validation {final:.4f} nats/char, "
+          f"{final / LN2:.4f} bits/char, perplexity {math.exp(final):.2f}")
+    if base:
+        better = [k for k, v in base.items() if v < final]
+        print("beats " + ", ".join(k for k in base if k not in better) if len(better) < len(base)
+              else "beats none of the n-gram baselines yet")
+        if better:
+            print("still behind: " + ", ".join(f"{k} ({base[k]:.3f})" for k in better))
+    print(f"checkpoint: {ckpt_path}\nhistory: {hist_path}")
+    summary = {"val_loss": final, "val_bpc": final / LN2, "seconds": elapsed,
+               "steps": trainer.step, "baselines": base}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+# --------------------------------------------------------------------------------- sample
+def cmd_sample(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import CharVocab
+    from .models import build_model
+
+    tree = load_checkpoint(args.checkpoint)
+    if tree.get("model", {}).get("class") != "CharLM" or "vocab" not in tree.get("extra", {}):
+        raise SystemExit(f"error: {args.checkpoint} is not a character language model "
+                         "checkpoint (written by `lstm-bptt train`)")
+    model = build_model("CharLM", tree["model"]["config"], rng=args.seed)
+    model.load_params(tree["params"])
+    vocab = CharVocab.from_array(tree["extra"]["vocab"])
+    prime = None
+    if args.prime:
+        unknown = sorted(set(args.prime) - set(vocab.chars))
+        if unknown:
+            raise SystemExit(f"error: --prime contains characters not in the model's vocabulary "
+                             f"of {len(vocab)}: {unknown}")
+        prime = vocab.encode(args.prime)
+    ids = model.sample(args.length, prime, temperature=args.temperature, top_k=args.top_k,
+                       greedy=args.greedy, rng=args.seed)
+    sys.stdout.write((args.prime or "") + vocab.decode(ids) + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------- gradcheck
+def cmd_gradcheck(args) -> int:
+    from .gradcheck_suite import run_suite
+
+    rows = run_suite(seed=args.seed, tol=args.tol, eps=args.eps)
+    ok = all(r["passed"] for r in rows)
+    if args.json:
+        print(json.dumps({"passed": ok, "tol": args.tol, "eps": args.eps, "rows": rows},
+                         indent=1))
+    else:
+        w = max(len(r["component"]) for r in rows)
+        print(f"{'component':<{w}}  {'tensor':<20} {'shape':<12} {'max rel err':>11}  result")
+        for r in rows:
+            shape = "(" + ", ".join(map(str, r["shape"])) + ")"
+            print(f"{r['component']:<{w}}  {r['tensor']:<20} {shape:<12} "
+                  f"{r['max_rel_error']:>11.2e}  {'pass' if r['passed'] else 'FAIL'}")
+        worst = max(r["max_rel_error"] for r in rows)
+        print(f"\n{sum(r['passed'] for r in rows)}/{len(rows)} tensors pass "
+              f"(float64, central differences eps={args.eps:g}, tolerance {args.tol:g}); "
+              f"worst {worst:.2e}")
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------------- task
+def cmd_task(args) -> int:
+    from .presets import run_task
+
+    note = _set_threads(args.threads, args.argv)
+    if note:
+        print(note)
+    result = run_task(args.name, seed=args.seed, steps=args.steps, quick=args.quick,
+                      progress=None if not args.quiet else False)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    return 0 if result.get("solved", True) else 1
+
+
+# --------------------------------------------------------------------------------- parser
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except for None/False/suppressed ones, which say nothing useful."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or action.help is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = _Formatter
+    p = argparse.ArgumentParser(
+        prog="lstm-bptt",
+        description="LSTM sequence models in NumPy with hand-written backpropagation through "
+                    "time.",
+        formatter_class=fmt,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser(
+        "train", formatter_class=fmt,
+        help="train a character-level LSTM language model (default: Python docs text)",
+        description="Train a character-level LSTM language model with truncated BPTT. With no "
+                    "arguments it trains on the Python documentation topics that ship with "
+                    "CPython (no download), about 3 minutes on 2 cores.")
+    t.add_argument("--text", metavar="FILE", help="UTF-8 text file to train on instead of the "
+                   "Python documentation (e.g. Tiny Shakespeare)")
+    t.add_argument("--hidden-size", type=_positive_int, default=128, help="LSTM hidden units H")
+    t.add_argument("--num-layers", type=_positive_int, default=1, help="stacked LSTM layers")
+    t.add_argument("--embedding-dim", type=_positive_int, default=None,
+                   help="learned embedding size (default: one-hot input, D = V)")
+    t.add_argument("--dropout", type=_nonneg_float, default=0.0, help="dropout probability")
+    t.add_argument("--seq-length", "--k1", dest="seq_length", type=_positive_int, default=64,
+                   help="truncated BPTT window k1 (steps per update)")
+    t.add_argument("--k2", type=_positive_int, default=None,
+                   help="backpropagate through k2 >= k1 steps (default: k2 = k1)")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="parallel streams B")
+    t.add_argument("--steps", type=_positive_int, default=3000, help="optimizer updates")
+    t.add_argument("--lr", type=_positive_float, default=5e-3, help="learning rate")
+    t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], default="adam",
+                   help="optimizer (sgd uses momentum 0.9)")
+    t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="learning-rate schedule (cosine decays to lr/10)")
+    t.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    t.add_argument("--clip", type=_nonneg_float, default=5.0,
+                   help="clip gradients by global L2 norm (0 = off)")
+    t.add_argument("--forget-bias", type=float, default=None,
+                   help="initial forget-gate bias (default: PyTorch's uniform init)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="floating-point precision of parameters and activations")
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation and sampling")
+    t.add_argument("--eval-every", type=_positive_int, default=500,
+                   help="steps between validation, sample and checkpoint")
+    t.add_argument("--sample-length", type=int, default=200,
+                   help="characters sampled at each evaluation (0 = none)")
+    t.add_argument("--out-dir", default="runs/charlm",
+                   help="where checkpoint.npz, history.csv and summary.json go")
+    t.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+                   help="resume from a checkpoint (default: OUT_DIR/checkpoint.npz)")
+    t.add_argument("--threads", type=_positive_int, default=1,
+                   help="BLAS threads; 1 is fastest for these small matrices on a busy machine")
+    t.add_argument("--no-baselines", action="store_true", help="skip the n-gram baselines")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", formatter_class=fmt, help="generate text from a checkpoint",
+                       description="Generate text from a checkpoint written by `train`.")
+    s.add_argument("--checkpoint", required=True, help="checkpoint.npz from `train`")
+    s.add_argument("--length", type=_positive_int, default=500, help="characters to generate")
+    s.add_argument("--temperature", type=_positive_float, default=0.8,
+                   help="divide logits by this (< 1: more conservative)")
+    s.add_argument("--top-k", type=_positive_int, default=None,
+                   help="sample only among the k most likely characters")
+    s.add_argument("--greedy", action="store_true", help="always take the most likely character")
+    s.add_argument("--prime", default="", help="text to condition on")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed")
+    s.set_defaults(func=cmd_sample)
+
+    g = sub.add_parser("gradcheck", formatter_class=fmt,
+                       help="check every backward pass against central differences",
+                       description="Numerical gradient check (float64, central differences) of "
+                                   "every trainable component; exits 1 if any tensor fails.")
+    g.add_argument("--tol", type=_positive_float, default=1e-7, help="max relative error")
+    g.add_argument("--eps", type=_positive_float, default=1e-5, help="finite-difference step")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random test values")
+    g.add_argument("--json", action="store_true", help="machine-readable report")
+    g.set_defaults(func=cmd_gradcheck)
+
+    k = sub.add_parser("task", formatter_class=fmt,
+                       help="train a built-in task (Reber grammar, adding problem, MNIST-1D, ...)",
+                       description="Train one of the built-in tasks with its preset and report "
+                                   "the task's own success criterion.")
+    try:
+        from .presets import TASKS
+        names = list(TASKS)
+        epilog = "\n".join(f"  {n:<16} {d}" for n, d in TASKS.items())
+    except ImportError:  # pragma: no cover
+        names, epilog = None, ""
+    k.add_argument("name", choices=names, metavar="NAME",
+                   help="task name: " + ", ".join(names or []))
+    k.add_argument("--steps", type=_positive_int, default=None,
+                   help="override the preset's step budget")
+    k.add_argument("--quick", action="store_true", help="a much smaller budget (smoke test)")
+    k.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
+    k.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads")
+    k.add_argument("--json", action="store_true", help="print the result as JSON")
+    k.add_argument("--quiet", action="store_true", help="no progress bar")
+    k.epilog = "tasks:\n" + epilog
+    k.formatter_class = argparse.RawDescriptionHelpFormatter
+    k.set_defaults(func=cmd_task)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``lstm-bptt`` console script. Returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        if os.environ.get("LSTM_BPTT_DEBUG"):
+            raise
+        print(f"lstm-bptt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The gradient check of every trainable component, as run by ``lstm-bptt gradcheck``.
+
+Each component is built at a small size with H != D, random non-zero parameters (both biases),
+non-zero initial states, and a loss that reaches every output (``sum(output * R)`` for random R,
+or the component's own loss). Its hand-written backward is compared with central differences in
+float64 by :func:`lstm_bptt.gradcheck.gradcheck`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .bptt import lstm_backward
+from .cell import lstm_cell_backward, lstm_cell_forward
+from .gradcheck import gradcheck
+from .layers import LSTM, Embedding, Linear
+from .losses import mse_loss, softmax_cross_entropy
+from .lstm import lstm_forward
+from .models import CharLM, SequenceClassifier, SequenceRegressor
+
+T, B, D, H, V = 4, 3, 5, 6, 7
+
+
+def _lstm_params(rng, d=D, h=H):
+    return {
+        "weight_ih": rng.normal(0, 0.5, (4 * h, d)),
+        "weight_hh": rng.normal(0, 0.5, (4 * h, h)),
+        "bias_ih": rng.normal(0, 0.5, 4 * h),
+        "bias_hh": rng.normal(0, 0.5, 4 * h),
+    }
+
+
+def _cell(rng):
+    p = _lstm_params(rng)
+    t = {"x": rng.normal(size=(B, D)), "h_prev": rng.normal(size=(B, H)),
+         "c_prev": rng.normal(size=(B, H)), **p}
+    Rh, Rc = rng.normal(size=(B, H)), rng.normal(size=(B, H))
+
+    def loss():
+        h, c, _ = lstm_cell_forward(t["x"], t["h_prev"], t["c_prev"], **p)
+        return float(np.sum(h * Rh) + np.sum(c * Rc))
+
+    _, _, cache = lstm_cell_forward(t["x"], t["h_prev"], t["c_prev"], **p)
+    dx, dh, dc, g = lstm_cell_backward(Rh, Rc, cache)
+    return loss, t, {"x": dx, "h_prev": dh, "c_prev": dc, **g}
+
+
+def _sequence(rng):
+    p = _lstm_params(rng)
+    t = {"x": rng.normal(size=(T, B, D)), "h_0": rng.normal(size=(B, H)),
+         "c_0": rng.normal(size=(B, H)), **p}
+    R, Rh, Rc = rng.normal(size=(T, B, H)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
+
+    def loss():
+        out, (h_n, c_n), _ = lstm_forward(t["x"], t["h_0"], t["c_0"], **p)
+        return float(np.sum(out * R) + np.sum(h_n * Rh) + np.sum(c_n * Rc))
+
+    _, _, cache = lstm_forward(t["x"], t["h_0"], t["c_0"], **p)
+    dx, dh0, dc0, g = lstm_backward(R, cache, Rh, Rc)
+    return loss, t, {"x": dx, "h_0": dh0, "c_0": dc0, **g}
+
+
+def _stack(rng, batch_first):
+    m = LSTM(D, H, num_layers=2, batch_first=batch_first, rng=rng)
+    for v in m.params.values():
+        v[...] = rng.normal(0, 0.5, v.shape)
+    shape = (B, T, D) if batch_first else (T, B, D)
+    x = rng.normal(size=shape)
+    h0, c0 = rng.normal(size=(2, B, H)), rng.normal(size=(2, B, H))
+    R = rng.normal(size=shape[:2] + (H,))
+    Rh, Rc = rng.normal(size=(2, B, H)), rng.normal(size=(2, B, H))
+
+    def loss():
+        out, (h_n, c_n), _ = m.forward(x, (h0, c0))
+        return float(np.sum(out * R) + np.sum(h_n * Rh) + np.sum(c_n * Rc))
+
+    _, _, cache = m.forward(x, (h0, c0))
+    dx, (dh0, dc0), g = m.backward(R, cache, (Rh, Rc))
+    return loss, {"x": x, "h_0": h0, "c_0": c0, **m.params}, {"x": dx, "h_0": dh0, "c_0": dc0,
+                                                              **g}
+
+
+def _linear(rng):
+    m = Linear(H, V, rng=rng)
+    x = rng.normal(size=(T, B, H))
+    R = rng.normal(size=(T, B, V))
+    _, cache = m.forward(x)
+    dx, g = m.backward(R, cache)
+    return (lambda: float(np.sum(m.forward(x)[0] * R))), {"x": x, **m.params}, {"x": dx, **g}
+
+
+def _embedding(rng):
+    m = Embedding(V, D, rng=rng)
+    ids = rng.integers(0, V, (T, B))
+    ids[0, 0] = ids[1, 1]  # a repeated id must accumulate
+    R = rng.normal(size=(T, B, D))
+    _, cache = m.forward(ids)
+    g = m.backward(R, cache)
+    return (lambda: float(np.sum(m.forward(ids)[0] * R))), dict(m.params), g
+
+
+def _cross_entropy(rng):
+    logits = rng.normal(size=(T, B, V)) * 3
+    y = rng.integers(0, V, (T, B))
+    mask = rng.random((T, B)) > 0.3
+    mask[0, 0] = True
+    _, d = softmax_cross_entropy(logits, y, mask)
+    return (lambda: softmax_cross_entropy(logits, y, mask)[0]), {"logits": logits}, {"logits": d}
+
+
+def _mse(rng):
+    pred, target = rng.normal(size=(T, B, 2)), rng.normal(size=(T, B, 2))
+    _, d = mse_loss(pred, target)
+    return (lambda: mse_loss(pred, target)[0]), {"pred": pred}, {"pred": d}
+
+
+def _model_check(model, args, kwargs):
+    _, grads, _ = model.loss(*args, **kwargs)
+    return (lambda: model.loss(*args, **kwargs)[0]), model.params, grads
+
+
+def _randomise(model, rng):
+    for v in model.params.values():
+        v[...] = rng.normal(0, 0.5, v.shape)
+    return model
+
+
+def _charlm(rng):
+    m = _randomise(CharLM(V, H, num_layers=2, embedding_dim=D, dtype=np.float64, rng=rng), rng)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = (rng.normal(size=(2, B, H)), rng.normal(size=(2, B, H)))
+    return _model_check(m, (x, y, state), {"train": False})
+
+
+def _classifier(rng):
+    m = _randomise(SequenceClassifier(D, H, 3, num_layers=2, rng=rng), rng)
+    x, y = rng.normal(size=(T, B, D)), rng.integers(0, 3, B)
+    return _model_check(m, (x, y), {"lengths": np.array([T, 2, 3])[:B], "train": False})
+
+
+def _regressor(rng):
+    m = _randomise(SequenceRegressor(D, H, 2, num_layers=1, rng=rng), rng)
+    x, y = rng.normal(size=(T, B, D)), rng.normal(size=(T, B, 2))
+    return _model_check(m, (x, y), {"train": False})
+
+
+COMPONENTS = {
+    "lstm_cell": _cell,
+    "lstm_forward (1 layer, T steps)": _sequence,
+    "LSTM (2 layers)": lambda rng: _stack(rng, False),
+    "LSTM (2 layers, batch_first)": lambda rng: _stack(rng, True),
+    "Linear": _linear,
+    "Embedding": _embedding,
+    "softmax_cross_entropy (masked)": _cross_entropy,
+    "mse_loss": _mse,
+    "CharLM (embedding, 2 layers)": _charlm,
+    "SequenceClassifier (lengths)": _classifier,
+    "SequenceRegressor": _regressor,
+}
+
+
+def run_suite(seed: int = 0, tol: float = 1e-7, eps: float = 1e-5) -> list[dict]:
+    """Gradient-check every component in :data:`COMPONENTS`.
+
+    Returns
+    -------
+    list of dict
+        One row per (component, tensor): ``component``, ``tensor``, ``shape``,
+        ``max_rel_error`` (see :func:`lstm_bptt.gradcheck.scaled_rel_errors`), ``worst_index``,
+        ``passed``.
+    """
+    rows = []
+    for name, build in COMPONENTS.items():
+        rng = np.random.default_rng(seed)
+        loss, tensors, grads = build(rng)
+        report = gradcheck(loss, tensors, grads, eps=eps, tol=tol, raise_on_fail=False)
+        for r in report.rows:
+            rows.append({"component": name, "tensor": r.name, "shape": list(r.shape),
+                         "max_rel_error": r.max_rel_error, "worst_index": list(r.worst_index),
+                         "passed": r.passed})
+    return rows
