@@ -400,8 +400,11 @@ class Trainer:
             "step": self.step,
             "state": None if self.state is None else [np.array(s) for s in self.state],
             "history": self.history,
+            # the pending log interval too: otherwise the first history row after a resume
+            # averages fewer steps than the uninterrupted run's
             "trainer": {"best": self.best, "bad_evals": self.bad_evals,
-                        "max_steps": self.max_steps},
+                        "max_steps": self.max_steps, "stopped_early": self.stopped_early,
+                        "interval": [dict(r) for r in self._interval]},
             "extra": self.extra,
         }
 
@@ -444,6 +447,8 @@ class Trainer:
         tr = tree.get("trainer", {})
         self.best = float(tr.get("best", math.inf))
         self.bad_evals = int(tr.get("bad_evals", 0))
+        self.stopped_early = bool(tr.get("stopped_early", False))
+        self._interval = [{k: float(v) for k, v in r.items()} for r in tr.get("interval", [])]
         return tree
 
     def write_history(self, path) -> Path:
