@@ -283,8 +283,18 @@ class Trainer:
         """One update on ``source.get(self.step)``; returns {"loss", "grad_norm", "lr"}."""
         batch = self.source.get(self.step)
         state = None if (batch.reset_state or not self.source.stateful) else self.state
-        loss, grads, new_state = self.model.loss(batch.inputs, batch.targets, state,
-                                                 **batch.kwargs)
+        try:
+            # An overflow anywhere in the forward/backward is the divergence itself; without
+            # this it surfaces later as a ValueError about inf inputs deep inside a layer.
+            with np.errstate(over="raise", invalid="raise"):
+                loss, grads, new_state = self.model.loss(batch.inputs, batch.targets, state,
+                                                         **batch.kwargs)
+        except FloatingPointError as exc:
+            raise TrainingDivergedError(
+                f"step {self.step + 1}: the forward/backward pass overflowed ({exc}); the "
+                "update was not applied and no checkpoint was written. Try a lower learning "
+                "rate, gradient clipping (clip_norm) or float64."
+            ) from exc
         if self.clip_norm is not None:
             gnorm = clip_grad_norm(grads, self.clip_norm)
         else:
