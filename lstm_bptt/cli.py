@@ -102,8 +102,8 @@ def cmd_train(args) -> int:
         vocab = CharVocab.from_array(tree["extra"]["vocab"])
         missing = sorted(set(text) - set(vocab.chars))
         if missing:
-            raise SystemExit(
-                f"error: --resume: the text has {len(missing)} characters not in the "
+            raise ValueError(
+                f"--resume: the text has {len(missing)} characters not in the "
                 f"checkpoint's vocabulary of {len(vocab)} (e.g. {missing[:5]}); was it trained "
                 "on another text?")
     else:
@@ -216,7 +216,7 @@ def cmd_sample(args) -> int:
 
     tree = load_checkpoint(args.checkpoint)
     if tree.get("model", {}).get("class") != "CharLM" or "vocab" not in tree.get("extra", {}):
-        raise SystemExit(f"error: {args.checkpoint} is not a character language model "
+        raise ValueError(f"{args.checkpoint} is not a character language model "
                          "checkpoint (written by `lstm-bptt train`)")
     model = build_model("CharLM", tree["model"]["config"], rng=args.seed)
     model.load_params(tree["params"])
@@ -225,7 +225,7 @@ def cmd_sample(args) -> int:
     if args.prime:
         unknown = sorted(set(args.prime) - set(vocab.chars))
         if unknown:
-            raise SystemExit(f"error: --prime contains characters not in the model's vocabulary "
+            raise ValueError(f"--prime contains characters not in the model's vocabulary "
                              f"of {len(vocab)}: {unknown}")
         prime = vocab.encode(args.prime)
     ids = model.sample(args.length, prime, temperature=args.temperature, top_k=args.top_k,

@@ -1,0 +1,99 @@
+"""The command-line interface: argument errors, gradcheck, and a CI-sized training run that
+proves learning on the real default text."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lstm_bptt.cli import main
+from lstm_bptt.data import CharVocab, load_pydoc_text, split_train_val
+from lstm_bptt.ngram import ngram_baselines
+
+
+def test_bad_argument_exits_2_with_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--steps", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--steps: expected a positive integer, got 0" in err
+
+
+def test_unknown_command_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fly"])
+    assert exc.value.code == 2
+
+
+def test_missing_text_file_is_a_clear_error(tmp_path, capsys):
+    code = main(["train", "--text", str(tmp_path / "nope.txt"), "--threads", "1"])
+    assert code == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_gradcheck_command_passes_and_reports_json(capsys):
+    assert main(["gradcheck", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] is True
+    components = {r["component"] for r in report["rows"]}
+    assert {"lstm_cell", "LSTM (2 layers)", "CharLM (embedding, 2 layers)"} <= components
+    assert max(r["max_rel_error"] for r in report["rows"]) < 1e-7
+
+
+def test_gradcheck_command_fails_when_tolerance_is_impossible(capsys):
+    # A tolerance below float64 rounding must fail: the exit status reflects the check.
+    assert main(["gradcheck", "--tol", "1e-30"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", "--steps", "500", "--eval-every", "250", "--out-dir", str(out),
+                 "--quiet", "--sample-length", "50", "--no-baselines", "--threads", "1"])
+    assert code == 0
+    return out
+
+
+def test_ci_sized_training_run_learns_the_python_docs(trained_run):
+    summary = json.loads((trained_run / "summary.json").read_text())
+    text = load_pydoc_text()
+    vocab = CharVocab.from_text(text)
+    train, val = split_train_val(vocab.encode(text))
+    bigram = ngram_baselines(train, val, len(vocab), orders=(2,))["bigram (add-one)"]
+    assert summary["val_loss"] < 2.0
+    assert summary["val_loss"] < bigram
+    assert math.isclose(summary["val_bpc"], summary["val_loss"] / math.log(2))
+    assert (trained_run / "checkpoint.npz").exists()
+    assert "val_loss" in (trained_run / "history.csv").read_text().splitlines()[0]
+
+
+def test_sample_from_checkpoint(trained_run, capsys):
+    code = main(["sample", "--checkpoint", str(trained_run / "checkpoint.npz"),
+                 "--length", "40", "--prime", "def ", "--seed", "3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("def ") and len(out.rstrip("\n")) == 44
+    # same seed, same text
+    main(["sample", "--checkpoint", str(trained_run / "checkpoint.npz"), "--length", "40",
+          "--prime", "def ", "--seed", "3"])
+    assert capsys.readouterr().out == out
+
+
+def test_sample_rejects_unknown_prime_characters(trained_run, capsys):
+    code = main(["sample", "--checkpoint", str(trained_run / "checkpoint.npz"),
+                 "--prime", "\u2603"])
+    assert code == 2
+    assert "not in the model's vocabulary" in capsys.readouterr().err
+
+
+def test_resume_continues_from_the_checkpoint(trained_run, capsys):
+    code = main(["train", "--steps", "510", "--eval-every", "250", "--out-dir",
+                 str(trained_run), "--resume", "--quiet", "--sample-length", "0",
+                 "--no-baselines", "--threads", "1"])
+    assert code == 0
+    assert "resumed from step 500" in capsys.readouterr().out
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["steps"] == 510
