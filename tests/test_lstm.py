@@ -228,8 +228,9 @@ def test_gradcheck_lstm_class(rng, batch_first, bias, T, B):
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_gradcheck_lstm_class_with_dropout(rng, batch_first):
-    T, B, D, H, L = 3, 2, 3, 4, 3
+@pytest.mark.parametrize("L", [2, 3])
+def test_gradcheck_lstm_class_with_dropout(rng, batch_first, L):
+    T, B, D, H = 3, 2, 3, 4
     model = _model(rng, D, H, num_layers=L, batch_first=batch_first, dropout=0.4)
     xshape = (B, T, D) if batch_first else (T, B, D)
     x = rng.standard_normal(xshape)
