@@ -31,8 +31,9 @@ from .optim import clip_grad_norm
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss or the gradient became NaN or inf. No update was applied and no checkpoint
-    was written for that step."""
+    """The loss or the gradient became NaN or inf, or the forward/backward pass overflowed
+    (a NumPy overflow or invalid-value floating-point error inside ``model.loss``). No update
+    was applied and no checkpoint was written for that step."""
 
 
 @dataclass
@@ -245,7 +246,8 @@ class Trainer:
     Raises
     ------
     TrainingDivergedError
-        In :meth:`fit`, when the loss or gradient norm is not finite.
+        In :meth:`fit`, when the loss or gradient norm is not finite, or ``model.loss``
+        overflows (it runs under ``np.errstate(over="raise", invalid="raise")``).
     """
 
     def __init__(self, model, optimizer, source, *, max_steps=None, epochs=None, scheduler=None,
@@ -343,7 +345,8 @@ class Trainer:
         Raises
         ------
         TrainingDivergedError
-            Non-finite loss or gradient (the last good checkpoint is left untouched).
+            Non-finite loss or gradient, or an overflow in the forward/backward pass (the
+            last good checkpoint is left untouched).
         """
         t0 = time.perf_counter()
         bar = tqdm(total=self.max_steps, initial=self.step, disable=self._bar_disabled(),
