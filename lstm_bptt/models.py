@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, as_rng, check_dtype_arg, check_int_array, check_shape
+from ._checks import (
+    as_float_array,
+    as_rng,
+    check_dtype_arg,
+    check_int_array,
+    check_positive_int,
+    check_shape,
+)
 from .layers import LSTM, Embedding, Linear
 from .losses import mse_loss, softmax_cross_entropy, softmax_probs
 
@@ -277,16 +284,27 @@ class CharLM(_Model):
         Returns
         -------
         ndarray of int64 (length,)
+
+        Raises
+        ------
+        TypeError
+            ``length`` or ``top_k`` not an int.
+        ValueError
+            Negative ``length``, ``temperature`` <= 0 or NaN, ``top_k`` outside 1..V, prime
+            ids outside the vocabulary.
         """
         rng = self.rng if rng is None else as_rng(rng)
-        if temperature <= 0:
+        length = check_positive_int("length", length) if length != 0 else 0
+        if not temperature > 0:  # also refuses NaN
             raise ValueError(f"temperature: expected > 0, got {temperature}")
-        if top_k is not None and not 1 <= top_k <= self.vocab_size:
-            raise ValueError(f"top_k: expected 1..{self.vocab_size}, got {top_k}")
+        if top_k is not None:
+            top_k = check_positive_int("top_k", top_k)
+            if top_k > self.vocab_size:
+                raise ValueError(f"top_k: expected 1..{self.vocab_size}, got {top_k}")
         state = None
         if prime is not None and len(prime) > 0:
-            prime = check_int_array("prime", np.asarray(prime, dtype=np.int64), 0,
-                                    self.vocab_size)
+            # no dtype= here: a float prime must be refused, not truncated to ids
+            prime = check_int_array("prime", np.asarray(prime), 0, self.vocab_size)
             logits, state, _ = self.forward(prime[:, None], None)
             last = logits[-1, 0]
         else:
