@@ -53,6 +53,42 @@ def test_charlm_gradcheck_two_layers_state_and_mask(embedding_dim):
         assert np.all(grads["embedding.weight"][unused] == 0)
 
 
+@pytest.mark.parametrize("embedding_dim", [None, 3], ids=["one-hot", "embedding"])
+def test_charlm_gradcheck_with_dropout(embedding_dim):
+    """train=True: dropout between the layers and before the head, masks held fixed by
+    rewinding the model's (shared) rng before every loss evaluation."""
+    rng = np.random.default_rng(12)
+    V, H, L, T, B = 4, 3, 2, 3, 2
+    model = CharLM(V, H, num_layers=L, embedding_dim=embedding_dim, dropout=0.4,
+                   dtype=np.float64, rng=0)
+    _randomize(model, rng)
+    inputs, targets = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = _state(rng, L, B, H)
+    saved = model.rng.bit_generator.state
+
+    def call():
+        model.rng.bit_generator.state = saved
+        return model.loss(inputs, targets, state, train=True)
+
+    loss, _ = _check_model(model, call)
+    model.rng.bit_generator.state = saved
+    assert loss != model.loss(inputs, targets, state, train=False)[0]  # dropout is active
+
+
+def test_classifier_gradcheck_with_dropout():
+    rng = np.random.default_rng(13)
+    model = SequenceClassifier(2, 3, 3, num_layers=2, dropout=0.5, rng=0)
+    _randomize(model, rng)
+    x, y = rng.standard_normal((4, 3, 2)), np.array([2, 0, 1])
+    saved = model.rng.bit_generator.state
+
+    def call():
+        model.rng.bit_generator.state = saved
+        return model.loss(x, y, lengths=np.array([4, 2, 3]), train=True)
+
+    _check_model(model, call)
+
+
 def test_charlm_gradcheck_t1_b1_no_state():
     rng = np.random.default_rng(2)
     model = CharLM(3, 2, dtype=np.float64, rng=0)
@@ -275,9 +311,23 @@ def test_sampling_validation(lm, kwargs, pattern):
         lm.sample(3, [1], **kwargs)
 
 
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"temperature": float("nan")}, "temperature"),
+    ({"top_k": 2.5}, "top_k"),
+    ({"length": -1}, "length"),
+    ({"length": 2.0}, "length"),
+    ({"prime": [1.7, 2.0]}, "prime"),
+])
+def test_sampling_type_and_value_errors(lm, kwargs, pattern):
+    args = {"length": 3, "prime": [1], **kwargs}
+    with pytest.raises((TypeError, ValueError), match=pattern):
+        lm.sample(args.pop("length"), args.pop("prime"), **args)
+
+
 def test_prime_outside_vocabulary(lm):
     with pytest.raises(ValueError, match="prime"):
         lm.sample(3, [1, 6])
+    assert lm.sample(0, [1]).shape == (0,)
 
 
 def test_same_seed_same_sample(lm):
