@@ -75,6 +75,17 @@ def test_classifier_learns_separable_task():
     assert np.mean(model.predict(x) == y) == 1.0
 
 
+def test_float32_training_runs_without_false_divergence():
+    """The overflow guard must not fire on a healthy float32 run (saturated gates, peaked
+    softmax)."""
+    model = CharLM(4, 16, num_layers=2, embedding_dim=8, dtype=np.float32, rng=1)
+    tr = Trainer(model, Adam(model.params, lr=0.05), TBPTTStream(_streams(), 10, 15),
+                 max_steps=60, log_every=10, progress=False)
+    hist = tr.fit()
+    assert all(p.dtype == np.float32 for p in model.params.values())
+    assert hist[-1]["loss"] < 0.3 * hist[0]["loss"]
+
+
 def test_same_seed_bit_identical():
     def run():
         model = CharLM(4, 6, num_layers=2, dropout=0.2, dtype=np.float64, rng=5)
@@ -117,7 +128,10 @@ def _classifier_setup(dropout=0.0, schedule=False, seed=3):
     x, y = _classification_data(N=10)
     model = SequenceClassifier(2, 5, 2, num_layers=2, dropout=dropout, rng=seed)
     opt = SGD(model.params, lr=0.1, momentum=0.9)
-    sched = StepLR(opt, step_size=4, gamma=0.5) if schedule else None
+    if schedule == "plateau":
+        sched = ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    else:
+        sched = StepLR(opt, step_size=4, gamma=0.5) if schedule else None
     # 10 sequences in batches of 4: a partial batch and a new permutation every epoch
     return model, opt, sched, MinibatchSource(x, y, 4, seed=7, lengths=np.arange(10) % 5 + 1)
 
@@ -129,6 +143,7 @@ RESUME_CASES = {
     "minibatch-shuffle": lambda seed=3: _classifier_setup(seed=seed),
     "minibatch-dropout-schedule": lambda seed=3: _classifier_setup(dropout=0.4, schedule=True,
                                                                     seed=seed),
+    "minibatch-plateau": lambda seed=3: _classifier_setup(schedule="plateau", seed=seed),
 }
 
 
