@@ -59,12 +59,17 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
     TypeError
         ``x`` is not a floating-point ndarray (an integer array cannot be perturbed).
     ValueError
-        ``eps`` is not positive, or ``f`` returned a non-finite value.
+        ``eps`` is not positive, ``x`` is read-only, or ``f`` returned a non-finite value.
     """
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
         raise TypeError(f"x: expected a float ndarray, got {getattr(x, 'dtype', type(x))}")
     if not eps > 0:
         raise ValueError(f"eps: expected a positive step, got {eps}")
+    if not x.flags.writeable:
+        raise ValueError(
+            "x: is read-only (e.g. an output or cache array of lstm_forward); pass a writable "
+            "copy and make f read that copy"
+        )
     grad = np.zeros(x.shape, np.float64)
     it = np.nditer(x, flags=["multi_index"])
     for _ in it:

@@ -195,3 +195,14 @@ def test_gradcheck_report_without_raising(rng):
     assert not report.passed
     assert report["a"].max_rel_error == pytest.approx(1.0)
     assert "FAIL" in report.format()
+
+
+def test_numerical_gradient_refuses_read_only_arrays_clearly():
+    import numpy as np
+
+    from lstm_bptt.gradcheck import numerical_gradient
+
+    x = np.ones(3)
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        numerical_gradient(lambda v: float(v.sum()), x)
