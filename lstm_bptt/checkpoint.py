@@ -73,6 +73,20 @@ def _unflatten(node, arrays):
     return node
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(path, tree: dict) -> Path:
     """Write ``tree`` to ``path`` (an ``.npz`` file) atomically.
 
@@ -105,7 +119,11 @@ def save_checkpoint(path, tree: dict) -> Path:
             np.savez(fh, **{_TREE_KEY: np.array(meta)}, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)

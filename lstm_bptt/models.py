@@ -271,7 +271,7 @@ class CharLM(_Model):
             Number of ids to generate (after the prime).
         prime : sequence of int, optional
             Ids run through the model first to set the state; if None, generation starts from
-            a zero state and a random first id.
+            a zero state and a uniform distribution over the first id (greedy then takes id 0).
         temperature : float > 0
             Logits are divided by it: < 1 sharper, > 1 flatter.
         top_k : int, optional
