@@ -334,7 +334,50 @@ def _last_index(lengths, T, B):
     return lengths - 1
 
 
-class SequenceClassifier(_Model):
+class _LSTMWithHead(_Model):
+    """LSTM -> Linear on float inputs (T, B, D): the shared body of the classifier and regressor."""
+
+    def _build(self, input_size, hidden_size, out_size, num_layers, dtype, rng, forget_bias,
+               dropout):
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.forget_bias, self.dropout = forget_bias, float(dropout)
+        self.dtype = check_dtype_arg(dtype)
+        self.rng = as_rng(rng)
+        self.lstm = LSTM(input_size, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
+                         forget_bias=forget_bias, dropout=dropout)
+        self.head = Linear(hidden_size, out_size, dtype=self.dtype, rng=self.rng)
+        self.modules = {"lstm": self.lstm, "head": self.head}
+        self._collect_params()
+
+    def _common_config(self) -> dict:
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "dtype": self.dtype.name,
+                "forget_bias": self.forget_bias, "dropout": self.dropout}
+
+    def _run_lstm(self, inputs, state, train):
+        """Validate (T, B, D) inputs and run the LSTM: (T, B, out, (h_n, c_n), cache)."""
+        x = as_float_array("inputs", inputs, self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
+                             f"got {x.shape}")
+        T, B, _ = x.shape
+        out, hc, cache = self.lstm.forward(x, self._check_state(state, B), train=train)
+        return T, B, out, hc, cache
+
+    def _backward(self, dout, head_grads, lstm_cache, last=None):
+        """BPTT from dL/d(LSTM output); ``last`` scatters (B, H) into (T, B, H) first."""
+        if last is not None:
+            T, B = len(lstm_cache.layers[0].x), dout.shape[0]
+            full = np.zeros((T, B, self.hidden_size), self.dtype)
+            full[last, np.arange(B)] = dout  # only the read-out step gets a gradient
+            dout = full
+        _, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
+        grads = self._split_grads({"lstm": lstm_grads, "head": head_grads})
+        return {k: grads[k] for k in self.params}
+
+
+class SequenceClassifier(_LSTMWithHead):
     """Many-to-one classifier: LSTM over (T, B, D), Linear head on the last valid hidden state.
 
     Parameters
@@ -353,23 +396,13 @@ class SequenceClassifier(_Model):
 
     def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
                  rng=None, forget_bias=None, dropout=0.0):
-        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.num_classes, self.num_layers = int(num_classes), int(num_layers)
-        self.forget_bias, self.dropout = forget_bias, float(dropout)
-        self.dtype = check_dtype_arg(dtype)
-        self.rng = as_rng(rng)
-        self.lstm = LSTM(input_size, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
-                         forget_bias=forget_bias, dropout=dropout)
-        self.head = Linear(hidden_size, num_classes, dtype=self.dtype, rng=self.rng)
-        self.modules = {"lstm": self.lstm, "head": self.head}
-        self._collect_params()
+        self.num_classes = int(num_classes)
+        self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
+                    dropout)
 
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable)."""
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "num_classes": self.num_classes, "num_layers": self.num_layers,
-                "dtype": self.dtype.name, "forget_bias": self.forget_bias,
-                "dropout": self.dropout}
+        return {**self._common_config(), "num_classes": self.num_classes}
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
         """Class logits (B, C) from the last valid step; returns (logits, state, cache).
@@ -379,17 +412,11 @@ class SequenceClassifier(_Model):
         inputs : float ndarray (T, B, D)
         lengths : integer ndarray (B,) in [1, T], optional (default: all T)
         """
-        x = as_float_array("inputs", inputs, self.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
-                             f"got {x.shape}")
-        T, B, _ = x.shape
+        T, B, out, hc, lstm_cache = self._run_lstm(inputs, state, train)
         last = _last_index(lengths, T, B)
-        out, (h_n, c_n), lstm_cache = self.lstm.forward(x, self._check_state(state, B),
-                                                        train=train)
         h_last = out[last, np.arange(B)]  # (B, H)
         logits, head_cache = self.head.forward(h_last)  # (B, C)
-        return logits, (h_n, c_n), (lstm_cache, head_cache, last)
+        return logits, hc, (lstm_cache, head_cache, last)
 
     def predict(self, inputs, lengths=None):
         """Predicted class ids (B,) (argmax of the logits)."""
@@ -408,15 +435,11 @@ class SequenceClassifier(_Model):
             inputs, state, lengths, train=train)
         loss, dlogits = softmax_cross_entropy(logits, targets)
         dh_last, head_grads = self.head.backward(dlogits, head_cache)
-        T, B = len(lstm_cache.layers[0].x), dlogits.shape[0]
-        dout = np.zeros((T, B, self.hidden_size), self.dtype)
-        dout[last, np.arange(B)] = dh_last
-        _, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
-        grads = self._split_grads({"lstm": lstm_grads, "head": head_grads})
-        return loss, {k: grads[k] for k in self.params}, self._copy_state(h_n, c_n)
+        grads = self._backward(dh_last, head_grads, lstm_cache, last)
+        return loss, grads, self._copy_state(h_n, c_n)
 
 
-class SequenceRegressor(_Model):
+class SequenceRegressor(_LSTMWithHead):
     """LSTM regressor with MSE loss: per-step outputs (T, B, K), or one output per sequence.
 
     Parameters
@@ -425,52 +448,37 @@ class SequenceRegressor(_Model):
         D, H, K.
     num_layers : int
     many_to_one : bool
-        If True, predict (B, K) from the last step (e.g. the adding problem); else (T, B, K)
-        at every step (e.g. one-step-ahead forecasting of a time series).
+        If True, predict (B, K) from the last (valid) step (e.g. the adding problem); else
+        (T, B, K) at every step (e.g. one-step-ahead forecasting of a time series).
     dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.layers.LSTM`.
 
     Notes
     -----
     ``loss`` is :func:`~lstm_bptt.losses.mse_loss`: mean of squared errors over all (unmasked)
-    entries.
+    entries. In per-step mode ``lengths`` masks the steps t >= l_b.
     """
 
     def __init__(self, input_size, hidden_size, output_size=1, num_layers=1, many_to_one=False,
                  dtype=np.float64, rng=None, forget_bias=None, dropout=0.0):
-        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.output_size, self.num_layers = int(output_size), int(num_layers)
+        self.output_size = int(output_size)
         self.many_to_one = bool(many_to_one)
-        self.forget_bias, self.dropout = forget_bias, float(dropout)
-        self.dtype = check_dtype_arg(dtype)
-        self.rng = as_rng(rng)
-        self.lstm = LSTM(input_size, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
-                         forget_bias=forget_bias, dropout=dropout)
-        self.head = Linear(hidden_size, output_size, dtype=self.dtype, rng=self.rng)
-        self.modules = {"lstm": self.lstm, "head": self.head}
-        self._collect_params()
+        self._build(input_size, hidden_size, output_size, num_layers, dtype, rng, forget_bias,
+                    dropout)
 
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable)."""
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "output_size": self.output_size, "num_layers": self.num_layers,
-                "many_to_one": self.many_to_one, "dtype": self.dtype.name,
-                "forget_bias": self.forget_bias, "dropout": self.dropout}
+        return {**self._common_config(), "output_size": self.output_size,
+                "many_to_one": self.many_to_one}
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
         """Predictions (T, B, K), or (B, K) if ``many_to_one``; returns (pred, state, cache)."""
-        x = as_float_array("inputs", inputs, self.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
-                             f"got {x.shape}")
-        T, B, _ = x.shape
-        out, (h_n, c_n), lstm_cache = self.lstm.forward(x, self._check_state(state, B),
-                                                        train=train)
+        T, B, out, hc, lstm_cache = self._run_lstm(inputs, state, train)
         last = None
         if self.many_to_one:
             last = _last_index(lengths, T, B)
             out = out[last, np.arange(B)]  # (B, H)
         pred, head_cache = self.head.forward(out)
-        return pred, (h_n, c_n), (lstm_cache, head_cache, last)
+        return pred, hc, (lstm_cache, head_cache, last)
 
     def predict(self, inputs, lengths=None):
         """Predictions only."""
@@ -483,21 +491,26 @@ class SequenceRegressor(_Model):
         ----------
         inputs : float ndarray (T, B, D)
         targets : float ndarray (T, B, K), or (B, K) if ``many_to_one``
+        lengths : integer ndarray (B,), optional
+            Valid lengths: the read-out step (many-to-one) or a mask of t < l_b (per step).
         mask : bool ndarray (T, B) or (T, B, K), optional (per-step mode)
         """
         pred, (h_n, c_n), (lstm_cache, head_cache, last) = self.forward(
             inputs, state, lengths, train=train)
         targets = as_float_array("targets", targets, self.dtype)
+        if lengths is not None and not self.many_to_one:
+            T, B = pred.shape[:2]
+            valid = np.arange(T)[:, None] <= _last_index(lengths, T, B)[None, :]  # (T, B)
+            if mask is not None:
+                mask = np.asarray(mask, bool)
+                valid = valid[..., None] if mask.ndim == 3 else valid
+                mask = np.logical_and(mask, valid)
+            else:
+                mask = valid
         loss, dpred = mse_loss(pred, targets, mask)
         dout, head_grads = self.head.backward(dpred, head_cache)
-        if self.many_to_one:
-            T, B = len(lstm_cache.layers[0].x), dpred.shape[0]
-            full = np.zeros((T, B, self.hidden_size), self.dtype)
-            full[last, np.arange(B)] = dout
-            dout = full
-        _, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
-        grads = self._split_grads({"lstm": lstm_grads, "head": head_grads})
-        return loss, {k: grads[k] for k in self.params}, self._copy_state(h_n, c_n)
+        grads = self._backward(dout, head_grads, lstm_cache, last)
+        return loss, grads, self._copy_state(h_n, c_n)
 
 
 MODELS = {"CharLM": CharLM, "SequenceClassifier": SequenceClassifier,

@@ -355,3 +355,21 @@ def test_priming_changes_the_state(lm):
     out = lm.sample(6, [0, 5, 2, 3], greedy=True)
     assert out.tolist() == _greedy_reference(lm, [0, 5, 2, 3], 6)
     assert out.tolist() != lm.sample(6, [3], greedy=True).tolist()
+
+
+def test_regressor_per_step_lengths_mask_the_padding():
+    # Steps at or after each sequence's length must not count: the loss equals the mean over
+    # the valid steps computed directly from the predictions.
+    rng = np.random.default_rng(5)
+    m = SequenceRegressor(2, 4, 1, rng=0)
+    x, y = rng.normal(size=(5, 3, 2)), rng.normal(size=(5, 3, 1))
+    lengths = np.array([5, 2, 3])
+    loss, grads, _ = m.loss(x, y, lengths=lengths, train=False)
+    pred = m.predict(x)
+    valid = np.arange(5)[:, None] < lengths[None, :]
+    assert loss == pytest.approx(np.mean((pred - y)[valid] ** 2), rel=1e-12)
+    y2 = y.copy()
+    y2[~valid] += 100.0  # changing padded targets changes nothing
+    loss2, grads2, _ = m.loss(x, y2, lengths=lengths, train=False)
+    assert loss2 == loss
+    assert all(np.array_equal(grads[k], grads2[k]) for k in grads)
