@@ -238,6 +238,8 @@ class Trainer:
         ``on_eval_end(trainer, metrics)`` methods.
     progress : bool or None
         tqdm bar; None shows it only on a terminal.
+    verbose : bool
+        Print one line with the metrics after each evaluation (independent of the bar).
     perplexity : bool
         Show exp(loss) in the bar (for cross-entropy losses in nats).
     extra : dict, optional
@@ -253,7 +255,7 @@ class Trainer:
     def __init__(self, model, optimizer, source, *, max_steps=None, epochs=None, scheduler=None,
                  clip_norm=None, eval_fn=None, eval_every=None, log_every=10,
                  monitor="val_loss", patience=None, checkpoint_path=None, callbacks=(),
-                 progress=None, perplexity=False, extra=None):
+                 progress=None, perplexity=False, extra=None, verbose=True):
         if (max_steps is None) == (epochs is None):
             raise ValueError("give exactly one of max_steps and epochs")
         self.max_steps = (check_positive_int("max_steps", max_steps) if max_steps is not None
@@ -271,6 +273,7 @@ class Trainer:
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.callbacks = list(callbacks)
         self.progress, self.perplexity = progress, perplexity
+        self.verbose = bool(verbose)
         self.extra = dict(extra or {})
         self.step = 0
         self.state = None
@@ -334,7 +337,8 @@ class Trainer:
         return metrics
 
     def _after_eval(self, bar, metrics):
-        bar.write(self._format_eval(metrics))
+        if self.verbose:
+            bar.write(self._format_eval(metrics))
         for cb in self.callbacks:
             if hasattr(cb, "on_eval_end"):
                 cb.on_eval_end(self, metrics)
