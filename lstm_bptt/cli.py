@@ -72,7 +72,9 @@ def _set_threads(n: int | None, argv) -> str:
             env = dict(os.environ, **{v: str(n) for v in _THREAD_VARS})
             sys.stdout.flush()
             os.execve(sys.executable, [sys.executable, "-m", "lstm_bptt", *argv], env)
-        return f"BLAS threads: {n} (OPENBLAS_NUM_THREADS)"
+        if os.environ.get("OPENBLAS_NUM_THREADS") == str(n):
+            return f"BLAS threads: {n} (OPENBLAS_NUM_THREADS)"
+        return f"BLAS threads not limited to {n}: install threadpoolctl to control them"
     threadpool_limits(n, user_api="blas")
     return f"BLAS threads: {n} (threadpoolctl)"
 
@@ -391,7 +393,9 @@ def main(argv=None) -> int:
     """Entry point of the ``lstm-bptt`` console script. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    # Re-executing to set BLAS threads is only safe when we own the process (console script or
+    # python -m); a caller passing argv (a test, a notebook) keeps its process.
+    args.argv = list(sys.argv[1:]) if argv is None else None
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError) as exc:

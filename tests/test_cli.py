@@ -97,3 +97,20 @@ def test_resume_continues_from_the_checkpoint(trained_run, capsys):
     assert "resumed from step 500" in capsys.readouterr().out
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["steps"] == 510
+
+
+def test_programmatic_main_never_reexecutes_the_process(monkeypatch, tmp_path, capsys):
+    # Without threadpoolctl the console script re-executes itself to set OPENBLAS_NUM_THREADS;
+    # main(argv) called from Python (a test, a notebook) must keep the caller's process.
+    import os
+    import sys
+
+    def no_exec(*args):
+        raise AssertionError("main(argv) tried to replace the calling process")
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "execve", no_exec)
+    code = main(["train", "--text", str(tmp_path / "missing.txt"), "--threads", "1"])
+    assert code == 2
+    assert "not found" in capsys.readouterr().err
