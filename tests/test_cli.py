@@ -114,3 +114,22 @@ def test_programmatic_main_never_reexecutes_the_process(monkeypatch, tmp_path, c
     code = main(["train", "--text", str(tmp_path / "missing.txt"), "--threads", "1"])
     assert code == 2
     assert "not found" in capsys.readouterr().err
+
+
+SHAKESPEARE = (
+    __import__("pathlib").Path(__file__).resolve().parents[2]
+    / "shared" / "data" / "tinyshakespeare" / "input.txt"
+)
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="Tiny Shakespeare is read from ../shared only")
+def test_train_on_a_text_file(tmp_path, capsys):
+    # --text on a real 1.1M-character file with its own 65-symbol vocabulary.
+    code = main(["train", "--text", str(SHAKESPEARE), "--steps", "30", "--eval-every", "30",
+                 "--hidden-size", "32", "--out-dir", str(tmp_path), "--quiet",
+                 "--sample-length", "20", "--threads", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "1,115,394 characters, 65 symbols" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["val_loss"] < math.log(65)  # better than uniform after 30 steps
