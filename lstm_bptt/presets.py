@@ -372,7 +372,7 @@ _REGISTRY: dict[str, _Task] = {
         "test MSE < 0.01 on 2,000 fresh sequences (predicting 1 gives 1/6 = 0.167)",
         "Le et al. 2015, Fig. 2: LSTM reaches MSE ~0 at T = 150 within ~10^4 steps",
         Preset(hidden_size=64, lr=1e-2, clip_norm=1.0, batch_size=32, steps=1000,
-               quick_steps=150, forget_bias=1.0, eval_every=50,
+               quick_steps=400, forget_bias=1.0, eval_every=50,
                options={"T": 50, "mse": 0.01, "monitor": 500, "test": 2000},
                quick_options={"T": 10, "hidden_size": 32, "test": 500}),
     ),
