@@ -8,8 +8,8 @@ with Recurrent Neural Networks", section 4.6 (equations for the LSTM backward pa
 
 Speed: every factor that does not depend on the carried gradient (sigma' = s (1 - s),
 tanh' = 1 - t^2 and the products with the other gates) is computed for all T at once before
-the loop; per step there are a handful of elementwise products into preallocated arrays and one
-GEMM (dgates_t @ W_hh). The weight gradients, bias gradients and dx are single GEMMs or
+the loop and laid out so that each step is four NumPy calls plus one GEMM (see
+:func:`_backward_steps`). The weight gradients, bias gradients and dx are single GEMMs or
 reductions over all T*B rows after the loop.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_float_array, check_shape
-from .lstm import LSTMCache, to_pytorch
+from .lstm import LSTMCache, _projection, recompute_segment, segments, to_pytorch
 
 
 def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None):
@@ -66,7 +66,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None):
     and after the loop dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_t^T h_{t-1},
     db = sum_{t,b} da_t, dx_t = da_t @ W_ih.
     """
-    x, h, c, gates, tanh_c, w_ih, w_hh, has_bias = cache
+    x, h, c, gates, tanh_c, w_ih, w_hh, has_bias, bias, k = cache
     T, B, D = x.shape
     H = h.shape[2]
     dtype = h.dtype
@@ -81,35 +81,22 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None):
             check_shape(name, given, (B, H), "(B, H)")
             buf[...] = given
 
-    o = gates[:, :, 0:H]
-    i = gates[:, :, H : 2 * H]
-    f = gates[:, :, 2 * H : 3 * H]
-    g = gates[:, :, 3 * H :]
-    # Local factors for all steps at once (see Notes).
-    p_o = tanh_c * o * (1 - o)  # (T, B, H): da_o = dh_t * p_o
-    a_c = o * (1 - tanh_c * tanh_c)  # (T, B, H): dc_t = dc + dh_t * a_c
-    p_ifg = np.empty((T, B, 3, H), dtype)  # da_{i,f,g} = dc_t * p_ifg
-    np.multiply(g * i, 1 - i, out=p_ifg[:, :, 0])
-    np.multiply(c[:-1] * f, 1 - f, out=p_ifg[:, :, 1])
-    np.multiply(i, 1 - g * g, out=p_ifg[:, :, 2])
-
-    dgates = np.empty((T, B, 4 * H), dtype)  # dL/d pre-activations, internal order
-    dgates_ifg = dgates[:, :, H:].reshape(T, B, 3, H)  # a view: the dc-driven gates
-    dh_t = np.empty((B, H), dtype)
-    tmp = np.empty((B, H), dtype)
-    for t in reversed(range(T)):
-        if doutput is not None:
-            np.add(doutput[t], dh, out=dh_t)  # output gradient plus carried dh
+    # Per step and row: [u | da_o | da_i | da_f | da_g | dc_prev], u = dh_t * dtanh/dc scratch
+    work = np.empty((T, B, 6 * H), dtype)
+    pre = None if k is None else _projection(x, w_ih, bias, H)  # recomputation input
+    segs = segments(T, k)
+    for s in reversed(range(len(segs))):
+        t0, t1 = segs[s]
+        if k is None:
+            g_s, c_s, tc_s = gates, c, tanh_c
         else:
-            dh_t[...] = dh
-        np.multiply(dh_t, p_o[t], out=dgates[t, :, :H])  # da_o
-        np.multiply(dh_t, a_c[t], out=tmp)
-        dc += tmp  # dc_t
-        np.multiply(dc[:, None, :], p_ifg[t], out=dgates_ifg[t])  # da_i, da_f, da_g
-        dc *= f[t]  # dc_{t-1}
-        np.matmul(dgates[t], w_hh, out=dh)  # dh_{t-1}
+            g_s, c_s, tc_s = recompute_segment(cache, pre, s)
+        dh, dc = _backward_steps(g_s, c_s, tc_s, w_hh, work[t0:t1],
+                                 None if doutput is None else doutput[t0:t1], dh, dc)
+    del pre
+    dc = dc.copy()  # a view into `work`
 
-    da = dgates.reshape(T * B, 4 * H)  # (T*B, 4H)
+    da = work[:, :, H : 5 * H].reshape(T * B, 4 * H)  # (T*B, 4H), row stride 6H
     dx = (da @ w_ih).reshape(T, B, D)  # (T*B, 4H) @ (4H, D)
     grads = {
         "weight_ih": to_pytorch(da.T @ x.reshape(T * B, D), H),  # (4H, D)
@@ -120,3 +107,89 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None):
         grads["bias_ih"] = db
         grads["bias_hh"] = db.copy()
     return dx, dh, dc, grads
+
+
+def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc):
+    """BPTT over n consecutive steps (one checkpoint segment, or the whole sequence).
+
+    Parameters
+    ----------
+    gates : (n, B, 4H) post-activations (o, i, f, g); c : (n + 1, B, H); tanh_c : (n, B, H)
+    w_hh : (4H, H), internal order
+    work : (n, B, 6H), written: per row [u, da_o, da_i, da_f, da_g, dc_{t-1}]
+    doutput : (n, B, H) or None
+    dh, dc : (B, H), carried in from step n (not modified)
+
+    Returns
+    -------
+    dh, dc : (B, H), carried out to the step before the segment (dc is a view into ``work``).
+
+    Notes
+    -----
+    With Q = [o (1 - tanh_c^2), tanh_c o (1 - o)] and P = [g i (1 - i), c_prev f (1 - f),
+    i (1 - g^2), f] precomputed for a chunk of steps, one step is::
+
+        dh_t = doutput_t + dh
+        [u, da_o] = dh_t * Q_t
+        u += dc                                  (u is now dc_t)
+        [da_i, da_f, da_g, dc] = dc_t * P_t      (dc is now dc_{t-1})
+        dh = da_t @ W_hh                         (dh_{t-1})
+    """
+    n, B, H4 = gates.shape
+    H = H4 // 4
+    dtype = gates.dtype
+    o, i, f, g = (gates[:, :, k * H : (k + 1) * H] for k in range(4))
+    # The factors are computed for a chunk of steps at a time, small enough to stay in cache
+    # (about 2^14 numbers per (B, H) plane); elementwise IEEE ops do not depend on the chunking.
+    m = max(1, min(n, 2**14 // (B * H)))
+    Q = np.empty((m, B, 2, H), dtype)
+    P = np.empty((m, B, 4, H), dtype)
+    tmp = np.empty((m, B, H), dtype)
+    # per-step views made in C up front (cheaper than indexing inside the loop)
+    w2 = list(work[:, :, : 2 * H].reshape(n, B, 2, H))  # [u, da_o]
+    w4 = list(work[:, :, 2 * H :].reshape(n, B, 4, H))  # [da_i, da_f, da_g, dc_{t-1}]
+    u = list(work[:, :, :H])
+    u3 = list(work[:, :, None, :H])  # u as (B, 1, H), broadcast against P
+    dcs = list(work[:, :, 5 * H :])
+    da = list(work[:, :, H : 5 * H])
+    Ql, Pl = list(Q), list(P)
+    douts = None if doutput is None else list(doutput)
+    dh_t = np.empty((B, H), dtype)
+    dh_t3 = dh_t[:, None, :]
+    dh_bufs = (np.empty((B, H), dtype), np.empty((B, H), dtype))  # dh_{t-1}, alternating
+    j = 0
+    for s1 in range(n, 0, -m):
+        s0 = max(0, s1 - m)
+        r = s1 - s0
+        q0, q1, p0, p1, p2, tm = Q[:r, :, 0], Q[:r, :, 1], P[:r, :, 0], P[:r, :, 1], \
+            P[:r, :, 2], tmp[:r]
+        oc, ic, fc, gc, tcc = o[s0:s1], i[s0:s1], f[s0:s1], g[s0:s1], tanh_c[s0:s1]
+        np.multiply(tcc, tcc, out=tm)
+        np.subtract(1, tm, out=tm)
+        np.multiply(tm, oc, out=q0)  # dc_t / dh_t = o (1 - tanh_c^2), through (6)
+        np.subtract(1, oc, out=tm)
+        np.multiply(tcc, oc, out=q1)
+        q1 *= tm  # da_o / dh_t = tanh_c o (1 - o)
+        np.subtract(1, ic, out=tm)
+        np.multiply(gc, ic, out=p0)
+        p0 *= tm  # da_i / dc_t = g i (1 - i)
+        np.subtract(1, fc, out=tm)
+        np.multiply(c[s0:s1], fc, out=p1)
+        p1 *= tm  # da_f / dc_t = c_prev f (1 - f)
+        np.multiply(gc, gc, out=tm)
+        np.subtract(1, tm, out=tm)
+        np.multiply(ic, tm, out=p2)  # da_g / dc_t = i (1 - g^2)
+        P[:r, :, 3] = fc  # dc_{t-1} / dc_t = f
+        for t in reversed(range(s0, s1)):
+            if douts is not None:
+                np.add(douts[t], dh, out=dh_t)  # output gradient plus carried dh
+            else:
+                dh_t[...] = dh
+            np.multiply(dh_t3, Ql[t - s0], out=w2[t])  # u, da_o
+            u[t] += dc  # dc_t
+            np.multiply(u3[t], Pl[t - s0], out=w4[t])  # da_i, da_f, da_g, dc_{t-1}
+            dc = dcs[t]
+            dh = dh_bufs[j % 2]
+            j += 1
+            np.dot(da[t], w_hh, out=dh)  # dh_{t-1}
+    return dh, dc
