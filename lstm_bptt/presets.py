@@ -31,8 +31,8 @@ multiplication 32    1e-2   32   3000  5     -3    float32 133 wrong of 2,560 af
 (T=100)                                                    48,000 sequences
 temporal-order 32    1e-2   32   1000  5     -3    float32 0 wrong of 2,000 after 8,000     8.8 s
                                                            sequences
-copy-memory    128   1e-2   32   6000  1     -     float32 COPY_RESULT
-(T=10)
+copy-memory    128   1e-2   32   6000  1     -     float32 test CE 0.260 vs baseline 0.693;
+(T=10)                                                     recall accuracy 67.5 %           115 s
 mnist1d        128   2e-3   64   2000  1     -     float32 test accuracy 93.8 %             142 s
 digits         64    5e-3   32   1500  1     -     float32 test accuracy 92.5 %             8.1 s
 airline        32    5e-3   16   1500  1     -     float32 test RMSE 22.0 vs persistence    5.1 s
