@@ -41,6 +41,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
 def _nonneg_float(text: str) -> float:
     try:
         v = float(text)
@@ -52,6 +62,11 @@ def _nonneg_float(text: str) -> float:
 
 
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _safe_exp(x: float) -> float:
+    """exp(x), or inf where it would overflow (a diverged run's perplexity)."""
+    return math.exp(x) if x < 700 else math.inf
 
 
 def _set_threads(n: int | None, argv) -> str:
@@ -80,7 +95,44 @@ def _set_threads(n: int | None, argv) -> str:
 
 
 # --------------------------------------------------------------------------------- train
+# Settings that define a training run; a checkpoint records them and --resume reuses them.
+RUN_KEYS = ("hidden_size", "num_layers", "embedding_dim", "dropout", "forget_bias", "dtype",
+            "seq_length", "k2", "batch_size", "steps", "lr", "optimizer", "schedule", "warmup",
+            "clip", "seed")
+
+
+def _resume_settings(args, saved: dict) -> None:
+    """Take the run settings from the checkpoint; refuse flags that contradict it.
+
+    A flag left at its default silently takes the checkpoint's value; a flag set to another
+    value than the checkpoint's is an error (it would otherwise be ignored, or change the run
+    so that the resumed run is no longer the interrupted one). ``--steps`` may grow when the
+    learning rate is constant; with the cosine schedule its length is part of the schedule.
+    """
+    conflicts = []
+    for key in RUN_KEYS:
+        if key not in saved:
+            continue
+        given, default, old = getattr(args, key), args.defaults.get(key), saved[key]
+        if given == default or given == old:
+            setattr(args, key, old)
+        elif key == "steps" and saved.get("schedule") == "constant" and given > old:
+            pass  # a constant learning rate can simply go on for longer
+        else:
+            conflicts.append(f"--{key.replace('_', '-')} {given} (checkpoint: {old})")
+    if conflicts:
+        hint = ""
+        if any(c.startswith("--steps") for c in conflicts):
+            hint = ("; the cosine schedule was fitted to the original --steps: start a new run "
+                    "(--out-dir) to train longer, or use --schedule constant")
+        raise ValueError("--resume: these settings differ from the checkpoint's run: "
+                         + ", ".join(conflicts) + hint)
+
+
 def cmd_train(args) -> int:
+    import hashlib
+
+    from .checkpoint import load_checkpoint
     from .data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
     from .models import CharLM
     from .ngram import format_baselines, ngram_baselines
@@ -88,26 +140,33 @@ def cmd_train(args) -> int:
     from .schedules import CosineAnnealingLR, LinearWarmup
     from .train import TBPTTStream, Trainer, TrainingDivergedError
 
+    out_dir = Path(args.out_dir)
+    ckpt_path = out_dir / "checkpoint.npz"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir {out_dir} exists and is not a directory")
+    if args.resume is None and ckpt_path.exists() and not args.overwrite:
+        raise ValueError(f"{ckpt_path} exists: continue it with --resume, start a new run with "
+                         "--out-dir DIR, or replace it with --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
     note = _set_threads(args.threads, args.argv)
     if args.text is None:
         text, text_name = load_pydoc_text(), "Python documentation topics (pydoc_data.topics)"
     else:
         text, text_name = load_text(args.text), str(args.text)
-    out_dir = Path(args.out_dir)
-    ckpt_path = out_dir / "checkpoint.npz"
+    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     tree = None
     if args.resume:
-        from .checkpoint import load_checkpoint
-
         resume_path = Path(args.resume) if args.resume != "auto" else ckpt_path
         tree = load_checkpoint(resume_path)
-        vocab = CharVocab.from_array(tree["extra"]["vocab"])
-        missing = sorted(set(text) - set(vocab.chars))
-        if missing:
+        extra = tree.get("extra", {})
+        if tree.get("model", {}).get("class") != "CharLM" or "vocab" not in extra:
+            raise ValueError(f"{resume_path} is not a checkpoint of `lstm-bptt train`")
+        if extra.get("text_sha256") not in (None, text_sha):
             raise ValueError(
-                f"--resume: the text has {len(missing)} characters not in the "
-                f"checkpoint's vocabulary of {len(vocab)} (e.g. {missing[:5]}); was it trained "
-                "on another text?")
+                f"--resume: the checkpoint was trained on {extra.get('text')} and this text "
+                f"({text_name}) differs from it; resume with the same --text")
+        _resume_settings(args, extra.get("run", {}))
+        vocab = CharVocab.from_array(extra["vocab"])
     else:
         vocab = CharVocab.from_text(text)
     ids = vocab.encode(text)
@@ -127,13 +186,9 @@ def cmd_train(args) -> int:
         base = {}
 
     dtype = np.float32 if args.dtype == "float32" else np.float64
-    if tree is not None:
-        cfg = tree["model"]["config"]
-        model = CharLM(**cfg, rng=args.seed)
-    else:
-        model = CharLM(V, args.hidden_size, args.num_layers, embedding_dim=args.embedding_dim,
-                       dropout=args.dropout, dtype=dtype, rng=args.seed,
-                       forget_bias=args.forget_bias)
+    model = CharLM(V, args.hidden_size, args.num_layers, embedding_dim=args.embedding_dim,
+                   dropout=args.dropout, dtype=dtype, rng=args.seed,
+                   forget_bias=args.forget_bias)
     opt_cls = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}[args.optimizer]
     opt_kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
     optimizer = opt_cls(model.params, lr=args.lr, **opt_kwargs)
@@ -146,18 +201,18 @@ def cmd_train(args) -> int:
         scheduler = LinearWarmup(optimizer, args.warmup)
     streams = batchify(train_ids, args.batch_size)  # (N, B)
     source = TBPTTStream(streams, args.seq_length, args.k2)
-    sample_rng = np.random.default_rng(args.seed + 1)
 
     def eval_fn(m):
         val = m.evaluate(val_ids, batch_size=min(32, max(1, (len(val_ids) - 1) // 2)), k1=256)
-        return {"val_loss": val, "val_bpc": val / LN2, "val_ppl": math.exp(val)}
+        return {"val_loss": val, "val_bpc": val / LN2, "val_ppl": _safe_exp(val)}
 
     class Sampler:
         def on_eval_end(self, trainer, metrics):
             if args.sample_length:
                 prime = vocab.encode(text[: min(len(text), 1)])
+                rng = np.random.default_rng([args.seed, trainer.step])  # same on resume
                 s = vocab.decode(trainer.model.sample(args.sample_length, prime,
-                                                      temperature=0.8, rng=sample_rng))
+                                                      temperature=0.8, rng=rng))
                 trainer_print("  sample: " + repr(vocab.decode(prime) + s)[1:-1][:400])
 
     def trainer_print(msg):
@@ -170,7 +225,8 @@ def cmd_train(args) -> int:
         clip_norm=args.clip if args.clip > 0 else None, eval_fn=eval_fn,
         eval_every=args.eval_every, log_every=10, checkpoint_path=ckpt_path,
         callbacks=[Sampler()], progress=None if not args.quiet else False, perplexity=True,
-        extra={"vocab": vocab.to_array(), "text": text_name},
+        extra={"vocab": vocab.to_array(), "text": text_name, "text_sha256": text_sha,
+               "run": {k: getattr(args, k) for k in RUN_KEYS}},
     )
     if tree is not None:
         trainer.load(tree)
@@ -196,7 +252,7 @@ def cmd_train(args) -> int:
     evals = [r for r in trainer.history if "val_loss" in r]
     final = evals[-1]["val_loss"]
     print(f"\ndone in {elapsed:.0f} s: validation {final:.4f} nats/char, "
-          f"{final / LN2:.4f} bits/char, perplexity {math.exp(final):.2f}")
+          f"{final / LN2:.4f} bits/char, perplexity {_safe_exp(final):.2f}")
     if base:
         better = [k for k, v in base.items() if v < final]
         print("beats " + ", ".join(k for k in base if k not in better) if len(better) < len(base)
@@ -223,6 +279,9 @@ def cmd_sample(args) -> int:
     model = build_model("CharLM", tree["model"]["config"], rng=args.seed)
     model.load_params(tree["params"])
     vocab = CharVocab.from_array(tree["extra"]["vocab"])
+    if args.top_k is not None and args.top_k > len(vocab):
+        raise ValueError(f"--top-k: expected 1..{len(vocab)} (the vocabulary size), "
+                         f"got {args.top_k}")
     prime = None
     if args.prime:
         unknown = sorted(set(args.prime) - set(vocab.chars))
@@ -270,17 +329,25 @@ def cmd_task(args) -> int:
                       progress=None if not args.quiet else False)
     if args.json:
         print(json.dumps(result, indent=1, default=str))
+    if args.quick:
+        print("(--quick is a smoke test of the preset; its budget is not meant to solve the task)")
+        return 0
     return 0 if result.get("solved", True) else 1
 
 
 # --------------------------------------------------------------------------------- parser
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults, except for None/False/suppressed ones, which say nothing useful."""
+    """Show defaults, except for None/False/empty ones, which say nothing useful."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or action.help is None:
+        d = action.default
+        if d is None or d is False or d == "" or d == argparse.SUPPRESS or action.help is None:
             return action.help
         return super()._get_help_string(action)
+
+
+class _TaskFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the epilog (the task list) kept as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,17 +386,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimizer (sgd uses momentum 0.9)")
     t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning-rate schedule (cosine decays to lr/10)")
-    t.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    t.add_argument("--warmup", type=_nonneg_int, default=0, help="linear warm-up steps")
     t.add_argument("--clip", type=_nonneg_float, default=5.0,
                    help="clip gradients by global L2 norm (0 = off)")
     t.add_argument("--forget-bias", type=float, default=None,
                    help="initial forget-gate bias (default: PyTorch's uniform init)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="floating-point precision of parameters and activations")
-    t.add_argument("--seed", type=int, default=0, help="seed of initialisation and sampling")
+    t.add_argument("--seed", type=_nonneg_int, default=0,
+                   help="seed of initialisation and sampling")
     t.add_argument("--eval-every", type=_positive_int, default=500,
                    help="steps between validation, sample and checkpoint")
-    t.add_argument("--sample-length", type=int, default=200,
+    t.add_argument("--sample-length", type=_nonneg_int, default=200,
                    help="characters sampled at each evaluation (0 = none)")
     t.add_argument("--out-dir", default="runs/charlm",
                    help="where checkpoint.npz, history.csv and summary.json go")
@@ -337,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume from a checkpoint (default: OUT_DIR/checkpoint.npz)")
     t.add_argument("--threads", type=_positive_int, default=1,
                    help="BLAS threads; 1 is fastest for these small matrices on a busy machine")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an existing checkpoint in --out-dir instead of refusing")
     t.add_argument("--no-baselines", action="store_true", help="skip the n-gram baselines")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
@@ -351,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample only among the k most likely characters")
     s.add_argument("--greedy", action="store_true", help="always take the most likely character")
     s.add_argument("--prime", default="", help="text to condition on")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed")
+    s.add_argument("--seed", type=_nonneg_int, default=0, help="sampling seed")
     s.set_defaults(func=cmd_sample)
 
     g = sub.add_parser("gradcheck", formatter_class=fmt,
@@ -360,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "every trainable component; exits 1 if any tensor fails.")
     g.add_argument("--tol", type=_positive_float, default=1e-7, help="max relative error")
     g.add_argument("--eps", type=_positive_float, default=1e-5, help="finite-difference step")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random test values")
+    g.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the random test values")
     g.add_argument("--json", action="store_true", help="machine-readable report")
     g.set_defaults(func=cmd_gradcheck)
 
@@ -378,14 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task name: " + ", ".join(names or []))
     k.add_argument("--steps", type=_positive_int, default=None,
                    help="override the preset's step budget")
-    k.add_argument("--quick", action="store_true", help="a much smaller budget (smoke test)")
-    k.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
+    k.add_argument("--quick", action="store_true",
+                   help="a much smaller budget (smoke test; exits 0 even if not solved)")
+    k.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data and initialisation")
     k.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads")
     k.add_argument("--json", action="store_true", help="print the result as JSON")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     k.epilog = "tasks:\n" + epilog
-    k.formatter_class = argparse.RawDescriptionHelpFormatter
+    k.formatter_class = _TaskFormatter
     k.set_defaults(func=cmd_task)
+    p.train_parser = t
     return p
 
 
@@ -396,9 +468,14 @@ def main(argv=None) -> int:
     # Re-executing to set BLAS threads is only safe when we own the process (console script or
     # python -m); a caller passing argv (a test, a notebook) keeps its process.
     args.argv = list(sys.argv[1:]) if argv is None else None
+    args.defaults = {a.dest: a.default for a in parser.train_parser._actions}
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError) as exc:
+    except BrokenPipeError:  # e.g. `lstm-bptt gradcheck --json | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except (OSError, ValueError, TypeError) as exc:
         if os.environ.get("LSTM_BPTT_DEBUG"):
             raise
         print(f"lstm-bptt {args.command}: error: {exc}", file=sys.stderr)

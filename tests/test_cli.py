@@ -89,31 +89,69 @@ def test_sample_rejects_unknown_prime_characters(trained_run, capsys):
     assert "not in the model's vocabulary" in capsys.readouterr().err
 
 
-def test_resume_continues_from_the_checkpoint(trained_run, capsys):
-    code = main(["train", "--steps", "510", "--eval-every", "250", "--out-dir",
-                 str(trained_run), "--resume", "--quiet", "--sample-length", "0",
-                 "--no-baselines", "--threads", "1"])
-    assert code == 0
-    assert "resumed from step 500" in capsys.readouterr().out
-    summary = json.loads((trained_run / "summary.json").read_text())
-    assert summary["steps"] == 510
+SMALL = ["--steps", "20", "--eval-every", "10", "--hidden-size", "16", "--quiet",
+         "--sample-length", "0", "--no-baselines", "--threads", "1"]
 
 
-def test_programmatic_main_never_reexecutes_the_process(monkeypatch, tmp_path, capsys):
-    # Without threadpoolctl the console script re-executes itself to set OPENBLAS_NUM_THREADS;
-    # main(argv) called from Python (a test, a notebook) must keep the caller's process.
-    import os
-    import sys
+@pytest.fixture
+def small_text(tmp_path):
+    path = tmp_path / "hw.txt"
+    path.write_text("hello world, hello lstm. " * 400)
+    return path
 
-    def no_exec(*args):
-        raise AssertionError("main(argv) tried to replace the calling process")
 
-    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "execve", no_exec)
-    code = main(["train", "--text", str(tmp_path / "missing.txt"), "--threads", "1"])
-    assert code == 2
-    assert "not found" in capsys.readouterr().err
+def test_resume_continues_a_constant_lr_run(small_text, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--text", str(small_text), "--out-dir", str(out), "--schedule", "constant"]
+    assert main(args + SMALL) == 0
+    capsys.readouterr()
+    more = [a if a != "20" else "30" for a in SMALL]  # --steps 30
+    assert main(args + more + ["--resume"]) == 0
+    assert "resumed from step 20" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["steps"] == 30
+
+
+def test_resume_refuses_settings_that_contradict_the_checkpoint(small_text, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--text", str(small_text), "--out-dir", str(out)]
+    assert main(args + SMALL) == 0
+    capsys.readouterr()
+    assert main(args + SMALL + ["--resume", "--lr", "0.1"]) == 2
+    assert "--lr 0.1 (checkpoint: 0.005)" in capsys.readouterr().err
+    more = [a if a != "20" else "30" for a in SMALL]
+    assert main(args + more + ["--resume"]) == 2  # cosine schedule was fitted to 20 steps
+    assert "cosine schedule" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_text(small_text, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--text", str(small_text), "--out-dir", str(out)] + SMALL) == 0
+    other = tmp_path / "other.txt"
+    other.write_text("hello hello world. " * 300)  # same characters, another text
+    capsys.readouterr()
+    assert main(["train", "--text", str(other), "--out-dir", str(out), "--resume"] + SMALL) == 2
+    assert "differs from it" in capsys.readouterr().err
+
+
+def test_existing_checkpoint_is_never_overwritten_silently(small_text, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--text", str(small_text), "--out-dir", str(out)] + SMALL
+    assert main(args) == 0
+    before = (out / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "checkpoint.npz").read_bytes() == before
+    assert main(args + ["--overwrite", "--seed", "1"]) == 0
+    assert (out / "checkpoint.npz").read_bytes() != before
+
+
+def test_bad_paths_are_one_line_errors(small_text, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["train", "--text", str(tmp_path), "--out-dir", str(tmp_path / "r")]) == 2
+    assert main(["train", "--text", str(small_text), "--out-dir", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err.lower() and "is not a directory" in err
 
 
 SHAKESPEARE = (
