@@ -437,8 +437,11 @@ def _forecast(p: Preset, o: dict, seed: int, dt, series: ds.TimeSeriesData):
         truth = raw[idx]
         rmse = float(np.sqrt(np.mean((pred - truth) ** 2)))
         naive = float(np.sqrt(np.mean((raw[idx - 1] - truth) ** 2)))
-        return rmse < naive, {"test_rmse": rmse, "persistence_rmse": naive,
-                              "test_points": len(idx)}
+        # Solved = clearly better than persistence: on differenced series almost any constant
+        # forecast edges below persistence, so "below" alone would call an untrained model
+        # solved (seen with the quick airline preset, 0.99 x persistence).
+        return rmse < 0.8 * naive, {"test_rmse": rmse, "persistence_rmse": naive,
+                                    "test_points": len(idx)}
 
     def monitor(m):
         pred = m.predict(x_all[:, train])
@@ -557,7 +560,7 @@ _REGISTRY: dict[str, _Task] = {
     "airline": _Task(
         "monthly airline passengers, one-step-ahead forecast of 1959-1960",
         _airline,
-        "test RMSE below the persistence forecast (next month = this month)",
+        "test RMSE below 0.8 x that of the persistence forecast (next month = this month)",
         "persistence RMSE on 1959-1960 (thousands of passengers), computed on the same points",
         Preset(hidden_size=32, lr=5e-3, clip_norm=1.0, batch_size=16, steps=1500,
                quick_steps=20, forget_bias=1.0, eval_every=250, stop_when_solved=False,
@@ -567,7 +570,7 @@ _REGISTRY: dict[str, _Task] = {
     "sunspots": _Task(
         "yearly sunspot numbers, one-step-ahead forecast of 1921-2008",
         _sunspots,
-        "test RMSE below the persistence forecast (next year = this year)",
+        "test RMSE below 0.8 x that of the persistence forecast (next year = this year)",
         "persistence RMSE on 1921-2008; Weigend et al. 1990 report normalised errors only",
         Preset(hidden_size=32, lr=5e-3, clip_norm=1.0, batch_size=16, steps=1500,
                quick_steps=20, forget_bias=1.0, eval_every=250, stop_when_solved=False,
