@@ -18,6 +18,9 @@ correct backward pass (CS231n, "Gradient checks"; Goodfellow, Bengio & Courville
 
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -132,7 +135,12 @@ def scaled_rel_errors(a, b) -> np.ndarray:
 
 @dataclass
 class TensorCheck:
-    """One row of a gradcheck report."""
+    """One row of a gradcheck report.
+
+    ``max_rel_error`` is the largest :func:`scaled_rel_errors` entry, at ``worst_index``, where
+    the gradients were ``analytic`` and ``numerical``; ``max_abs_error`` is max_k |a_k - n_k|
+    (NaN when not computed, for rows built by older code).
+    """
 
     name: str
     shape: tuple
@@ -141,6 +149,7 @@ class TensorCheck:
     analytic: float
     numerical: float
     passed: bool
+    max_abs_error: float = math.nan
 
 
 @dataclass
@@ -149,6 +158,7 @@ class GradcheckReport:
 
     rows: list
     tol: float
+    atol: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -166,11 +176,12 @@ class GradcheckReport:
 
     def format(self) -> str:
         """The report as a plain-text table."""
-        lines = [f"{'tensor':<24} {'shape':<14} {'max rel err':>11}  {'worst at':<12} result"]
+        lines = [f"{'tensor':<24} {'shape':<14} {'max rel err':>11} {'max abs err':>11}  "
+                 f"{'worst at':<12} result"]
         for r in self.rows:
             lines.append(
-                f"{r.name:<24} {str(r.shape):<14} {r.max_rel_error:>11.2e}  "
-                f"{str(r.worst_index):<12} {'ok' if r.passed else 'FAIL'}"
+                f"{r.name:<24} {str(r.shape):<14} {r.max_rel_error:>11.2e} "
+                f"{r.max_abs_error:>11.2e}  {str(r.worst_index):<12} {'ok' if r.passed else 'FAIL'}"
             )
         return "\n".join(lines)
 
@@ -182,6 +193,7 @@ def gradcheck(
     *,
     eps: float = 1e-5,
     tol: float = 1e-7,
+    atol: float = 0.0,
     raise_on_fail: bool = True,
 ) -> GradcheckReport:
     """Compare analytic gradients with central differences for every tensor.
@@ -192,7 +204,9 @@ def gradcheck(
         ``loss_fn() -> float``: the scalar loss, recomputed from the current contents of the
         arrays in ``tensors`` (which are perturbed in place and restored exactly).
     tensors : mapping name -> float ndarray
-        Parameters and inputs to check (use float64).
+        Parameters and inputs to check. Use float64: in float32 the central difference
+        carries a rounding error of about 1e-7 |loss| / eps, so even a correct backward pass
+        shows relative errors of 1e-3 to 1e-1 (a UserWarning is issued).
     analytic : mapping name -> ndarray
         The gradients from the backward pass under test, same keys and shapes.
     eps : float
@@ -203,7 +217,11 @@ def gradcheck(
     tol : float
         Maximum accepted elementwise relative error, as defined by :func:`scaled_rel_errors`
         (each entry relative to its own magnitude, or to the tensor's RMS magnitude when
-        smaller).
+        smaller). Must be positive and finite.
+    atol : float
+        Absolute tolerance: a tensor also passes when max_k |a_k - n_k| <= ``atol``, for
+        gradients so small that their relative error is all rounding noise. 0 (default)
+        disables it.
     raise_on_fail : bool
         Raise :class:`GradcheckError` if any tensor fails (after checking all of them).
 
@@ -214,11 +232,46 @@ def gradcheck(
 
     Raises
     ------
+    TypeError
+        A tensor is not a floating-point ndarray (e.g. a list, or integer ids), or ``tol``,
+        ``eps`` or ``atol`` is not a real number.
     ValueError
-        A tensor has no analytic gradient, or the shapes differ.
+        ``tol`` or ``eps`` not positive and finite, ``atol`` negative or non-finite, a tensor
+        has no analytic gradient, or the shapes differ.
     GradcheckError
-        Some tensor's max relative error exceeds ``tol`` (only if ``raise_on_fail``).
+        Some tensor's max relative error exceeds ``tol`` and its max absolute error exceeds
+        ``atol`` (only if ``raise_on_fail``).
+
+    Warns
+    -----
+    UserWarning
+        Some tensor is not float64.
+
+    Notes
+    -----
+    Tensor k passes iff max_j e_j <= tol or max_j |a_j - n_j| <= atol, with e the
+    :func:`scaled_rel_errors` of the analytic gradient a and the central difference
+    n_j = (L(x + eps e_j) - L(x - eps e_j)) / (2 eps).
     """
+    _check_positive_finite("tol", tol)
+    _check_positive_finite("eps", eps)
+    if not _is_real(atol):
+        raise TypeError(f"atol: expected a real number, got {type(atol).__name__}")
+    if not (math.isfinite(atol) and atol >= 0):
+        raise ValueError(f"atol: expected a finite number >= 0, got {atol!r}")
+    for name, x in tensors.items():
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            got = f"{x.dtype} ndarray" if isinstance(x, np.ndarray) else type(x).__name__
+            raise TypeError(f"tensors[{name!r}]: expected a float ndarray, got {got}")
+    low_precision = [f"{name} ({x.dtype})" for name, x in tensors.items() if x.dtype != np.float64]
+    if low_precision:
+        warnings.warn(
+            f"gradcheck: {', '.join(low_precision)} not float64; central differences need "
+            "float64 (in float32 even a correct gradient shows relative errors of 1e-3 to 1e-1); "
+            "build the model with dtype=np.float64",
+            UserWarning,
+            stacklevel=2,
+        )
     rows = []
     for name, x in tensors.items():
         if name not in analytic:
@@ -230,18 +283,36 @@ def gradcheck(
         errs = scaled_rel_errors(a, n)
         k = np.unravel_index(int(np.argmax(errs)), errs.shape) if errs.size else ()
         worst = float(errs[k]) if errs.size else 0.0
+        abs_err = float(np.max(np.abs(a - n))) if a.size else 0.0
         rows.append(
             TensorCheck(name, tuple(x.shape), worst, tuple(int(j) for j in k),
                         float(a[k]) if a.size else 0.0, float(n[k]) if n.size else 0.0,
-                        worst <= tol)
+                        worst <= tol or abs_err <= atol, abs_err)
         )
-    report = GradcheckReport(rows, tol)
+    report = GradcheckReport(rows, tol, atol)
     if raise_on_fail and not report.passed:
         bad = [r for r in rows if not r.passed]
         msg = "; ".join(
             f"{r.name}: max rel error {r.max_rel_error:.2e} > {tol:g} at {r.worst_index} "
-            f"(analytic {r.analytic:.6g}, numerical {r.numerical:.6g})"
+            f"(analytic {r.analytic:.6g}, numerical {r.numerical:.6g}; "
+            f"max abs error {r.max_abs_error:.2e})"
             for r in bad
         )
+        if low_precision:
+            msg += (
+                f". Note: {', '.join(low_precision)} not float64, and central differences "
+                "need float64: build the model with dtype=np.float64 (and float64 inputs)"
+            )
         raise GradcheckError("gradient check failed: " + msg, report)
     return report
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _check_positive_finite(name: str, v) -> None:
+    if not _is_real(v):
+        raise TypeError(f"{name}: expected a positive finite number, got {type(v).__name__}")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name}: expected a positive finite number, got {v!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -206,3 +207,96 @@ def test_numerical_gradient_refuses_read_only_arrays_clearly():
     x.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         numerical_gradient(lambda v: float(v.sum()), x)
+
+
+# ------------------------------------------------ float32 warning, atol, argument checks
+
+
+def test_float32_tensor_warns_and_failure_explains_float64(rng):
+    """A correct gradient of a float32 loss still fails (rounding ~1e-7 |L| / eps); the user is
+    told why instead of getting a bare FAIL."""
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    R = rng.standard_normal((3, 4)).astype(np.float32)
+
+    def loss():
+        return float(np.sum(np.sin(a) * R, dtype=np.float32))
+
+    exact = np.cos(a.astype(np.float64)) * R  # d/da sum(sin(a) R) = cos(a) R
+    with pytest.warns(UserWarning, match=r"a \(float32\) not float64"):
+        with pytest.raises(GradcheckError, match=r"need float64.*dtype=np\.float64"):
+            gradcheck(loss, {"a": a}, {"a": exact})
+
+
+def test_float64_tensors_do_not_warn(rng):
+    a = rng.standard_normal(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert gradcheck(lambda: float(np.sum(a**2)), {"a": a}, {"a": 2 * a}).passed
+
+
+def test_atol_lets_correct_tiny_gradients_pass(rng):
+    """L = 1 + 1e-10 sum(a R): the true gradient 1e-10 R is exact, but the central difference
+    carries a rounding error of ~1e-16 * |L| / eps = 1e-11, i.e. ~10 % relative."""
+    a = rng.standard_normal(20)
+    R = rng.standard_normal(20)
+
+    def loss():
+        return 1.0 + 1e-10 * float(np.sum(a * R))
+
+    grad = 1e-10 * R
+    report = gradcheck(loss, {"a": a}, {"a": grad}, raise_on_fail=False)
+    assert not report.passed and report["a"].max_rel_error > 1e-3
+    # each loss value is rounded to ~2^-52 |L| with |L| ~ 1, so a difference is off by at most
+    # a few 2^-52 / (2 eps) ~ 1e-11, far below atol
+    assert report["a"].max_abs_error < 1e-9
+    report = gradcheck(loss, {"a": a}, {"a": grad}, atol=1e-9)
+    assert report.passed and report.atol == 1e-9
+
+
+def test_atol_does_not_hide_a_real_bug(rng):
+    a = rng.standard_normal(3)
+    with pytest.raises(GradcheckError, match="max abs error"):
+        gradcheck(lambda: float(np.sum(a**2)), {"a": a}, {"a": -2 * a}, atol=1e-9)
+
+
+def test_max_abs_error_by_hand(rng):
+    """L = sum(a c) is linear, so the central difference is exact up to rounding; an analytic
+    gradient off by 0.001 everywhere has max |a - n| = 0.001."""
+    a = rng.standard_normal((2, 3))
+    c = rng.standard_normal((2, 3))
+    report = gradcheck(lambda: float(np.sum(a * c)), {"a": a}, {"a": c + 0.001},
+                       raise_on_fail=False)
+    assert report["a"].max_abs_error == pytest.approx(0.001, rel=1e-5)
+    assert "max abs err" in report.format()
+
+
+def test_tensorcheck_positional_construction_still_works():
+    from lstm_bptt.gradcheck import GradcheckReport, TensorCheck
+
+    row = TensorCheck("w", (2,), 1e-9, (0,), 1.0, 1.0, True)
+    assert math.isnan(row.max_abs_error)
+    assert GradcheckReport([row], 1e-7).passed
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    ({"tol": 0.0}, ValueError, "tol: expected a positive finite number, got 0.0"),
+    ({"tol": -1e-7}, ValueError, "tol: expected a positive finite number"),
+    ({"tol": float("nan")}, ValueError, "tol: expected a positive finite number, got nan"),
+    ({"tol": float("inf")}, ValueError, "tol: expected a positive finite number, got inf"),
+    ({"tol": "1e-7"}, TypeError, "tol: expected a positive finite number, got str"),
+    ({"eps": 0.0}, ValueError, "eps: expected a positive finite number, got 0.0"),
+    ({"eps": -1e-5}, ValueError, "eps: expected a positive finite number"),
+    ({"atol": -1.0}, ValueError, "atol: expected a finite number >= 0, got -1.0"),
+    ({"atol": float("nan")}, ValueError, "atol: expected a finite number >= 0"),
+])
+def test_gradcheck_bad_tolerances(kwargs, exc, msg):
+    x = np.zeros(3)
+    with pytest.raises(exc, match=msg):
+        gradcheck(lambda: 0.0, {"x": x}, {"x": np.zeros(3)}, **kwargs)
+
+
+def test_gradcheck_refuses_non_float_tensors():
+    with pytest.raises(TypeError, match=r"tensors\['w'\]: expected a float ndarray, got list"):
+        gradcheck(lambda: 0.0, {"w": [1.0, 2.0]}, {"w": np.zeros(2)})
+    with pytest.raises(TypeError, match=r"tensors\['ids'\]: expected a float ndarray, got int64"):
+        gradcheck(lambda: 0.0, {"ids": np.arange(3, dtype=np.int64)}, {"ids": np.zeros(3)})
