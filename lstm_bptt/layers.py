@@ -10,6 +10,8 @@ check does).
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -66,12 +68,13 @@ class LSTM:
         Source of all randomness (initialisation and dropout).
     dropout : float
         Dropout probability on the outputs of every layer except the last (as ``nn.LSTM``);
-        active only when ``forward(..., train=True)``.
+        active only when ``forward(..., train=True)``. With ``num_layers == 1`` it has no
+        effect, and a UserWarning says so (as PyTorch does).
     forget_bias : float or None
         If given, the forget-gate block of ``bias_ih_l*`` is set to this value and that of
         ``bias_hh_l*`` to 0, so the effective forget bias is exactly ``forget_bias``
         (Gers et al. 2000; Jozefowicz, Zaremba & Sutskever 2015 recommend 1.0; long-lag tasks
-        need 3 to 5).
+        need 3 to 5). Must be finite, and requires ``bias=True``.
     recurrent_init : {"uniform", "orthogonal"}
         "uniform" is PyTorch's default U(-1/sqrt(H), 1/sqrt(H)) for every parameter;
         "orthogonal" replaces each (H, H) gate block of ``weight_hh_l*`` by an independent random
@@ -85,8 +88,16 @@ class LSTM:
 
     Raises
     ------
-    ValueError, TypeError
-        Invalid sizes, dropout outside [0, 1), unknown ``recurrent_init``, non-float dtype.
+    TypeError
+        Non-integer sizes, non-float dtype, ``dropout`` or ``forget_bias`` not a real number.
+    ValueError
+        Non-positive sizes, dropout outside [0, 1), ``forget_bias`` NaN or inf or given with
+        ``bias=False``, unknown ``recurrent_init``.
+
+    Warns
+    -----
+    UserWarning
+        ``dropout > 0`` with ``num_layers == 1``.
 
     References
     ----------
@@ -112,9 +123,25 @@ class LSTM:
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dtype = check_dtype_arg(dtype)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
-        self.dropout = float(dropout)
+        self.dropout = check_dropout(dropout)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={self.dropout} and "
+                "num_layers=1",
+                UserWarning,
+                stacklevel=2,
+            )
+        if forget_bias is not None:
+            if not _is_real(forget_bias):
+                raise TypeError(f"forget_bias: expected a float or None, got {forget_bias!r}")
+            if not math.isfinite(forget_bias):
+                raise ValueError(f"forget_bias: expected a finite float, got {forget_bias}")
+            if not self.bias:
+                raise ValueError(
+                    f"forget_bias: given ({forget_bias}) but bias=False, so there is no bias to "
+                    "set; use bias=True or forget_bias=None"
+                )
         if recurrent_init not in ("uniform", "orthogonal"):
             raise ValueError(
                 f"recurrent_init: expected 'uniform' or 'orthogonal', got {recurrent_init!r}"
@@ -238,6 +265,41 @@ class LSTM:
         return output, (np.stack(h_n), np.stack(c_n)), LSTMStackCache(caches, masks,
                                                                       self.batch_first)
 
+    def _check_cache(self, cache) -> None:
+        """Refuse a cache that :meth:`forward` of this model cannot have produced."""
+        if not isinstance(cache, LSTMStackCache):
+            raise TypeError(
+                f"cache: expected the LSTMStackCache returned by LSTM.forward, got "
+                f"{type(cache).__name__}"
+            )
+        L = len(cache.layers)
+        if L != self.num_layers or len(cache.dropout_masks) != L:
+            raise ValueError(
+                f"cache: comes from a model with {L} layer(s), this model has num_layers = "
+                f"{self.num_layers}"
+            )
+        for layer, lc in enumerate(cache.layers):
+            d_in = self.input_size if layer == 0 else self.hidden_size
+            what = "input_size" if layer == 0 else "hidden_size"
+            x, h = np.asarray(lc.x), np.asarray(lc.h)
+            if x.ndim != 3 or x.shape[2] != d_in:
+                raise ValueError(
+                    f"cache: layer {layer} input has {x.shape[-1]} features, this model expects "
+                    f"{d_in} ({what})"
+                )
+            if h.ndim != 3 or h.shape[2] != self.hidden_size:
+                raise ValueError(
+                    f"cache: layer {layer} has hidden size {h.shape[-1]}, this model has "
+                    f"hidden_size = {self.hidden_size}"
+                )
+            if x.dtype != self.dtype:
+                raise ValueError(f"cache: layer {layer} is {x.dtype}, this model is {self.dtype}")
+            if bool(lc.has_bias) != self.bias:
+                raise ValueError(
+                    f"cache: layer {layer} has bias={bool(lc.has_bias)}, this model has "
+                    f"bias={self.bias}"
+                )
+
     def backward(self, doutput, cache: LSTMStackCache, dhx=None):
         """Backpropagation through time through all layers.
 
@@ -258,9 +320,13 @@ class LSTM:
 
         Raises
         ------
-        ValueError, TypeError
-            Gradients of the wrong shape or dtype.
+        TypeError
+            ``cache`` is not an :class:`LSTMStackCache`; gradients of the wrong dtype.
+        ValueError
+            ``cache`` comes from a model with another number of layers, input or hidden size
+            or dtype; gradients of the wrong shape.
         """
+        self._check_cache(cache)
         layers: list[LSTMCache] = cache.layers
         L = len(layers)
         T, B, _ = layers[0].x.shape
@@ -296,6 +362,20 @@ class LSTM:
         if cache.batch_first:
             dout = dout.transpose(1, 0, 2)
         return dout, (dh_0, dc_0), {k: grads[k] for k in self.params}
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_dropout(dropout, name: str = "dropout") -> float:
+    """Return ``dropout`` as a float in [0, 1), or raise TypeError (not a real number, e.g.
+    None or the string '0.1') or ValueError (outside [0, 1), NaN)."""
+    if not _is_real(dropout):
+        raise TypeError(f"{name}: expected a float in [0, 1), got {dropout!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {dropout}")
+    return float(dropout)
 
 
 class Linear:

@@ -26,7 +26,7 @@ from ._checks import (
     check_positive_int,
     check_shape,
 )
-from .layers import LSTM, Embedding, Linear
+from .layers import LSTM, Embedding, Linear, check_dropout
 from .losses import mse_loss, softmax_cross_entropy, softmax_probs
 
 
@@ -97,8 +97,9 @@ class CharLM(_Model):
     embedding_dim : int or None
         None feeds one-hot vectors (D = V) to the LSTM, as in char-rnn (Karpathy 2015); an int
         adds a learned ``embedding.weight`` (V, embedding_dim).
-    dropout : float
+    dropout : float in [0, 1)
         Dropout between LSTM layers and before the head during training (Zaremba et al. 2014).
+        With one layer only the dropout before the head applies.
     dtype : float32 or float64
     rng : Generator, seed or None
         Initialisation, dropout and (by default) sampling.
@@ -114,11 +115,13 @@ class CharLM(_Model):
 
     def __init__(self, vocab_size, hidden_size=128, num_layers=1, embedding_dim=None,
                  dropout=0.0, dtype=np.float32, rng=None, forget_bias=None):
-        self.vocab_size = int(vocab_size)
-        self.hidden_size = int(hidden_size)
-        self.num_layers = int(num_layers)
-        self.embedding_dim = None if embedding_dim is None else int(embedding_dim)
-        self.dropout = float(dropout)
+        # checked here, under their own names, before the modules see them as e.g. input_size
+        self.vocab_size = check_positive_int("vocab_size", vocab_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.embedding_dim = (None if embedding_dim is None
+                              else check_positive_int("embedding_dim", embedding_dim))
+        self.dropout = check_dropout(dropout)
         self.forget_bias = forget_bias
         self.dtype = check_dtype_arg(dtype)
         self.rng = as_rng(rng)
@@ -127,9 +130,12 @@ class CharLM(_Model):
             self.modules["embedding"] = Embedding(vocab_size, self.embedding_dim, self.dtype,
                                                   self.rng)
         d_in = self.embedding_dim if self.embedding_dim is not None else self.vocab_size
-        self.lstm = LSTM(d_in, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
-                         dropout=dropout, forget_bias=forget_bias)
-        self.head = Linear(hidden_size, vocab_size, dtype=self.dtype, rng=self.rng)
+        # the LSTM's dropout acts between layers only; the head dropout is applied in forward,
+        # so a one-layer model passes 0 (nn.LSTM-style warning otherwise)
+        self.lstm = LSTM(d_in, self.hidden_size, self.num_layers, dtype=self.dtype, rng=self.rng,
+                         dropout=self.dropout if self.num_layers > 1 else 0.0,
+                         forget_bias=forget_bias)
+        self.head = Linear(self.hidden_size, self.vocab_size, dtype=self.dtype, rng=self.rng)
         self.modules["lstm"] = self.lstm
         self.modules["head"] = self.head
         self._collect_params()
@@ -339,14 +345,15 @@ class _LSTMWithHead(_Model):
 
     def _build(self, input_size, hidden_size, out_size, num_layers, dtype, rng, forget_bias,
                dropout):
-        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
-        self.num_layers = int(num_layers)
-        self.forget_bias, self.dropout = forget_bias, float(dropout)
+        self.input_size = check_positive_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.forget_bias, self.dropout = forget_bias, check_dropout(dropout)
         self.dtype = check_dtype_arg(dtype)
         self.rng = as_rng(rng)
-        self.lstm = LSTM(input_size, hidden_size, num_layers, dtype=self.dtype, rng=self.rng,
-                         forget_bias=forget_bias, dropout=dropout)
-        self.head = Linear(hidden_size, out_size, dtype=self.dtype, rng=self.rng)
+        self.lstm = LSTM(self.input_size, self.hidden_size, self.num_layers, dtype=self.dtype,
+                         rng=self.rng, forget_bias=forget_bias, dropout=self.dropout)
+        self.head = Linear(self.hidden_size, out_size, dtype=self.dtype, rng=self.rng)
         self.modules = {"lstm": self.lstm, "head": self.head}
         self._collect_params()
 
@@ -396,7 +403,7 @@ class SequenceClassifier(_LSTMWithHead):
 
     def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
                  rng=None, forget_bias=None, dropout=0.0):
-        self.num_classes = int(num_classes)
+        self.num_classes = check_positive_int("num_classes", num_classes)
         self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
                     dropout)
 
@@ -460,7 +467,7 @@ class SequenceRegressor(_LSTMWithHead):
 
     def __init__(self, input_size, hidden_size, output_size=1, num_layers=1, many_to_one=False,
                  dtype=np.float64, rng=None, forget_bias=None, dropout=0.0):
-        self.output_size = int(output_size)
+        self.output_size = check_positive_int("output_size", output_size)
         self.many_to_one = bool(many_to_one)
         self._build(input_size, hidden_size, output_size, num_layers, dtype, rng, forget_bias,
                     dropout)

@@ -196,15 +196,56 @@ def test_lstm_class_bad_backward(rng, model):
         ({"num_layers": -1}, ValueError, "num_layers: expected a positive int, got -1"),
         ({"dropout": 1.0}, ValueError, r"dropout: expected a probability in \[0, 1\), got 1.0"),
         ({"dropout": -0.1}, ValueError, r"dropout: expected a probability in \[0, 1\)"),
+        ({"dropout": None}, TypeError, r"dropout: expected a float in \[0, 1\), got None"),
+        ({"dropout": "0.1"}, TypeError, r"dropout: expected a float in \[0, 1\), got '0.1'"),
+        ({"dropout": float("nan")}, ValueError, r"dropout: expected a probability"),
+        ({"forget_bias": float("nan")}, ValueError, "forget_bias: expected a finite float"),
+        ({"forget_bias": float("inf")}, ValueError, "forget_bias: expected a finite float"),
+        ({"forget_bias": "1"}, TypeError, "forget_bias: expected a float or None, got '1'"),
+        ({"forget_bias": 1.0, "bias": False}, ValueError, "forget_bias: given .* bias=False"),
         ({"recurrent_init": "xavier"}, ValueError, "expected 'uniform' or 'orthogonal', got 'x"),
         ({"dtype": np.int32}, TypeError, "dtype: expected float32 or float64, got int32"),
         ({"rng": "seed"}, TypeError, "rng: expected None, an int seed or a numpy.random.Gen"),
     ],
 )
 def test_lstm_constructor(kwargs, exc, msg):
-    args = {"input_size": D, "hidden_size": H, **kwargs}
+    # two layers: dropout with one layer would (rightly) warn
+    args = {"input_size": D, "hidden_size": H, "num_layers": 2, **kwargs}
     with pytest.raises(exc, match=msg):
         LSTM(**args)
+
+
+@pytest.mark.parametrize(
+    "other, msg",
+    [
+        ({"num_layers": 2}, r"cache: comes from a model with 2 layer\(s\), this model has "
+                            r"num_layers = 1"),
+        ({"hidden_size": H + 1}, r"cache: layer 0 has hidden size 5, this model has "
+                                 r"hidden_size = 4"),
+        ({"input_size": D + 1}, r"cache: layer 0 input has 4 features, this model expects 3 "
+                                r"\(input_size\)"),
+        ({"bias": False}, r"cache: layer 0 has bias=False, this model has bias=True"),
+        ({"dtype": np.float32}, "cache: layer 0 is float32, this model is float64"),
+    ],
+    ids=["layers", "hidden", "input", "bias", "dtype"],
+)
+def test_lstm_backward_refuses_a_cache_from_another_model(rng, other, msg):
+    model = LSTM(D, H, rng=0)
+    kw = {"input_size": D, "hidden_size": H, "rng": 1, **other}
+    other_model = LSTM(**kw)
+    dtype = other_model.dtype
+    x = rng.standard_normal((T, B, other_model.input_size)).astype(dtype)
+    out, _, cache = other_model.forward(x)
+    with pytest.raises(ValueError, match=msg):
+        model.backward(None, cache)
+
+
+def test_lstm_backward_refuses_a_cache_of_another_kind(rng):
+    model = LSTM(D, H, rng=0)
+    _, _, cache = lstm_forward(rng.standard_normal((T, B, D)), None, None,
+                               *lstm_params(rng, D, H))
+    with pytest.raises(TypeError, match="cache: expected the LSTMStackCache .* got LSTMCache"):
+        model.backward(None, cache)
 
 
 # ---------------------------------------------------------------------- other layers

@@ -1,14 +1,16 @@
-"""Linear, Embedding and dropout: hand-computed values, central differences, dtypes."""
+"""Linear, Embedding, dropout and LSTM constructor options: hand-computed values, central
+differences, dtypes."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 from conftest import randomize_params
 
-from lstm_bptt import Embedding, Linear, dropout_backward, dropout_forward, gradcheck
+from lstm_bptt import LSTM, Embedding, Linear, dropout_backward, dropout_forward, gradcheck
 
 # ---------------------------------------------------------------------------------- Linear
 
@@ -164,3 +166,33 @@ def test_dropout_seeded_and_backward(rng):
 def test_dropout_bad_p(p):
     with pytest.raises(ValueError, match=r"p: expected a probability in \[0, 1\)"):
         dropout_forward(np.ones(3), p, rng=0)
+
+
+# ------------------------------------------------------------------ LSTM dropout warning
+
+
+def test_lstm_dropout_with_one_layer_warns_like_pytorch():
+    """nn.LSTM applies dropout between layers only, so with one layer it does nothing."""
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        model = LSTM(3, 4, num_layers=1, dropout=0.2, rng=0)
+    x = np.random.default_rng(1).standard_normal((2, 1, 3))
+    # and it really is a no-op: train and eval outputs agree
+    np.testing.assert_array_equal(model.forward(x, train=True)[0], model.forward(x)[0])
+
+
+@pytest.mark.parametrize("num_layers, dropout", [(2, 0.2), (1, 0.0)])
+def test_lstm_dropout_that_acts_does_not_warn(num_layers, dropout):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = LSTM(3, 4, num_layers=num_layers, dropout=dropout, rng=0)
+    assert model.dropout == dropout
+
+
+def test_lstm_forget_bias_sets_the_effective_forget_bias():
+    """b_ih[H:2H] = forget_bias and b_hh[H:2H] = 0 in every layer (PyTorch gate order i, f, g, o),
+    so b_ih + b_hh = forget_bias exactly."""
+    H = 4
+    model = LSTM(3, H, num_layers=2, forget_bias=2.5, rng=0)
+    for layer in range(2):
+        np.testing.assert_array_equal(model.params[f"bias_ih_l{layer}"][H : 2 * H], 2.5)
+        np.testing.assert_array_equal(model.params[f"bias_hh_l{layer}"][H : 2 * H], 0.0)

@@ -3,6 +3,8 @@ CharLM, SequenceClassifier and SequenceRegressor, and CharLM sampling."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -373,3 +375,40 @@ def test_regressor_per_step_lengths_mask_the_padding():
     loss2, grads2, _ = m.loss(x, y2, lengths=lengths, train=False)
     assert loss2 == loss
     assert all(np.array_equal(grads[k], grads2[k]) for k in grads)
+
+
+# ------------------------------------------------------------------ constructor arguments
+
+
+@pytest.mark.parametrize("make, exc, msg", [
+    (lambda: CharLM(0, 8), ValueError, "vocab_size: expected a positive int, got 0"),
+    (lambda: CharLM(2.5, 8), TypeError, "vocab_size: expected a positive int, got 2.5"),
+    (lambda: CharLM("5", 8), TypeError, "vocab_size: expected a positive int, got '5'"),
+    (lambda: CharLM(5, 0), ValueError, "hidden_size: expected a positive int, got 0"),
+    (lambda: CharLM(5, 8, num_layers=0), ValueError, "num_layers: expected a positive int"),
+    (lambda: CharLM(5, 8, embedding_dim=0), ValueError, "embedding_dim: expected a positive"),
+    (lambda: CharLM(5, 8, dropout=None), TypeError, r"dropout: expected a float in \[0, 1\)"),
+    (lambda: CharLM(5, 8, dropout=1.0), ValueError, r"dropout: expected a probability"),
+    (lambda: SequenceClassifier(0, 3, 2), ValueError, "input_size: expected a positive int"),
+    (lambda: SequenceClassifier(2, 3, 0), ValueError, "num_classes: expected a positive int"),
+    (lambda: SequenceClassifier(2, 3, 2, num_layers=1.5), TypeError, "num_layers: expected"),
+    (lambda: SequenceRegressor(2, 0), ValueError, "hidden_size: expected a positive int"),
+    (lambda: SequenceRegressor(2, 3, 0), ValueError, "output_size: expected a positive int"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_model_constructors_name_the_bad_argument(make, exc, msg):
+    with pytest.raises(exc, match=msg):
+        make()
+
+
+def test_charlm_one_layer_dropout_is_head_dropout_without_warning():
+    """A one-layer CharLM still uses dropout (before the head), so the LSTM's "dropout needs
+    num_layers > 1" warning would be wrong; the LSTM gets dropout 0 and the head keeps it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = CharLM(5, 4, num_layers=1, dropout=0.5, dtype=np.float64, rng=0)
+    assert model.lstm.dropout == 0.0 and model.config()["dropout"] == 0.5
+    ids = np.array([[0, 1, 2, 3]] * 3)
+    # train=True draws a head mask: the logits differ from evaluation mode
+    assert not np.allclose(model.forward(ids, train=True)[0], model.forward(ids)[0])
+    two = CharLM(5, 4, num_layers=2, dropout=0.5, dtype=np.float64, rng=0)
+    assert two.lstm.dropout == 0.5
