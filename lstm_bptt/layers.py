@@ -79,6 +79,10 @@ class LSTM:
         "uniform" is PyTorch's default U(-1/sqrt(H), 1/sqrt(H)) for every parameter;
         "orthogonal" replaces each (H, H) gate block of ``weight_hh_l*`` by an independent random
         orthogonal matrix (Saxe et al. 2014).
+    checkpoint_every : int or None
+        Recomputation for long sequences (Chen et al. 2016): keep only h and every k-th cell
+        state in the cache and recompute each k-step segment during the backward; gradients
+        are bitwise those of the full cache (see :func:`lstm_bptt.lstm.lstm_forward`).
 
     Attributes
     ----------
@@ -116,6 +120,7 @@ class LSTM:
         dropout: float = 0.0,
         forget_bias: float | None = None,
         recurrent_init: str = "uniform",
+        checkpoint_every: int | None = None,
     ):
         self.input_size = check_positive_int("input_size", input_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
@@ -147,6 +152,7 @@ class LSTM:
                 f"recurrent_init: expected 'uniform' or 'orthogonal', got {recurrent_init!r}"
             )
         self.rng = as_rng(rng)
+        self.checkpoint_every = checkpoint_every
         H = self.hidden_size
         k = 1.0 / math.sqrt(H)
         self.params: dict[str, np.ndarray] = {}
@@ -251,6 +257,7 @@ class LSTM:
                 None if h_0 is None else h_0[layer],
                 None if c_0 is None else c_0[layer],
                 *self._layer_params(layer),
+                checkpoint_every=self.checkpoint_every,
             )
             caches.append(cache)
             h_n.append(h)

@@ -136,3 +136,22 @@ def test_saturated_gates_exact_and_silent(dtype, mag):
     np.testing.assert_array_equal(h_n, np.tanh(dtype(1)))
     assert all(np.isfinite(v).all() for v in (dx, dh_0, dc_0, *grads.values()))
     np.testing.assert_array_equal(dc_0, 0.0)  # f = 0 cuts the path to c_0
+
+
+def test_lstm_module_checkpoint_every_gives_bitwise_equal_gradients():
+    import numpy as np
+
+    from lstm_bptt import LSTM
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(11, 3, 4))
+    R = rng.normal(size=(11, 3, 5))
+    full = LSTM(4, 5, num_layers=2, rng=1)
+    ckpt = LSTM(4, 5, num_layers=2, rng=1, checkpoint_every=3)
+    _, _, c1 = full.forward(x)
+    _, _, c2 = ckpt.forward(x)
+    assert c2.layers[0].gates is None  # the activations were not kept
+    dx1, (dh1, dc1), g1 = full.backward(R, c1)
+    dx2, (dh2, dc2), g2 = ckpt.backward(R, c2)
+    assert np.array_equal(dx1, dx2) and np.array_equal(dh1, dh2) and np.array_equal(dc1, dc2)
+    assert all(np.array_equal(g1[k], g2[k]) for k in g1)
