@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "CPython (no download), about 3 minutes on 2 cores.")
     t.add_argument("--text", metavar="FILE", help="UTF-8 text file to train on instead of the "
                    "Python documentation (e.g. Tiny Shakespeare)")
-    t.add_argument("--hidden-size", type=_positive_int, default=128, help="LSTM hidden units H")
+    t.add_argument("--hidden-size", type=_positive_int, default=256, help="LSTM hidden units H")
     t.add_argument("--num-layers", type=_positive_int, default=1, help="stacked LSTM layers")
     t.add_argument("--embedding-dim", type=_positive_int, default=None,
                    help="learned embedding size (default: one-hot input, D = V)")
@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--k2", type=_positive_int, default=None,
                    help="backpropagate through k2 >= k1 steps (default: k2 = k1)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="parallel streams B")
-    t.add_argument("--steps", type=_positive_int, default=3000, help="optimizer updates")
+    t.add_argument("--steps", type=_positive_int, default=2000, help="optimizer updates")
     t.add_argument("--lr", type=_positive_float, default=5e-3, help="learning rate")
     t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], default="adam",
                    help="optimizer (sgd uses momentum 0.9)")
