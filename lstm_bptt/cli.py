@@ -308,7 +308,7 @@ def cmd_gradcheck(args) -> int:
         w = max(len(r["component"]) for r in rows)
         print(f"{'component':<{w}}  {'tensor':<20} {'shape':<12} {'max rel err':>11}  result")
         for r in rows:
-            shape = "(" + ", ".join(map(str, r["shape"])) + ")"
+            shape = str(tuple(r["shape"]))
             print(f"{r['component']:<{w}}  {r['tensor']:<20} {shape:<12} "
                   f"{r['max_rel_error']:>11.2e}  {'pass' if r['passed'] else 'FAIL'}")
         worst = max(r["max_rel_error"] for r in rows)
