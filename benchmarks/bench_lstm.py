@@ -362,7 +362,8 @@ def print_table(results):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=None, choices=list(CONFIGS),
+                    help="default: all (all but large with --quick)")
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
                     choices=["float32", "float64"])
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -371,12 +372,17 @@ def main(argv=None):
     ap.add_argument("--min-block", type=float, default=None, help="seconds per timed block")
     ap.add_argument("--gemm-n", type=int, default=None, help="size of the peak GEMM")
     ap.add_argument("--quick", action="store_true",
-                    help="fewer repeats, short blocks, no naive run on 'large' (~1 min)")
+                    help="fewer repeats, short blocks, no 'large' config unless --configs names "
+                         "it (~1 min)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall time (default) or process CPU time (robust on a shared machine "
                          "for 1 thread; with 2 threads it adds up both threads)")
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
     args = ap.parse_args(argv)
+    if args.quick and args.configs is None:
+        args.configs = [c for c in CONFIGS if c != "large"]
+    if args.configs is None:
+        args.configs = list(CONFIGS)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 5
     if args.min_block is None:
