@@ -122,6 +122,17 @@ def cmd_train(args) -> int:
     from .schedules import CosineAnnealingLR, LinearWarmup
     from .train import TBPTTStream, Trainer, TrainingDivergedError
 
+    if args.k2 is not None and args.k2 < args.seq_length:
+        raise ValueError(f"--k2 {args.k2} must be >= --seq-length (k1) {args.seq_length}")
+    if args.text is None:
+        text, text_name = load_pydoc_text(), "Python documentation topics (pydoc_data.topics)"
+    else:
+        text, text_name = load_text(args.text), str(args.text)
+    min_chars = 20 * (args.batch_size + 1)
+    if len(text) < min_chars:
+        raise ValueError(f"--text: {len(text)} characters is too short to split 90/10 into "
+                         f"{args.batch_size} training streams (--batch-size); need >= "
+                         f"{min_chars}")
     out_dir = Path(args.out_dir)
     ckpt_path = out_dir / "checkpoint.npz"
     if out_dir.exists() and not out_dir.is_dir():
@@ -131,10 +142,6 @@ def cmd_train(args) -> int:
                          "--out-dir DIR, or replace it with --overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     note = _set_threads(args.threads, args.argv)
-    if args.text is None:
-        text, text_name = load_pydoc_text(), "Python documentation topics (pydoc_data.topics)"
-    else:
-        text, text_name = load_text(args.text), str(args.text)
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     tree = None
     if args.resume:
@@ -226,8 +233,15 @@ def cmd_train(args) -> int:
         print(f"error: training diverged: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted at step {trainer.step}; the last checkpoint is in {ckpt_path} "
-              "(continue with --resume)", file=sys.stderr)
+        trainer.write_history(out_dir / "history.csv")
+        if trainer.saved_step is not None:
+            where = (f"the last checkpoint (step {trainer.saved_step}) is in {ckpt_path}; "
+                     "continue with --resume")
+        elif tree is not None:
+            where = f"nothing new was saved; {ckpt_path} still holds step {tree['step']}"
+        else:
+            where = f"no checkpoint yet (the first is written at step {args.eval_every})"
+        print(f"\ninterrupted at step {trainer.step}: {where}", file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - t0
     hist_path = trainer.write_history(out_dir / "history.csv")
@@ -241,7 +255,7 @@ def cmd_train(args) -> int:
               else "beats none of the n-gram baselines yet")
         if better:
             print("still behind: " + ", ".join(f"{k} ({base[k]:.3f})" for k in better))
-    print(f"checkpoint: {ckpt_path}\nhistory: {hist_path}")
+    print(f"checkpoint: {ckpt_path}\nhistory: {hist_path}\nsummary: {out_dir / 'summary.json'}")
     summary = {"val_loss": final, "val_bpc": final / LN2, "seconds": elapsed,
                "steps": trainer.step, "baselines": base}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -254,6 +268,9 @@ def cmd_sample(args) -> int:
     from .data import CharVocab
     from .models import build_model
 
+    if Path(args.checkpoint).is_dir():
+        raise ValueError(f"--checkpoint {args.checkpoint} is a directory; pass the file, e.g. "
+                         f"{Path(args.checkpoint) / 'checkpoint.npz'}")
     tree = load_checkpoint(args.checkpoint)
     if tree.get("model", {}).get("class") != "CharLM" or "vocab" not in tree.get("extra", {}):
         raise ValueError(f"{args.checkpoint} is not a character language model "
@@ -304,15 +321,20 @@ def cmd_gradcheck(args) -> int:
 def cmd_task(args) -> int:
     from .presets import run_task
 
+    # With --json, stdout carries only the JSON document; the progress lines go to stderr.
+    out = sys.stderr if args.json else sys.stdout
     note = _set_threads(args.threads, args.argv)
     if note:
-        print(note)
+        print(note, file=out)
     result = run_task(args.name, seed=args.seed, steps=args.steps, quick=args.quick,
-                      progress=None if not args.quiet else False)
+                      progress=None if not args.quiet else False,
+                      log=lambda *a, **k: print(*a, **k, file=out))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     if args.quick:
-        print("(--quick is a smoke test of the preset; its budget is not meant to solve the task)")
+        if not result.get("solved", True):
+            print("(--quick is a smoke test of the preset; its budget is not meant to solve "
+                  "the task)", file=out)
         return 0
     return 0 if result.get("solved", True) else 1
 

@@ -308,6 +308,9 @@ class CharLM(_Model):
             if top_k > self.vocab_size:
                 raise ValueError(f"top_k: expected 1..{self.vocab_size}, got {top_k}")
         state = None
+        if isinstance(prime, str):
+            raise TypeError("prime: expected token ids, got a str; encode it first, e.g. "
+                            "CharVocab.encode(text)")
         if prime is not None and len(prime) > 0:
             # no dtype= here: a float prime must be refused, not truncated to ids
             prime = check_int_array("prime", np.asarray(prime), 0, self.vocab_size)

@@ -225,6 +225,8 @@ class Trainer:
     eval_fn : callable ``(model) -> dict`` of metrics, optional
         Run every ``eval_every`` steps and at the end.
     eval_every : int, optional
+        Steps between evaluations and checkpoints (``eval_fn`` may be None to only write
+        checkpoints); without it ``eval_fn`` runs once, at the end.
     log_every : int
         Steps between history rows (mean training loss over the interval).
     monitor : str
@@ -247,6 +249,10 @@ class Trainer:
 
     Raises
     ------
+    ValueError
+        Both or neither of ``max_steps`` and ``epochs``; ``patience`` without ``eval_fn``;
+        non-positive sizes or ``clip_norm``; (in :meth:`fit`) metrics without ``monitor``
+        when early stopping or ReduceLROnPlateau needs it.
     TrainingDivergedError
         In :meth:`fit`, when the loss or gradient norm is not finite, or ``model.loss``
         overflows (it runs under ``np.errstate(over="raise", invalid="raise")``).
@@ -265,6 +271,8 @@ class Trainer:
         self.model, self.optimizer, self.source = model, optimizer, source
         self.scheduler = scheduler
         self.clip_norm = clip_norm
+        if eval_fn is None and patience is not None:
+            raise ValueError("patience (early stopping) needs an eval_fn that returns metrics")
         self.eval_fn = eval_fn
         self.eval_every = None if eval_every is None else check_positive_int("eval_every",
                                                                               eval_every)
@@ -281,6 +289,7 @@ class Trainer:
         self.best = math.inf
         self.bad_evals = 0
         self.stopped_early = False
+        self.saved_step = None  # step of the last checkpoint written by fit, if any
         self._interval = []
 
     # ------------------------------------------------------------------ training
@@ -324,6 +333,11 @@ class Trainer:
         metrics = dict(self.eval_fn(self.model)) if self.eval_fn is not None else {}
         row = {"step": self.step, **{k: float(v) for k, v in metrics.items()}}
         self.history.append(row)
+        if self.monitor not in metrics and (self.patience is not None or (
+                self.scheduler is not None and hasattr(self.scheduler, "num_bad_epochs"))):
+            raise ValueError(
+                f"monitor: eval_fn returned {sorted(metrics)}, without {self.monitor!r} which "
+                "early stopping / ReduceLROnPlateau watch; pass monitor=<one of those keys>")
         if self.monitor in metrics:
             value = float(metrics[self.monitor])
             if value < self.best:
@@ -337,7 +351,7 @@ class Trainer:
         return metrics
 
     def _after_eval(self, bar, metrics):
-        if self.verbose:
+        if self.verbose and metrics:
             bar.write(self._format_eval(metrics))
         for cb in self.callbacks:
             if hasattr(cb, "on_eval_end"):
@@ -432,6 +446,7 @@ class Trainer:
         if bad:
             raise TrainingDivergedError(f"refusing to write a checkpoint: NaN/inf in {bad}")
         save_checkpoint(self.checkpoint_path, self.checkpoint_tree())
+        self.saved_step = self.step
 
     def save(self, path) -> Path:
         """Write a checkpoint to ``path`` now (atomically)."""

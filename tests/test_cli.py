@@ -28,7 +28,8 @@ def test_unknown_command_exits_2(capsys):
 
 
 def test_missing_text_file_is_a_clear_error(tmp_path, capsys):
-    code = main(["train", "--text", str(tmp_path / "nope.txt"), "--threads", "1"])
+    code = main(["train", "--text", str(tmp_path / "nope.txt"), "--threads", "1",
+                 "--out-dir", str(tmp_path / "run")])
     assert code == 2
     assert "not found" in capsys.readouterr().err
 
@@ -171,3 +172,34 @@ def test_train_on_a_text_file(tmp_path, capsys):
     assert "1,115,394 characters, 65 symbols" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["val_loss"] < math.log(65)  # better than uniform after 30 steps
+
+
+def test_k2_smaller_than_k1_is_refused_before_any_work(capsys):
+    assert main(["train", "--k2", "10", "--seq-length", "64"]) == 2
+    assert "--k2 10 must be >= --seq-length (k1) 64" in capsys.readouterr().err
+
+
+def test_task_json_prints_only_json_on_stdout(capsys):
+    assert main(["task", "airline", "--quick", "--json", "--quiet", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["task"] == "airline" and "[airline]" in captured.err
+
+
+def test_interrupt_reports_the_last_checkpoint_step(small_text, tmp_path, capsys, monkeypatch):
+    from lstm_bptt.train import Trainer
+
+    real_step = Trainer.train_step
+
+    def step_then_interrupt(self):
+        if self.step == 15:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
+    out = tmp_path / "run"
+    code = main(["train", "--text", str(small_text), "--out-dir", str(out)] + SMALL)
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted at step 15: the last checkpoint (step 10)" in err
+    assert (out / "history.csv").exists()

@@ -412,3 +412,9 @@ def test_charlm_one_layer_dropout_is_head_dropout_without_warning():
     assert not np.allclose(model.forward(ids, train=True)[0], model.forward(ids)[0])
     two = CharLM(5, 4, num_layers=2, dropout=0.5, dtype=np.float64, rng=0)
     assert two.lstm.dropout == 0.5
+
+
+def test_sample_with_a_string_prime_says_to_encode_it():
+    m = CharLM(5, 4, rng=0)
+    with pytest.raises(TypeError, match="encode"):
+        m.sample(3, "abc")

@@ -445,13 +445,25 @@ def test_reduce_lr_on_plateau_steps_on_monitored_metric():
     assert lrs == [0.1] * 6 + [0.05] * 4
     assert opt.lr == 0.05 and plateau.best == 0.5
 
-    # a monitor that is not in the metrics never steps the schedule
+    # a monitor that is not in the metrics is a mistake to report, not a silent no-op
     model, _, _, src = _charlm_setup()
     opt = SGD(model.params, lr=0.1)
     plateau = ReduceLROnPlateau(opt, factor=0.5, patience=0)
-    Trainer(model, opt, src, max_steps=6, eval_every=1, scheduler=plateau, monitor="val_loss",
-            eval_fn=lambda m: {"acc": 1.0}, progress=False).fit()
+    tr = Trainer(model, opt, src, max_steps=6, eval_every=1, scheduler=plateau,
+                 monitor="val_loss", eval_fn=lambda m: {"acc": 1.0}, progress=False)
+    with pytest.raises(ValueError, match="'val_loss'"):
+        tr.fit()
     assert plateau.last_epoch == 0 and opt.lr == 0.1
+
+
+def test_early_stopping_needs_the_monitored_metric():
+    model, _, _, src = _charlm_setup()
+    with pytest.raises(ValueError, match="eval_fn"):
+        Trainer(model, SGD(model.params, lr=0.1), src, max_steps=5, patience=1)
+    tr = Trainer(model, SGD(model.params, lr=0.1), src, max_steps=5, eval_every=1, patience=1,
+                 eval_fn=lambda m: {"loss": 1.0}, progress=False, verbose=False)
+    with pytest.raises(ValueError, match="monitor"):
+        tr.fit()
 
 
 def test_step_schedule_stepped_per_update():
