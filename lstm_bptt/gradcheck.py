@@ -181,7 +181,8 @@ class GradcheckReport:
         for r in self.rows:
             lines.append(
                 f"{r.name:<24} {str(r.shape):<14} {r.max_rel_error:>11.2e} "
-                f"{r.max_abs_error:>11.2e}  {str(r.worst_index):<12} {'pass' if r.passed else 'FAIL'}"
+                f"{r.max_abs_error:>11.2e}  {str(r.worst_index):<12} "
+                f"{'pass' if r.passed else 'FAIL'}"
             )
         return "\n".join(lines)
 
