@@ -112,6 +112,7 @@ def _resume_settings(args, saved: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    """`lstm-bptt train`: character LM with truncated BPTT; returns the exit status."""
     import hashlib
 
     from .checkpoint import load_checkpoint
@@ -264,6 +265,7 @@ def cmd_train(args) -> int:
 
 # --------------------------------------------------------------------------------- sample
 def cmd_sample(args) -> int:
+    """`lstm-bptt sample`: generate text from a `train` checkpoint; returns the exit status."""
     from .checkpoint import load_checkpoint
     from .data import CharVocab
     from .models import build_model
@@ -296,6 +298,7 @@ def cmd_sample(args) -> int:
 
 # --------------------------------------------------------------------------------- gradcheck
 def cmd_gradcheck(args) -> int:
+    """`lstm-bptt gradcheck`: the float64 gradient check of every component; 1 on failure."""
     from .gradcheck_suite import run_suite
 
     rows = run_suite(seed=args.seed, tol=args.tol, eps=args.eps)
@@ -319,6 +322,7 @@ def cmd_gradcheck(args) -> int:
 
 # --------------------------------------------------------------------------------- task
 def cmd_task(args) -> int:
+    """`lstm-bptt task NAME`: train a preset; 1 if its criterion is not met (0 with --quick)."""
     from .presets import run_task
 
     # With --json, stdout carries only the JSON document; the progress lines go to stderr.
@@ -355,6 +359,7 @@ class _TaskFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of all subcommands (``train_parser`` attribute: the train one)."""
     fmt = _Formatter
     p = argparse.ArgumentParser(
         prog="lstm-bptt",

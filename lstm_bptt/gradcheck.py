@@ -162,10 +162,12 @@ class GradcheckReport:
 
     @property
     def passed(self) -> bool:
+        """True when every tensor passed."""
         return all(r.passed for r in self.rows)
 
     @property
     def max_rel_error(self) -> float:
+        """The largest max relative error over all tensors."""
         return max((r.max_rel_error for r in self.rows), default=0.0)
 
     def __getitem__(self, name: str) -> TensorCheck:
