@@ -128,6 +128,9 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t):
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)  # h_{t-1} W_hh^T
     ig = np.empty((B, H), gates.dtype)  # i * g
+    # A 0-d array of the gates' dtype: a Python float operand costs a type resolution per
+    # call (1.1 vs 0.56 us per float32 call at B = 1, where the loop is call-overhead bound).
+    half = np.array(0.5, gates.dtype)
     # Per-step views made in C up front (list(arr)): cheaper than indexing inside the loop,
     # which matters when B * H is small and each step is a few microseconds.
     A, S, C, TC, Hs = list(gates), list(gates[:, :, : 3 * H]), list(c), list(tanh_c), list(h)
@@ -138,8 +141,8 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t):
         a += rec
         np.tanh(a, out=a)  # g: (3); o, i, f: tanh(a / 2)
         s = S[t]
-        s *= 0.5
-        s += 0.5  # sigma(a) = (1 + tanh(a / 2)) / 2: (4), (1), (2)
+        np.multiply(s, half, out=s)
+        np.add(s, half, out=s)  # sigma(a) = (1 + tanh(a / 2)) / 2: (4), (1), (2)
         np.multiply(f_l[t], C[t], out=C[t + 1])  # f * c
         np.multiply(i_l[t], g_l[t], out=ig)  # i * g
         C[t + 1] += ig  # (5)
