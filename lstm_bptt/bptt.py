@@ -21,7 +21,7 @@ from ._checks import as_float_array, check_shape
 from .lstm import LSTMCache, _projection, recompute_segment, segments, to_pytorch
 
 
-def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None):
+def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: bool = True):
     """Gradients of a scalar loss through one LSTM layer over the whole sequence (full BPTT).
 
     Parameters
@@ -34,10 +34,13 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None):
     dh_n, dc_n : ndarray (B, H) or None
         dL/dh_T and dL/dc_T arriving from later (e.g. the next chunk of a longer sequence, or
         a head that reads the final state). None means zero.
+    need_dx : bool
+        Compute dx. False skips one (T*B, 4H) @ (4H, D) GEMM when the input needs no gradient
+        (e.g. one-hot characters); ``dx`` is then None.
 
     Returns
     -------
-    dx : ndarray (T, B, D)
+    dx : ndarray (T, B, D), or None if not ``need_dx``
     dh_0, dc_0 : ndarray (B, H)
     grads : dict
         ``weight_ih`` (4H, D), ``weight_hh`` (4H, H) and, if the forward used biases,
@@ -97,7 +100,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None):
     dc = dc.copy()  # a view into `work`
 
     da = work[:, :, H : 5 * H].reshape(T * B, 4 * H)  # (T*B, 4H), row stride 6H
-    dx = (da @ w_ih).reshape(T, B, D)  # (T*B, 4H) @ (4H, D)
+    dx = (da @ w_ih).reshape(T, B, D) if need_dx else None  # (T*B, 4H) @ (4H, D)
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     grads = {

@@ -307,7 +307,7 @@ class LSTM:
                     f"bias={self.bias}"
                 )
 
-    def backward(self, doutput, cache: LSTMStackCache, dhx=None):
+    def backward(self, doutput, cache: LSTMStackCache, dhx=None, *, need_dx: bool = True):
         """Backpropagation through time through all layers.
 
         Parameters
@@ -318,10 +318,13 @@ class LSTM:
             From :meth:`forward`; not modified.
         dhx : tuple (dh_n, dc_n) of ndarrays (L, B, H), or None
             Gradient arriving at the final states (from a later chunk or a head on h_n).
+        need_dx : bool
+            Compute the gradient of the input (False: ``dx`` is None and the first layer's
+            input GEMM is skipped, e.g. for one-hot inputs).
 
         Returns
         -------
-        dx : ndarray shaped like the input x
+        dx : ndarray shaped like the input x, or None if not ``need_dx``
         (dh_0, dc_0) : tuple of ndarrays (L, B, H)
         grads : dict keyed exactly like ``params``
 
@@ -360,13 +363,14 @@ class LSTM:
                 dout, layers[layer],
                 None if dh_n is None else dh_n[layer],
                 None if dc_n is None else dc_n[layer],
+                need_dx=need_dx or layer > 0,
             )
             dh_0[layer] = dh
             dc_0[layer] = dc
             for k, v in g.items():
                 grads[f"{k}_l{layer}"] = v
             dout = dx
-        if cache.batch_first:
+        if cache.batch_first and dout is not None:
             dout = dout.transpose(1, 0, 2)
         return dout, (dh_0, dc_0), {k: grads[k] for k in self.params}
 

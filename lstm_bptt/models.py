@@ -226,7 +226,9 @@ class CharLM(_Model):
         dout, head_grads = self.head.backward(dlogits, head_cache)
         if drop_mask is not None:
             dout = dout * drop_mask
-        dx, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
+        # one-hot inputs need no gradient: skip the input GEMM of the first layer
+        dx, _, lstm_grads = self.lstm.backward(dout, lstm_cache,
+                                               need_dx=self.embedding_dim is not None)
         per_module = {"lstm": lstm_grads, "head": head_grads}
         if self.embedding_dim is not None:
             per_module["embedding"] = self.modules["embedding"].backward(dx, emb_cache)

@@ -513,3 +513,17 @@ def test_backward_does_not_mutate_upstream_or_cache(rng):
             np.testing.assert_array_equal(a, b)
     for k in params:
         np.testing.assert_array_equal(model.params[k], params[k])
+
+
+def test_need_dx_false_skips_dx_and_leaves_every_other_gradient_bitwise_equal():
+    from lstm_bptt import LSTM
+
+    rng = np.random.default_rng(3)
+    m = LSTM(4, 5, num_layers=2, rng=0)
+    x, R = rng.normal(size=(6, 3, 4)), rng.normal(size=(6, 3, 5))
+    _, _, cache = m.forward(x)
+    dx, (dh, dc), g = m.backward(R, cache)
+    dx2, (dh2, dc2), g2 = m.backward(R, cache, need_dx=False)
+    assert dx is not None and dx2 is None
+    assert np.array_equal(dh, dh2) and np.array_equal(dc, dc2)
+    assert all(np.array_equal(g[k], g2[k]) for k in g)
