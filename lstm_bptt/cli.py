@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._runtime import retain_freed_memory
 
 LN2 = math.log(2.0)
 
@@ -143,6 +144,7 @@ def cmd_train(args) -> int:
                          "--out-dir DIR, or replace it with --overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     note = _set_threads(args.threads, args.argv)
+    retain_freed_memory()  # no page faults for the per-step caches (see _runtime)
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     tree = None
     if args.resume:
@@ -328,6 +330,7 @@ def cmd_task(args) -> int:
     # With --json, stdout carries only the JSON document; the progress lines go to stderr.
     out = sys.stderr if args.json else sys.stdout
     note = _set_threads(args.threads, args.argv)
+    retain_freed_memory()
     if note:
         print(note, file=out)
     result = run_task(args.name, seed=args.seed, steps=args.steps, quick=args.quick,
