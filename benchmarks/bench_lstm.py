@@ -378,7 +378,15 @@ def main(argv=None):
                     help="wall time (default) or process CPU time (robust on a shared machine "
                          "for 1 thread; with 2 threads it adds up both threads)")
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
+    ap.add_argument("--retain-memory", action="store_true",
+                    help="keep freed memory in the heap (glibc mallopt, as the CLI jobs do): "
+                         "no page faults for the per-call caches; applies to every "
+                         "implementation in the process")
     args = ap.parse_args(argv)
+    if args.retain_memory:
+        from lstm_bptt._runtime import retain_freed_memory
+
+        print(f"retain freed memory (mallopt): {retain_freed_memory()}")
     if args.quick and args.configs is None:
         args.configs = [c for c in CONFIGS if c != "large"]
     if args.configs is None:
