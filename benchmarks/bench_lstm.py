@@ -7,11 +7,14 @@ configurations (T, B, D, H) below, in float32 and float64, with 1 and 2 BLAS thr
 
 Run from the repository root::
 
-    python benchmarks/bench_lstm.py                 # full run (~10 min on 2 idle cores)
-    python benchmarks/bench_lstm.py --quick         # ~1 min smoke run
+    python benchmarks/bench_lstm.py                 # full run (~5 min on 2 idle cores)
+    python benchmarks/bench_lstm.py --quick         # < 1 min smoke run (no "large")
     python benchmarks/bench_lstm.py --json out.json
 
-Method: within one process, for one (dtype, threads) setting, the implementations are run in
+Method: every (config, dtype, threads) runs in a fresh process (``--no-isolate`` runs all in
+one): in one long process the timings of later configurations depended on what ran before
+(medium float64 lib 412-437 ms alone, 537-597 ms after the float32 configurations, from heap
+and page-cache state left by the large runs). Within that process the implementations are run in
 interleaved blocks (lib, naive, torch, lib, naive, torch, ...), each block long enough to be
 timed reliably; the reported time is the median over blocks of the per-call time. The machine's
 GEMM peak is measured in the same run (a large square matmul, per dtype and thread count), and
@@ -30,7 +33,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -360,6 +365,49 @@ def print_table(results):
         f"{k} {v:.1f}" for k, v in results["small_gemm_us"].items()))
 
 
+def run_isolated(args):
+    """Run each (threads, dtype, config) in a fresh child process and merge the results."""
+    if args.quick and args.configs is None:
+        args.configs = [c for c in CONFIGS if c != "large"]
+    configs = args.configs or list(CONFIGS)
+    merged = None
+    for threads in args.threads:
+        for dtype in args.dtypes:
+            for cname in configs:
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = Path(tmp) / "r.json"
+                    cmd = [sys.executable, str(Path(__file__).resolve()), "--no-isolate",
+                           "--configs", cname, "--dtypes", dtype, "--threads", str(threads),
+                           "--impls", *args.impls, "--clock", args.clock, "--json", str(out)]
+                    for flag, value in (("--repeats", args.repeats),
+                                        ("--min-block", args.min_block),
+                                        ("--gemm-n", args.gemm_n)):
+                        if value is not None:
+                            cmd += [flag, str(value)]
+                    cmd += ["--quick"] * args.quick + ["--retain-memory"] * args.retain_memory
+                    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                    part = json.loads(out.read_text())
+                if merged is None:
+                    merged = part
+                    merged["args"] = {k: v for k, v in vars(args).items() if k != "json"}
+                    print(f"CPU: {part['environment']['cpu']}; numpy "
+                          f"{part['environment']['numpy']}, torch {part['environment']['torch']}"
+                          "; each configuration in a fresh process")
+                    print(HEADER)
+                else:
+                    merged["rows"] += part["rows"]
+                    merged["small_gemm_us"].update(part["small_gemm_us"])
+                    for k, v in part["peak_gflops"].items():
+                        merged["peak_gflops"][k] = max(v, merged["peak_gflops"].get(k, 0))
+                for row in part["rows"]:
+                    print_row(row)
+    print_table(merged)
+    if args.json is not None:
+        args.json.write_text(json.dumps(merged, indent=1, default=str))
+        print(f"wrote {args.json}")
+    return merged
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", nargs="+", default=None, choices=list(CONFIGS),
@@ -382,7 +430,12 @@ def main(argv=None):
                     help="keep freed memory in the heap (glibc mallopt, as the CLI jobs do): "
                          "no page faults for the per-call caches; applies to every "
                          "implementation in the process")
+    ap.add_argument("--no-isolate", dest="isolate", action="store_false",
+                    help="run every configuration in this one process instead of a fresh "
+                         "process each")
     args = ap.parse_args(argv)
+    if args.isolate:
+        return run_isolated(args)
     if args.retain_memory:
         from lstm_bptt._runtime import retain_freed_memory
 
