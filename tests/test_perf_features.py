@@ -155,3 +155,25 @@ def test_lstm_module_checkpoint_every_gives_bitwise_equal_gradients():
     dx2, (dh2, dc2), g2 = ckpt.backward(R, c2)
     assert np.array_equal(dx1, dx2) and np.array_equal(dh1, dh2) and np.array_equal(dc1, dc2)
     assert all(np.array_equal(g1[k], g2[k]) for k in g1)
+
+
+def test_backward_results_do_not_alias_the_reused_workspace():
+    import numpy as np
+
+    from lstm_bptt import lstm_backward, lstm_forward
+    from lstm_bptt.bptt import release_workspace
+
+    rng = np.random.default_rng(0)
+    w = {"weight_ih": rng.normal(size=(12, 4)), "weight_hh": rng.normal(size=(12, 3)),
+         "bias_ih": rng.normal(size=12), "bias_hh": rng.normal(size=12)}
+    x1, x2 = rng.normal(size=(5, 2, 4)), rng.normal(size=(5, 2, 4))
+    R1, R2 = rng.normal(size=(5, 2, 3)), rng.normal(size=(5, 2, 3))
+    first = lstm_backward(R1, lstm_forward(x1, None, None, **w)[2])
+    kept = [np.copy(a) for a in first[:3]] + [{k: v.copy() for k, v in first[3].items()}]
+    lstm_backward(R2, lstm_forward(x2, None, None, **w)[2])  # reuses the same scratch
+    for a, b in zip(first[:3], kept[:3], strict=True):
+        assert np.array_equal(a, b)
+    assert all(np.array_equal(first[3][k], kept[3][k]) for k in kept[3])
+    release_workspace()
+    again = lstm_backward(R1, lstm_forward(x1, None, None, **w)[2])
+    assert np.array_equal(again[0], kept[0])
