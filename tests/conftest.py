@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -31,3 +33,31 @@ def randomize_params(model, rng, scale=0.5):
     """Overwrite every parameter of a layer in place with N(0, scale^2) values (non-zero)."""
     for p in model.params.values():
         p[...] = scale * rng.standard_normal(p.shape)
+
+
+def npz_round_trip(tree: dict) -> dict:
+    """Flatten a nested state dict into an .npz (no pickle) and read it back, like a checkpoint."""
+    flat = {}
+
+    def walk(prefix, node):
+        for k, v in node.items():
+            key = f"{prefix}/{k}" if prefix else k
+            if isinstance(v, dict):
+                walk(key, v)
+            else:
+                assert isinstance(v, (np.ndarray, bool, int, float, str)), (key, v)
+                flat[key] = np.asarray(v)
+
+    walk("", tree)
+    buf = io.BytesIO()
+    np.savez(buf, **flat)
+    buf.seek(0)
+    out: dict = {}
+    with np.load(buf, allow_pickle=False) as f:
+        for key in f.files:
+            node = out
+            *parents, leaf = key.split("/")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = f[key]
+    return out

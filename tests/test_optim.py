@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import npz_round_trip
 
 from lstm_bptt import optim
 from lstm_bptt.optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
@@ -29,34 +29,6 @@ def make(case_cfg, params):
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     return getattr(optim, case_cfg["optimizer"])(params, **kwargs)
-
-
-def npz_round_trip(tree: dict) -> dict:
-    """Flatten a nested state dict into an .npz (no pickle) and read it back, like a checkpoint."""
-    flat = {}
-
-    def walk(prefix, node):
-        for k, v in node.items():
-            key = f"{prefix}/{k}" if prefix else k
-            if isinstance(v, dict):
-                walk(key, v)
-            else:
-                assert v is None or isinstance(v, (np.ndarray, bool, int, float, str)), (key, v)
-                flat[key] = np.asarray(v)
-
-    walk("", tree)
-    buf = io.BytesIO()
-    np.savez(buf, **flat)
-    buf.seek(0)
-    out: dict = {}
-    with np.load(buf, allow_pickle=False) as f:
-        for key in f.files:
-            node = out
-            *parents, leaf = key.split("/")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = f[key]
-    return out
 
 
 # ------------------------------------------------------------------------------------------

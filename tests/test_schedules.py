@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import npz_round_trip
 
 from lstm_bptt import schedules
 from lstm_bptt.optim import SGD, Adam
@@ -38,34 +38,6 @@ def run(sched, n, metrics=None):
         assert sched.get_last_lr() == sched.optimizer.lr
         lrs.append(sched.optimizer.lr)
     return lrs
-
-
-def npz_round_trip(tree: dict) -> dict:
-    """Flatten a nested state dict into an .npz (no pickle) and read it back, like a checkpoint."""
-    flat = {}
-
-    def walk(prefix, node):
-        for k, v in node.items():
-            key = f"{prefix}/{k}" if prefix else k
-            if isinstance(v, dict):
-                walk(key, v)
-            else:
-                assert isinstance(v, (np.ndarray, bool, int, float, str)), (key, v)
-                flat[key] = np.asarray(v)
-
-    walk("", tree)
-    buf = io.BytesIO()
-    np.savez(buf, **flat)
-    buf.seek(0)
-    out: dict = {}
-    with np.load(buf, allow_pickle=False) as f:
-        for key in f.files:
-            node = out
-            *parents, leaf = key.split("/")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = f[key]
-    return out
 
 
 # ------------------------------------------------------------------------------------------
