@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._checks import check_dtype_arg
+
 __all__ = [
     "SHA256",
     "SequenceClassificationData",
@@ -165,13 +167,6 @@ def verify_data_files() -> None:
             raise ValueError(f"{relpath}: sha256 expected {expected}, got {actual}")
 
 
-def _check_float_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
 def load_mnist1d(dtype=np.float64) -> SequenceClassificationData:
     """Load MNIST-1D (default split) as scalar sequences of 40 steps.
 
@@ -202,7 +197,7 @@ def load_mnist1d(dtype=np.float64) -> SequenceClassificationData:
     Data: generated with PyPI ``mnist1d`` 0.0.2.post1 ``make_dataset(get_dataset_args())``,
     Apache-2.0; see datasets/README.md.
     """
-    dt = _check_float_dtype(dtype)
+    dt = check_dtype_arg(dtype)
     raw = data_file("mnist1d/mnist1d_default_f32.npz").read_bytes()
     with np.load(io.BytesIO(raw), allow_pickle=False) as f:
         x, y, x_test, y_test = f["x"], f["y"], f["x_test"], f["y_test"]
@@ -249,7 +244,7 @@ def load_digits(dtype=np.float64, n_test: int = 360) -> SequenceClassificationDa
     Repository, 1998 (the 1,797-example test part; CC BY 4.0), as shipped by scikit-learn
     (``sklearn/datasets/data/digits.csv.gz``); see datasets/README.md.
     """
-    dt = _check_float_dtype(dtype)
+    dt = check_dtype_arg(dtype)
     with data_file("digits/digits.csv.gz").open("rb") as fh, gzip.open(fh, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.int64)
     n = table.shape[0]
@@ -298,7 +293,7 @@ def load_airline(dtype=np.float64) -> TimeSeriesData:
     Control*, Series G. Values as embedded in PyPI ``pmdarima`` (``datasets/airpassengers.py``);
     see datasets/README.md.
     """
-    dt = _check_float_dtype(dtype)
+    dt = check_dtype_arg(dtype)
     months, values = _read_csv_columns("airline/airline_passengers_1949_1960.csv")
     return TimeSeriesData(
         time=np.array(months, dtype="datetime64[M]"),
@@ -332,7 +327,7 @@ def load_sunspots(dtype=np.float64) -> TimeSeriesData:
     datasets/README.md. A. S. Weigend, B. A. Huberman and D. E. Rumelhart, "Predicting the
     future: a connectionist approach", Int. J. Neural Systems 1(3):193-209, 1990.
     """
-    dt = _check_float_dtype(dtype)
+    dt = check_dtype_arg(dtype)
     years, values = _read_csv_columns("sunspots/sunspots_yearly_1700_2008.csv")
     return TimeSeriesData(
         time=np.array([int(y) for y in years], dtype=np.int64),

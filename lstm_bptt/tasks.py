@@ -32,6 +32,8 @@ import math
 
 import numpy as np
 
+from ._checks import as_rng, check_dtype_arg
+
 __all__ = [
     "ADDING_LE_BASELINE_MSE",
     "REBER_SYMBOLS",
@@ -55,19 +57,6 @@ __all__ = [
     "temporal_order",
     "temporal_order_solved",
 ]
-
-
-def _rng(rng) -> np.random.Generator:
-    if isinstance(rng, np.random.RandomState):
-        raise TypeError("rng must be a np.random.Generator or an int seed, got RandomState")
-    return np.random.default_rng(rng)
-
-
-def _check_float_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -99,7 +88,7 @@ def one_hot(ids, num_classes: int, dtype=np.float64) -> np.ndarray:
     num_classes = _check_positive_int("num_classes", num_classes)
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
         raise ValueError(f"ids must be in 0..{num_classes - 1}, got {ids.min()}..{ids.max()}")
-    return np.eye(num_classes, dtype=_check_float_dtype(dtype))[ids]
+    return np.eye(num_classes, dtype=check_dtype_arg(dtype))[ids]
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +153,7 @@ def reber_strings(n: int, rng, embedded: bool = True) -> list[str]:
     networks", Neural Computation 1(3), 1989.
     """
     n = _check_positive_int("n", n)
-    gen = _rng(rng)
+    gen = as_rng(rng)
     out = []
     for _ in range(n):
         inner = _inner_reber(gen)
@@ -276,7 +265,7 @@ def reber_batch(strings: list[str], embedded: bool = True, dtype=np.float64):
     ValueError
         If a string is not grammatical.
     """
-    dt = _check_float_dtype(dtype)
+    dt = check_dtype_arg(dtype)
     if not strings:
         raise ValueError("strings must be a non-empty list")
     T = max(len(s) for s in strings) - 1
@@ -426,8 +415,8 @@ def adding_problem_hochreiter(
     """
     B = _check_positive_int("batch_size", batch_size)
     T = _check_positive_int("T", T, minimum=10)
-    dt = _check_float_dtype(dtype)
-    gen = _rng(rng)
+    dt = check_dtype_arg(dtype)
+    gen = as_rng(rng)
     L, p1, p2 = _hochreiter_markers(B, T, gen, fixed_length)
     values = gen.uniform(-1.0, 1.0, size=(L, B))
     markers = np.zeros((L, B))
@@ -501,8 +490,8 @@ def multiplication_problem(
     """
     B = _check_positive_int("batch_size", batch_size)
     T = _check_positive_int("T", T, minimum=10)
-    dt = _check_float_dtype(dtype)
-    gen = _rng(rng)
+    dt = check_dtype_arg(dtype)
+    gen = as_rng(rng)
     L, p1, p2 = _hochreiter_markers(B, T, gen, fixed_length)
     values = gen.uniform(0.0, 1.0, size=(L, B))
     markers = np.zeros((L, B))
@@ -563,8 +552,8 @@ def adding_problem_le(
     """
     B = _check_positive_int("batch_size", batch_size)
     T = _check_positive_int("T", T, minimum=2)
-    dt = _check_float_dtype(dtype)
-    gen = _rng(rng)
+    dt = check_dtype_arg(dtype)
+    gen = as_rng(rng)
     values = gen.uniform(0.0, 1.0, size=(T, B))
     if markers_in_halves:
         half = T // 2
@@ -634,8 +623,8 @@ def temporal_order(
     Hochreiter & Schmidhuber 1997, Section 5.6, Task 6a.
     """
     B = _check_positive_int("batch_size", batch_size)
-    dt = _check_float_dtype(dtype)
-    gen = _rng(rng)
+    dt = check_dtype_arg(dtype)
+    gen = as_rng(rng)
     L = int(gen.integers(100, 111)) if length is None else _check_positive_int("length", length, 61)
     ids = gen.integers(2, 6, size=(L, B))  # a, b, c, d
     ids[0] = 0  # E
@@ -716,7 +705,7 @@ def copy_memory(batch_size: int, T: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """
     B = _check_positive_int("batch_size", batch_size)
     T = _check_positive_int("T", T)
-    gen = _rng(rng)
+    gen = as_rng(rng)
     data = gen.integers(0, 8, size=(10, B))
     inputs = np.full((T + 20, B), 8, dtype=np.int64)
     inputs[:10] = data
