@@ -437,7 +437,7 @@ def main(argv=None):
     if args.isolate:
         return run_isolated(args)
     if args.retain_memory:
-        from lstm_bptt._runtime import retain_freed_memory
+        from lstm_bptt.experiments._runtime import retain_freed_memory
 
         print(f"retain freed memory (mallopt): {retain_freed_memory()}")
     if args.quick and args.configs is None:

@@ -13,7 +13,6 @@ from .layers import LSTM, Embedding, Linear, dropout_backward, dropout_forward
 from .losses import mse_loss, softmax_cross_entropy
 from .lstm import lstm_forward
 from .models import CharLM, SequenceClassifier, SequenceRegressor
-from .ngram import format_baselines, ngram_baselines
 from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
 from .schedules import (
     CosineAnnealingLR,
@@ -25,6 +24,23 @@ from .schedules import (
 from .train import MinibatchSource, TBPTTStream, Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
+
+#: Old top-level names whose code now lives in :mod:`lstm_bptt.experiments`. They resolve lazily
+#: (PEP 562 module ``__getattr__``) so that importing the core never imports the experiments.
+_EXPERIMENT_ALIASES = {
+    "ngram_baselines": "lstm_bptt.experiments.ngram",
+    "format_baselines": "lstm_bptt.experiments.ngram",
+}
+
+
+def __getattr__(name):
+    """Resolve the documented aliases of :data:`_EXPERIMENT_ALIASES` on first use."""
+    module = _EXPERIMENT_ALIASES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "LSTM", "Embedding", "Linear", "dropout_forward", "dropout_backward",

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from lstm_bptt.cli import main
 from lstm_bptt.data import CharVocab, load_pydoc_text, split_train_val
-from lstm_bptt.ngram import ngram_baselines
+from lstm_bptt.experiments.cli import main
+from lstm_bptt.experiments.ngram import ngram_baselines
 
 
 def test_bad_argument_exits_2_with_one_line_error(capsys):

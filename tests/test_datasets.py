@@ -1,4 +1,5 @@
-"""Tests for lstm_bptt.datasets: shipped files (sha256), loader shapes, dtypes, splits, values.
+"""Tests for lstm_bptt.experiments.datasets: shipped files (sha256), loader shapes, dtypes,
+splits, values.
 
 Reference values: sha256 digests from the data collection's README (/work/shared/data/README.md);
 published summary statistics of the series (R's ``summary(AirPassengers)``: min 104, max 622,
@@ -14,7 +15,7 @@ import io
 import numpy as np
 import pytest
 
-from lstm_bptt.datasets import (
+from lstm_bptt.experiments.datasets import (
     SHA256,
     data_file,
     load_airline,

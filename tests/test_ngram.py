@@ -1,4 +1,5 @@
-"""Tests for lstm_bptt.ngram: hand-computed probabilities, normalisation, a dict reference."""
+"""Tests for lstm_bptt.experiments.ngram: hand-computed probabilities, normalisation, a dict
+reference."""
 
 import math
 from collections import Counter, defaultdict
@@ -6,7 +7,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from lstm_bptt.ngram import (
+from lstm_bptt.experiments.ngram import (
     NGramModel,
     fit_add_one,
     fit_kneser_ney,

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from lstm_bptt import datasets as ds
-from lstm_bptt.presets import PRESETS, TASKS, run_task
+from lstm_bptt.experiments import datasets as ds
+from lstm_bptt.experiments.presets import PRESETS, TASKS, run_task
 
 RESULT_KEYS = {"task", "solved", "metrics", "criterion", "reference", "steps", "examples",
                "seconds", "seed", "dtype", "preset", "history"}

@@ -6,7 +6,7 @@ import platform
 
 import numpy as np
 
-from lstm_bptt._runtime import retain_freed_memory
+from lstm_bptt.experiments._runtime import retain_freed_memory
 
 
 def test_retain_freed_memory_applies_on_glibc_and_is_harmless():

@@ -1,4 +1,5 @@
-"""Tests for lstm_bptt.tasks: shapes, dtypes, determinism, and each task's defining invariants.
+"""Tests for lstm_bptt.experiments.tasks: shapes, dtypes, determinism, and each task's defining
+invariants.
 
 Expected values come from the task definitions (an independent regex for the Reber grammar, the
 marked values read back from the inputs, closed forms such as 10 ln 8 / (T + 20)).
@@ -10,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from lstm_bptt.tasks import (
+from lstm_bptt.experiments.tasks import (
     ADDING_LE_BASELINE_MSE,
     REBER_SYMBOLS,
     adding_problem_hochreiter,

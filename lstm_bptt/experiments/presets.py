@@ -1,6 +1,7 @@
 """Task presets behind ``lstm-bptt task NAME``: train a classic LSTM task and check its criterion.
 
-Each task is a generator or loader of :mod:`lstm_bptt.tasks` / :mod:`lstm_bptt.datasets`, a
+Each task is a generator or loader of :mod:`lstm_bptt.experiments.tasks` /
+:mod:`lstm_bptt.experiments.datasets`, a
 model of :mod:`lstm_bptt.models` (one LSTM layer), Adam with global-norm clipping, and the
 task's own success criterion evaluated on a fresh test set (synthetic tasks) or the dataset's
 fixed test split. :func:`run_task` returns the measured values beside the paper's number.
@@ -128,11 +129,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import softmax
 
+from ..models import CharLM, SequenceClassifier, SequenceRegressor
+from ..optim import Adam
+from ..train import Batch, MinibatchSource, Trainer
 from . import datasets as ds
 from . import tasks as tk
-from .models import CharLM, SequenceClassifier, SequenceRegressor
-from .optim import Adam
-from .train import Batch, MinibatchSource, Trainer
 
 __all__ = ["PRESETS", "TASKS", "Preset", "run_task"]
 

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from ._checks import as_rng, check_dtype_arg
+from .._checks import as_rng, check_dtype_arg
 
 __all__ = [
     "ADDING_LE_BASELINE_MSE",

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_dtype_arg
+from .._checks import check_dtype_arg
 
 __all__ = [
     "SHA256",
@@ -110,7 +110,7 @@ def _data_root():
         return importlib.resources.files(_RESOURCE_PACKAGE)
     except ModuleNotFoundError:
         # Uninstalled source checkout: the package was imported from the repo itself.
-        path = Path(__file__).resolve().parent.parent / "datasets"
+        path = Path(__file__).resolve().parents[2] / "datasets"
         if path.is_dir():
             return path
         raise FileNotFoundError(

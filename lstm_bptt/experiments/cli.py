@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from ._runtime import retain_freed_memory
 
 LN2 = math.log(2.0)
@@ -116,13 +116,13 @@ def cmd_train(args) -> int:
     """`lstm-bptt train`: character LM with truncated BPTT; returns the exit status."""
     import hashlib
 
-    from .checkpoint import load_checkpoint
-    from .data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
-    from .models import CharLM
+    from ..checkpoint import load_checkpoint
+    from ..data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
+    from ..models import CharLM
+    from ..optim import SGD, Adam, AdamW, RMSprop
+    from ..schedules import CosineAnnealingLR, LinearWarmup
+    from ..train import TBPTTStream, Trainer, TrainingDivergedError
     from .ngram import format_baselines, ngram_baselines
-    from .optim import SGD, Adam, AdamW, RMSprop
-    from .schedules import CosineAnnealingLR, LinearWarmup
-    from .train import TBPTTStream, Trainer, TrainingDivergedError
 
     if args.k2 is not None and args.k2 < args.seq_length:
         raise ValueError(f"--k2 {args.k2} must be >= --seq-length (k1) {args.seq_length}")
@@ -268,9 +268,9 @@ def cmd_train(args) -> int:
 # --------------------------------------------------------------------------------- sample
 def cmd_sample(args) -> int:
     """`lstm-bptt sample`: generate text from a `train` checkpoint; returns the exit status."""
-    from .checkpoint import load_checkpoint
-    from .data import CharVocab
-    from .models import build_model
+    from ..checkpoint import load_checkpoint
+    from ..data import CharVocab
+    from ..models import build_model
 
     if Path(args.checkpoint).is_dir():
         raise ValueError(f"--checkpoint {args.checkpoint} is a directory; pass the file, e.g. "
