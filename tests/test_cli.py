@@ -58,6 +58,7 @@ def trained_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_ci_sized_training_run_learns_the_python_docs(trained_run):
     summary = json.loads((trained_run / "summary.json").read_text())
     text = load_pydoc_text()
@@ -71,20 +72,31 @@ def test_ci_sized_training_run_learns_the_python_docs(trained_run):
     assert "val_loss" in (trained_run / "history.csv").read_text().splitlines()[0]
 
 
-def test_sample_from_checkpoint(trained_run, capsys):
-    code = main(["sample", "--checkpoint", str(trained_run / "checkpoint.npz"),
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A 20-step run on a small text: enough for sampling tests (seconds, not a minute)."""
+    out = tmp_path_factory.mktemp("small_run")
+    text = out / "hw.txt"
+    text.write_text("def hello world, hello lstm. " * 400)
+    code = main(["train", "--text", str(text), "--out-dir", str(out / "run"), *SMALL])
+    assert code == 0
+    return out / "run"
+
+
+def test_sample_from_checkpoint(small_run, capsys):
+    code = main(["sample", "--checkpoint", str(small_run / "checkpoint.npz"),
                  "--length", "40", "--prime", "def ", "--seed", "3"])
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith("def ") and len(out.rstrip("\n")) == 44
     # same seed, same text
-    main(["sample", "--checkpoint", str(trained_run / "checkpoint.npz"), "--length", "40",
+    main(["sample", "--checkpoint", str(small_run / "checkpoint.npz"), "--length", "40",
           "--prime", "def ", "--seed", "3"])
     assert capsys.readouterr().out == out
 
 
-def test_sample_rejects_unknown_prime_characters(trained_run, capsys):
-    code = main(["sample", "--checkpoint", str(trained_run / "checkpoint.npz"),
+def test_sample_rejects_unknown_prime_characters(small_run, capsys):
+    code = main(["sample", "--checkpoint", str(small_run / "checkpoint.npz"),
                  "--prime", "\u2603"])
     assert code == 2
     assert "not in the model's vocabulary" in capsys.readouterr().err
