@@ -215,3 +215,17 @@ def test_interrupt_reports_the_last_checkpoint_step(small_text, tmp_path, capsys
     err = capsys.readouterr().err
     assert "interrupted at step 15: the last checkpoint (step 10)" in err
     assert (out / "history.csv").exists()
+
+
+def test_misspelt_flag_shows_the_subcommand_usage_and_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--hiden-size", "128"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: lstm-bptt train")
+    assert "--hiden-size (did you mean --hidden-size?)" in err
+    with pytest.raises(SystemExit):
+        main(["sample", "--checkpoint", "c.npz", "--zzz"])
+    err = capsys.readouterr().err
+    assert "usage: lstm-bptt sample" in err and "unrecognized arguments: --zzz" in err
+    assert "did you mean" not in err

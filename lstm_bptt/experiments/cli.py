@@ -7,6 +7,7 @@ documentation topics that ship with CPython (``pydoc_data.topics``), so it needs
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -474,10 +475,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """``parser.parse_args`` whose unknown-option error comes from the subcommand, with its usage
+    and a "did you mean" for each misspelt flag (argparse alone reports it with the top-level
+    usage, which lists no option of the subcommand)."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = subparsers.choices[args.command]
+    known = [s for a in sub._actions for s in a.option_strings if s.startswith("--")]
+    parts = []
+    for token in extra:
+        flag = token.split("=", 1)[0]
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag[:1] == "-" else []
+        parts.append(f"{token} (did you mean {close[0]}?)" if close else token)
+    sub.error("unrecognized arguments: " + " ".join(parts))
+
+
 def main(argv=None) -> int:
     """Entry point of the ``lstm-bptt`` console script. Returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(parser, argv)
     # Re-executing to set BLAS threads is only safe when we own the process (console script or
     # python -m); a caller passing argv (a test, a notebook) keeps its process.
     args.argv = list(sys.argv[1:]) if argv is None else None
