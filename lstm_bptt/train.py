@@ -290,9 +290,17 @@ class Trainer:
         self.bad_evals = 0
         self.stopped_early = False
         self.saved_step = None  # step of the last checkpoint written by fit, if any
+        self.stop_reason = None  # set by request_stop(); fit ends after the current update
+        self.elapsed_before = 0.0  # training seconds of earlier segments (restored on resume)
         self._interval = []
 
     # ------------------------------------------------------------------ training
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask :meth:`fit` to stop after the update in progress, as at the end of the budget:
+        it then evaluates, writes the checkpoint and returns. Safe to call from a signal
+        handler or a callback (only a flag is set; no update is ever cut in half)."""
+        self.stop_reason = str(reason)
+
     def train_step(self) -> dict:
         """One update on ``source.get(self.step)``; returns {"loss", "grad_norm", "lr"}."""
         batch = self.source.get(self.step)
@@ -331,8 +339,11 @@ class Trainer:
         """Run ``eval_fn``, record the metrics in the history, update early stopping and
         ReduceLROnPlateau. (``fit`` then prints them and calls the ``on_eval_end`` callbacks.)"""
         metrics = dict(self.eval_fn(self.model)) if self.eval_fn is not None else {}
-        row = {"step": self.step, **{k: float(v) for k, v in metrics.items()}}
-        self.history.append(row)
+        row = {k: float(v) for k, v in metrics.items()}
+        if self.history and self.history[-1].get("step") == self.step:
+            self.history[-1].update(row)  # one row per step: the log row of this step
+        else:
+            self.history.append({"step": self.step, **row})
         if self.monitor not in metrics and (self.patience is not None or (
                 self.scheduler is not None and hasattr(self.scheduler, "num_bad_epochs"))):
             raise ValueError(
@@ -358,7 +369,11 @@ class Trainer:
                 cb.on_eval_end(self, metrics)
 
     def fit(self) -> list[dict]:
-        """Train until ``max_steps`` (or early stopping); returns the history.
+        """Train until ``max_steps``, early stopping or :meth:`request_stop`; returns the history.
+
+        A history row is written every ``log_every`` steps (mean training loss, gradient norm,
+        lr, ``elapsed_s`` counted across resumes); an evaluation at a logged step fills its
+        columns into that step's row.
 
         Raises
         ------
@@ -366,12 +381,14 @@ class Trainer:
             Non-finite loss or gradient, or an overflow in the forward/backward pass (the
             last good checkpoint is left untouched).
         """
-        t0 = time.perf_counter()
+        self.stop_reason = None
+        t0 = self._fit_t0 = time.perf_counter() - self.elapsed_before  # continues on resume
         bar = tqdm(total=self.max_steps, initial=self.step, disable=self._bar_disabled(),
                    dynamic_ncols=True, unit="step")
         last_eval = None
         try:
-            while self.step < self.max_steps and not self.stopped_early:
+            while (self.step < self.max_steps and not self.stopped_early
+                   and self.stop_reason is None):
                 info = self.train_step()
                 self._interval.append(info)
                 for cb in self.callbacks:
@@ -392,7 +409,14 @@ class Trainer:
             self._save()
         finally:
             bar.close()
+            self.elapsed_before = time.perf_counter() - t0
+            self._fit_t0 = None
         return self.history
+
+    def _elapsed_now(self) -> float:
+        """Training seconds so far, across resumes (the clock of the running fit, if any)."""
+        t0 = getattr(self, "_fit_t0", None)
+        return self.elapsed_before if t0 is None else time.perf_counter() - t0
 
     def _bar_disabled(self):
         if self.progress is None:
@@ -435,6 +459,7 @@ class Trainer:
             # averages fewer steps than the uninterrupted run's
             "trainer": {"best": self.best, "bad_evals": self.bad_evals,
                         "max_steps": self.max_steps, "stopped_early": self.stopped_early,
+                        "elapsed_s": self._elapsed_now(),
                         "interval": [dict(r) for r in self._interval]},
             "extra": self.extra,
         }
@@ -480,6 +505,7 @@ class Trainer:
         self.best = float(tr.get("best", math.inf))
         self.bad_evals = int(tr.get("bad_evals", 0))
         self.stopped_early = bool(tr.get("stopped_early", False))
+        self.elapsed_before = float(tr.get("elapsed_s", 0.0))
         self._interval = [{k: float(v) for k, v in r.items()} for r in tr.get("interval", [])]
         return tree
 

@@ -509,3 +509,50 @@ def test_history_survives_deepcopy_and_json():
     hist = tr.fit()
     assert json.loads(json.dumps(copy.deepcopy(hist))) == hist
     assert all(isinstance(v, int | float) for row in hist for v in row.values())
+
+
+# ---------------------------------------------------------------------------- stop, rows, clock
+def test_request_stop_ends_after_the_current_update_and_checkpoints_that_step(tmp_path):
+    model, opt, _, source = _charlm_setup()
+
+    class StopAtSeven:
+        def on_step_end(self, trainer, info):
+            if trainer.step == 7:
+                trainer.request_stop("time budget")
+
+    path = tmp_path / "c.npz"
+    trainer = Trainer(model, opt, source, max_steps=50, checkpoint_path=path, eval_every=100,
+                      callbacks=[StopAtSeven()], progress=False, verbose=False)
+    trainer.fit()
+    assert trainer.step == 7 and trainer.stop_reason == "time budget"
+    assert int(load_checkpoint(path)["step"]) == 7
+    # the same 7 updates as an uninterrupted 7-step run
+    m2, o2, _, s2 = _charlm_setup()
+    Trainer(m2, o2, s2, max_steps=7, progress=False, verbose=False).fit()
+    _assert_params_equal(_snapshot(model), _snapshot(m2))
+
+
+def test_one_history_row_per_step_with_evaluation_columns_filled_in():
+    model, opt, _, source = _charlm_setup()
+    trainer = Trainer(model, opt, source, max_steps=6, log_every=1, eval_every=3,
+                      eval_fn=lambda m: {"val_loss": 1.5}, progress=False, verbose=False)
+    history = trainer.fit()
+    assert [r["step"] for r in history] == [1, 2, 3, 4, 5, 6]
+    assert [r.get("val_loss") for r in history] == [None, None, 1.5, None, None, 1.5]
+    assert all("loss" in r for r in history)
+
+
+def test_elapsed_time_continues_across_a_resume(tmp_path):
+    model, opt, _, source = _charlm_setup()
+    path = tmp_path / "c.npz"
+    trainer = Trainer(model, opt, source, max_steps=4, checkpoint_path=path, progress=False,
+                      verbose=False)
+    trainer.fit()
+    first = load_checkpoint(path)["trainer"]["elapsed_s"]
+    assert first > 0
+    m2, o2, _, s2 = _charlm_setup()
+    resumed = Trainer(m2, o2, s2, max_steps=8, log_every=1, progress=False, verbose=False)
+    resumed.load(path)
+    assert resumed.elapsed_before == pytest.approx(first)
+    resumed.fit()
+    assert all(r["elapsed_s"] >= first for r in resumed.history if r["step"] > 4)
