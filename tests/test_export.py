@@ -1,0 +1,480 @@
+"""Weights in and out: safetensors by hand, converters to Keras / Flax / CS231n, PyTorch hand-off.
+
+Reference values come from other implementations, never from the code under test:
+
+* ``keras_flax_lstm.npz`` (scripts/make_keras_flax_fixtures.py): weights in Keras 3's and Flax
+  linen's own layouts and those libraries' own forward outputs;
+* ``export_torch.npz`` and the ``.safetensors`` files (scripts/make_export_fixtures.py): files
+  written by ``safetensors.torch.save_file``, PyTorch's outputs, and PyTorch's outputs after it
+  loaded a file written by our writer;
+* the CS231n step (``lstm_step_forward`` of the CS231n assignment) is re-typed below from its
+  published equations;
+* the byte layout of safetensors is built by hand from the format description.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstm_bptt import LSTM
+from lstm_bptt.export import (
+    export_weights,
+    import_weights,
+    load_safetensors,
+    load_state_dict_into,
+    lstm_from_cs231n,
+    lstm_from_flax,
+    lstm_from_keras,
+    lstm_to_cs231n,
+    lstm_to_flax,
+    lstm_to_keras,
+    safetensors_metadata,
+    save_npz,
+    save_safetensors,
+)
+
+FIX = Path(__file__).parent / "fixtures"
+KF = np.load(FIX / "keras_flax_lstm.npz")
+TORCH = np.load(FIX / "export_torch.npz")
+
+
+def case(data, name):
+    cfg = json.loads(str(data[f"{name}/config"]))
+    arrays = {k[len(name) + 1:]: data[k] for k in data.files if k.startswith(name + "/")}
+    return cfg, arrays
+
+
+def weights_of(arrays):
+    return {k: v for k, v in arrays.items() if k.startswith("l") and "/" in k}
+
+
+def lstm_with(sd, cfg, batch_first=False, bias=True):
+    lstm = LSTM(cfg["D"], cfg["H"], cfg["L"], bias=bias, batch_first=batch_first,
+                dtype=cfg["dtype"])
+    load_state_dict_into(lstm.params, sd)
+    return lstm
+
+
+def max_err(a, b):
+    assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, b.shape, a.dtype, b.dtype)
+    return float(np.max(np.abs(a - b)))
+
+
+TOL = {"float64": 1e-12, "float32": 2e-6}
+
+# --------------------------------------------------------------------------------- Keras 3
+
+
+# Keras 3's own tanh evaluates float64 in float32 outside TensorFlow (its type promotion maps
+# float64 to float32), so with Keras's default activation the float64 outputs agree only to
+# float32 accuracy; the other float64 cases give the Keras layer jax.numpy.tanh.
+KERAS_TOL = {"keras_f64": 1e-12, "keras_f64_nobias": 1e-12, "keras_f64_default_tanh": 2e-7,
+             "keras_f32": TOL["float32"]}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_TOL))
+def test_keras_lstm_outputs_match_after_conversion(name):
+    cfg, a = case(KF, name)
+    sd = lstm_from_keras(weights_of(a), bias=cfg["bias"])
+    lstm = lstm_with(sd, cfg, batch_first=True, bias=cfg["bias"])  # Keras is (B, T, D)
+    out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
+    tol = KERAS_TOL[name]
+    assert max_err(out, a["output"]) < tol
+    assert max_err(h_n, a["h_n"]) < tol
+    assert max_err(c_n, a["c_n"]) < tol
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_TOL))
+def test_keras_round_trip_is_exact(name):
+    cfg, a = case(KF, name)
+    w = weights_of(a)
+    back = lstm_to_keras(lstm_from_keras(w, bias=cfg["bias"]))
+    assert sorted(back) == sorted(w)
+    for k in w:
+        assert back[k].dtype == w[k].dtype and np.array_equal(back[k], w[k]), k
+
+
+def test_keras_bias_split_documented(rng):
+    """to -> from keeps b_ih + b_hh (so the outputs), with the sum in bias_ih and bias_hh = 0."""
+    lstm = LSTM(3, 4, 2, rng=0)
+    sd = lstm_from_keras(lstm_to_keras(lstm.params))
+    for k in range(2):
+        assert np.array_equal(sd[f"weight_ih_l{k}"], lstm.params[f"weight_ih_l{k}"])
+        assert np.array_equal(sd[f"bias_ih_l{k}"],
+                              lstm.params[f"bias_ih_l{k}"] + lstm.params[f"bias_hh_l{k}"])
+        assert not sd[f"bias_hh_l{k}"].any()
+    x = rng.standard_normal((5, 2, 3))
+    other = lstm_with(sd, {"D": 3, "H": 4, "L": 2, "dtype": "float64"})
+    assert max_err(other.forward(x)[0], lstm.forward(x)[0]) < 1e-14
+
+
+# ------------------------------------------------------------------------------ Flax linen
+
+
+@pytest.mark.parametrize("name", ["flax_f64", "flax_f32"])
+def test_flax_lstmcell_outputs_match_after_conversion(name):
+    cfg, a = case(KF, name)
+    sd = lstm_from_flax(weights_of(a))
+    lstm = lstm_with(sd, cfg, batch_first=True)
+    # Flax's carry is (c, h); ours (h, c)
+    out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
+    tol = TOL[cfg["dtype"]]
+    assert max_err(out, a["output"]) < tol
+    assert max_err(h_n, a["h_n"]) < tol
+    assert max_err(c_n, a["c_n"]) < tol
+
+
+@pytest.mark.parametrize("name", ["flax_f64", "flax_f32"])
+def test_flax_round_trip_is_exact(name):
+    _, a = case(KF, name)
+    w = weights_of(a)
+    back = lstm_to_flax(lstm_from_flax(w))
+    assert sorted(back) == sorted(w)
+    for k in w:
+        assert back[k].dtype == w[k].dtype and np.array_equal(back[k], w[k]), k
+
+
+def test_flax_without_bias():
+    lstm = LSTM(3, 2, bias=False, rng=0)
+    w = lstm_to_flax(lstm.params)
+    assert not any(w[f"l0/h{g}/bias"].any() for g in "ifgo")  # Flax always has the bias
+    assert sorted(lstm_from_flax(w, bias=False)) == ["weight_hh_l0", "weight_ih_l0"]
+    w["l0/hf/bias"] = w["l0/hf/bias"] + 1.0
+    with pytest.raises(ValueError, match="non-zero bias but bias=False"):
+        lstm_from_flax(w, bias=False)
+
+
+# ---------------------------------------------------------------------------------- CS231n
+
+
+def sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def cs231n_lstm_forward(x, h0, c0, Wx, Wh, b):
+    """CS231n's lstm_step_forward, looped over T (gate order i, f, o, g). x (T, B, D)."""
+    H = h0.shape[1]
+    h, c, hs = h0, c0, []
+    for t in range(x.shape[0]):
+        a = x[t] @ Wx + h @ Wh + b
+        i, f, o = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H])
+        g = np.tanh(a[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        hs.append(h)
+    return np.stack(hs), h, c
+
+
+def test_cs231n_layout_matches_keras_output():
+    """Keras weights -> PyTorch names -> CS231n layout, run by the CS231n step equations,
+    reproduce Keras's own outputs (a check of lstm_to_cs231n independent of our forward)."""
+    cfg, a = case(KF, "keras_f64")
+    w = lstm_to_cs231n(lstm_from_keras(weights_of(a)))
+    inp = a["x"].transpose(1, 0, 2)  # (T, B, D)
+    for k in range(cfg["L"]):
+        inp, h, c = cs231n_lstm_forward(inp, a["h_0"][k], a["c_0"][k], w[f"l{k}/Wx"],
+                                        w[f"l{k}/Wh"], w[f"l{k}/b"])
+        assert max_err(h, a["h_n"][k]) < 1e-12 and max_err(c, a["c_n"][k]) < 1e-12
+    assert max_err(inp.transpose(1, 0, 2), a["output"]) < 1e-12
+
+
+def test_cs231n_into_our_lstm(rng):
+    D, H, T, B = 4, 3, 5, 2
+    w = {"l0/Wx": rng.standard_normal((D, 4 * H)), "l0/Wh": rng.standard_normal((H, 4 * H)),
+         "l0/b": rng.standard_normal(4 * H)}
+    x, h0, c0 = (rng.standard_normal(s) for s in ((T, B, D), (B, H), (B, H)))
+    ref, h_ref, c_ref = cs231n_lstm_forward(x, h0, c0, w["l0/Wx"], w["l0/Wh"], w["l0/b"])
+    lstm = lstm_with(lstm_from_cs231n(w), {"D": D, "H": H, "L": 1, "dtype": "float64"})
+    out, (h_n, c_n), _ = lstm.forward(x, (h0[None], c0[None]))
+    assert max_err(out, ref) < 1e-12 and max_err(c_n[0], c_ref) < 1e-12
+    back = lstm_to_cs231n(lstm_from_cs231n(w))
+    assert all(np.array_equal(back[k], w[k]) for k in w) and sorted(back) == sorted(w)
+
+
+# ------------------------------------------------------------------ converter bad input
+
+
+def test_converters_refuse_bad_input():
+    lstm = LSTM(3, 4, rng=0)
+    w = lstm_to_keras(lstm.params)
+    with pytest.raises(ValueError, match=r"'l0/kernel'\]: expected shape \(3, 16\), got \(3, 8\)"):
+        lstm_from_keras({**w, "l0/kernel": w["l0/kernel"][:, :8]})
+    with pytest.raises(ValueError, match=r"recurrent_kernel.*expected shape \(H, 4H\)"):
+        lstm_from_keras({**w, "l0/recurrent_kernel": w["l0/recurrent_kernel"].T})
+    with pytest.raises(ValueError, match="unexpected key"):
+        lstm_from_keras({**w, "l0/kernel_extra": w["l0/kernel"]})
+    with pytest.raises(ValueError, match="unexpected key 'kernel'"):
+        lstm_from_keras({"kernel": w["l0/kernel"]})
+    with pytest.raises(TypeError, match="floating-point"):
+        lstm_from_keras({**w, "l0/bias": w["l0/bias"].astype(int)})
+    with pytest.raises(ValueError, match="missing 'l0/hg/bias'"):
+        f = lstm_to_flax(lstm.params)
+        del f["l0/hg/bias"]
+        lstm_from_flax(f)
+    with pytest.raises(ValueError, match="GRU and RNN"):
+        lstm_to_keras({"weight_ih_l0": np.zeros((9, 2)), "weight_hh_l0": np.zeros((9, 3))})
+    with pytest.raises(ValueError, match="proj_size"):
+        lstm_to_flax({**lstm.params, "weight_hr_l0": np.zeros((2, 4))})
+    with pytest.raises(ValueError, match="weight_ih_l0"):
+        lstm_to_cs231n({"weight": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="format: expected one of"):
+        export_weights(lstm, "onnx")
+
+
+# ----------------------------------------------------------------- whole modules and models
+
+
+@pytest.mark.parametrize("fmt", ["keras", "flax", "cs231n"])
+def test_export_import_model_round_trip(fmt):
+    from lstm_bptt import CharLM
+
+    model = CharLM(7, hidden_size=5, num_layers=2, embedding_dim=3, dtype=np.float64, rng=0)
+    w = export_weights(model, fmt)
+    dense = {"keras": "kernel", "flax": "kernel", "cs231n": "w"}[fmt]
+    assert w[f"head/{dense}"].shape == (5, 7)  # (H, V): Keras/Flax Dense and CS231n affine
+    assert np.array_equal(w[f"head/{dense}"], model.params["head.weight"].T)
+    other = CharLM(7, hidden_size=5, num_layers=2, embedding_dim=3, dtype=np.float64, rng=1)
+    before = {k: id(v) for k, v in other.params.items()}
+    import_weights(other, w, fmt)
+    assert {k: id(v) for k, v in other.params.items()} == before  # in place
+    w2 = export_weights(other, fmt)
+    assert sorted(w2) == sorted(w) and all(np.array_equal(w[k], w2[k]) for k in w)
+    ids = np.array([[1, 2], [3, 4], [5, 6]])
+    assert max_err(other.forward(ids)[0], model.forward(ids)[0]) < 1e-13
+    with pytest.raises(ValueError, match="unexpected key"):
+        import_weights(other, {**w, "extra/kernel": w[f"head/{dense}"]}, fmt)
+
+
+# --------------------------------------------------------------------- state dict loading
+
+
+def test_load_state_dict_into_checks_everything_before_copying(rng):
+    lstm = LSTM(3, 4, 2, rng=0)
+    before = {k: v.copy() for k, v in lstm.params.items()}
+    sd = {k: rng.standard_normal(v.shape) for k, v in lstm.params.items()}
+    bad = dict(sd)
+    bad["weight_hh_l1"] = bad["weight_hh_l1"].T[:3]
+    with pytest.raises(ValueError, match=r"state_dict\['weight_hh_l1'\]: expected shape \(16, 4\)"):
+        load_state_dict_into(lstm.params, bad)
+    assert all(np.array_equal(before[k], lstm.params[k]) for k in before)  # nothing copied
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['bias_hh_l1'\]"):
+        load_state_dict_into(lstm.params, {k: v for k, v in sd.items() if k != "bias_hh_l1"})
+    with pytest.raises(ValueError, match=r"unexpected key\(s\) \['foo'\]"):
+        load_state_dict_into(lstm.params, {**sd, "foo": np.zeros(1)})
+    with pytest.raises(ValueError, match="prefix 'lstm.'"):
+        load_state_dict_into(lstm.params, {"lstm." + k: v for k, v in sd.items()})
+    with pytest.raises(TypeError, match="floating-point"):
+        load_state_dict_into(lstm.params, {**sd, "bias_ih_l0": np.zeros(16, int)})
+    with pytest.raises(TypeError, match="mapping"):
+        load_state_dict_into(lstm.params, list(sd.items()))
+    res = load_state_dict_into(lstm.params, {"bias_ih_l0": sd["bias_ih_l0"], "x": 1.0},
+                               strict=False)
+    assert res.unexpected_keys == ["x"] and "bias_ih_l0" not in res.missing_keys
+    assert np.array_equal(lstm.params["bias_ih_l0"], sd["bias_ih_l0"])
+    assert np.array_equal(lstm.params["bias_ih_l1"], before["bias_ih_l1"])
+    load_state_dict_into(lstm.params, {k: v.astype(np.float32) for k, v in sd.items()})
+    assert lstm.params["weight_ih_l0"].dtype == np.float64  # converted into the module's dtype
+    assert np.array_equal(lstm.params["weight_ih_l0"],
+                          sd["weight_ih_l0"].astype(np.float32).astype(np.float64))
+
+
+# ---------------------------------------------------------------------- safetensors format
+
+
+def handmade_file(path, header: dict, data: bytes, pad=b""):
+    head = json.dumps(header).encode() + pad
+    path.write_bytes(len(head).to_bytes(8, "little") + head + data)
+    return path
+
+
+def test_reads_a_file_built_by_hand_from_the_format_description(tmp_path):
+    a = np.array([[1.5, -2.0], [3.25, 0.0]], "<f8")
+    b = np.array([7, -8, 9], "<i4")
+    bf16 = np.array([1.0, -2.5, 3.140625], np.float32)  # exactly representable in bfloat16
+    bf16_bytes = (bf16.view("<u4") >> 16).astype("<u2").tobytes()
+    header = {"b": {"dtype": "I32", "shape": [3], "data_offsets": [16 + 32, 16 + 32 + 12]},
+              "__metadata__": {"k": "v"},
+              "a": {"dtype": "F64", "shape": [2, 2], "data_offsets": [0, 32]},
+              "c": {"dtype": "BF16", "shape": [3], "data_offsets": [32, 38]},
+              "d": {"dtype": "U8", "shape": [0], "data_offsets": [38, 38]}}
+    data = a.tobytes() + bf16_bytes + b"\0" * 10 + b.tobytes()
+    header["c"]["data_offsets"] = [32, 38]
+    header["pad"] = {"dtype": "U8", "shape": [10], "data_offsets": [38, 48]}
+    header["b"]["data_offsets"] = [48, 60]
+    p = handmade_file(tmp_path / "h.safetensors", header, data, pad=b"   ")
+    got = load_safetensors(p)
+    assert list(got) == ["b", "a", "c", "d", "pad"]  # header order
+    assert got["a"].dtype == np.float64 and np.array_equal(got["a"], a)
+    assert got["b"].dtype == np.int32 and np.array_equal(got["b"], b)
+    assert got["c"].dtype == np.float32 and np.array_equal(got["c"], bf16)
+    assert got["d"].shape == (0,)
+    assert safetensors_metadata(p) == {"k": "v"}
+    got["a"][0, 0] = 9.0  # writeable copies
+
+
+def test_written_layout_follows_the_format_description(tmp_path):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    p = save_safetensors(tmp_path / "w.safetensors", {"a": a, "s": np.float64(2.5)},
+                         {"format": "pt"})
+    raw = p.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    assert (8 + n) % 8 == 0  # data aligned
+    header = json.loads(raw[8:8 + n])
+    assert header == {"__metadata__": {"format": "pt"},
+                      "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+                      "s": {"dtype": "F64", "shape": [], "data_offsets": [24, 32]}}
+    assert raw[8 + n:] == a.astype("<f4").tobytes() + np.array(2.5, "<f8").tobytes()
+
+
+def test_round_trip_all_dtypes(tmp_path, rng):
+    t = {"f64": rng.standard_normal((2, 3)), "f32": rng.standard_normal(4).astype(np.float32),
+         "f16": np.array([1.5, -2.0], np.float16), "i64": np.array(5, np.int64),
+         "u8": np.arange(3, dtype=np.uint8), "b": np.array([True, False]),
+         "empty": np.zeros((0, 4)), "be": np.arange(3, dtype=">f8"),
+         "fortran": np.asfortranarray(rng.standard_normal((3, 2)))}
+    got = load_safetensors(save_safetensors(tmp_path / "t.safetensors", t))
+    for k, v in t.items():
+        assert got[k].shape == v.shape and np.array_equal(got[k], v), k
+        assert got[k].dtype == v.dtype.newbyteorder("="), k
+
+
+def test_writer_refuses_overwrite_and_leaves_no_temporary_files(tmp_path):
+    p = tmp_path / "w.safetensors"
+    save_safetensors(p, {"a": np.ones(2)})
+    first = p.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_safetensors(p, {"a": np.zeros(2)})
+    assert p.read_bytes() == first
+    with pytest.raises(TypeError, match="dtype object"):
+        save_safetensors(p, {"a": np.array([None])}, overwrite=True)
+    with pytest.raises(TypeError, match="str keys and values"):
+        save_safetensors(p, {"a": np.ones(1)}, {"n": 1}, overwrite=True)
+    with pytest.raises(ValueError, match="not allowed"):
+        save_safetensors(p, {"__metadata__": np.ones(1)}, overwrite=True)
+    assert p.read_bytes() == first
+    save_safetensors(p, {"a": np.zeros(2)}, overwrite=True)
+    assert np.array_equal(load_safetensors(p)["a"], np.zeros(2))
+    with pytest.raises(IsADirectoryError):
+        save_safetensors(tmp_path, {"a": np.ones(1)}, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["w.safetensors"]
+    with pytest.raises(FileExistsError):
+        save_npz(p, {"a": np.ones(1)})
+
+
+def _valid(tmp_path, **changes):
+    header = {"a": {"dtype": "F64", "shape": [2], "data_offsets": [0, 16]},
+              "b": {"dtype": "F32", "shape": [1], "data_offsets": [16, 20]}}
+    for k, v in changes.items():
+        header[k] = v
+    return header
+
+
+@pytest.mark.parametrize("header, data, match", [
+    ({"a": {"dtype": "F64", "shape": [2], "data_offsets": [0, 8]}}, bytes(8),
+     "do not hold F64"),
+    ({"a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]},
+      "b": {"dtype": "F64", "shape": [1], "data_offsets": [4, 12]}}, bytes(12),
+     "contiguous"),
+    ({"a": {"dtype": "F64", "shape": [1], "data_offsets": [8, 16]}}, bytes(16), "contiguous"),
+    ({"a": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}, bytes(12),
+     "trailing data"),
+    ({"a": {"dtype": "F64", "shape": [2], "data_offsets": [0, 16]}}, bytes(8),
+     "inside the 8-byte buffer"),
+    ({"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8),
+     "unsupported dtype"),
+    ({"a": {"dtype": "F64", "shape": [-1], "data_offsets": [0, 8]}}, bytes(8), "shape"),
+    ({"a": {"dtype": "F64", "shape": [1]}}, bytes(8), "keys dtype, shape, data_offsets"),
+    ({"__metadata__": {"a": 1}}, b"", "__metadata__ must map str to str"),
+    ({"a": 1, "b": "x"}, b"", "expected an entry with keys"),
+])
+def test_reader_refuses_malformed_files(tmp_path, header, data, match):
+    p = tmp_path / "bad.safetensors"
+    head = json.dumps(header).encode()
+    p.write_bytes(len(head).to_bytes(8, "little") + head + data)
+    with pytest.raises(ValueError, match=match):
+        load_safetensors(p)
+
+
+def test_reader_refuses_other_files(tmp_path):
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(b"abc")
+    with pytest.raises(ValueError, match="less than the 8-byte"):
+        load_safetensors(p)
+    p.write_bytes((2**40).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="exceeds the limit"):
+        load_safetensors(p)
+    p.write_bytes((100).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="truncated"):
+        load_safetensors(p)
+    p.write_bytes((2).to_bytes(8, "little") + b"[]")
+    with pytest.raises(ValueError, match="does not start with"):
+        load_safetensors(p)
+    p.write_bytes((3).to_bytes(8, "little") + b"{x}")
+    with pytest.raises(ValueError, match="invalid safetensors header"):
+        load_safetensors(p)
+    head = b'{"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"a":{}}'
+    p.write_bytes(len(head).to_bytes(8, "little") + head)
+    with pytest.raises(ValueError, match="duplicate key 'a'"):
+        load_safetensors(p)
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_safetensors(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_safetensors(tmp_path / "missing.safetensors")
+    np.savez(tmp_path / "c.npz", a=np.ones(2))
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        load_safetensors(tmp_path / "c.npz")
+
+
+def test_safetensors_package_reads_ours_and_writes_what_we_read(tmp_path, rng):
+    st = pytest.importorskip("safetensors.numpy")
+    t = {"w": rng.standard_normal((3, 2)), "b": rng.standard_normal(3).astype(np.float32),
+         "i": np.arange(4, dtype=np.int64), "m": np.array([True])}
+    ours = save_safetensors(tmp_path / "ours.safetensors", t, {"format": "np", "x": "y"})
+    got = st.load_file(str(ours))
+    assert sorted(got) == sorted(t)
+    assert all(got[k].dtype == t[k].dtype and np.array_equal(got[k], t[k]) for k in t)
+    theirs = tmp_path / "theirs.safetensors"
+    st.save_file(t, str(theirs), metadata={"format": "np"})
+    back = load_safetensors(theirs)
+    assert all(back[k].dtype == t[k].dtype and np.array_equal(back[k], t[k]) for k in t)
+    assert safetensors_metadata(theirs) == {"format": "np"}
+    from safetensors import safe_open
+
+    with safe_open(str(ours), framework="np") as f:
+        assert f.metadata() == {"format": "np", "x": "y"}
+
+
+# ------------------------------------------------------------------------ PyTorch hand-off
+
+
+@pytest.mark.parametrize("tag", ["f64", "f32"])
+def test_file_saved_by_pytorch_reproduces_pytorch_outputs(tag):
+    cfg, a = case(TORCH, f"from_torch_{tag}")
+    sd = load_safetensors(FIX / f"torch_lstm_{tag}.safetensors")
+    assert list(sd) == sorted(sd)  # torch's writer orders by name; we keep the header order
+    lstm = lstm_with(sd, cfg)
+    out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
+    tol = TOL[cfg["dtype"]]
+    assert max_err(out, a["output"]) < tol
+    assert max_err(h_n, a["h_n"]) < tol and max_err(c_n, a["c_n"]) < tol
+
+
+def test_file_saved_here_is_the_one_pytorch_loaded(tmp_path):
+    """The fixture script loaded ``ours_lstm.safetensors`` with ``safetensors.torch.load_file``
+    into ``torch.nn.LSTM(...).load_state_dict`` (the README's lines) and recorded PyTorch's
+    outputs. Here the same parameters are written again: the bytes must be identical, and our
+    forward must give PyTorch's outputs."""
+    cfg, a = case(TORCH, "to_torch")
+    params = {k[len("param/"):]: v for k, v in a.items() if k.startswith("param/")}
+    lstm = lstm_with(params, cfg)
+    metadata = json.loads(str(a["metadata"]))
+    p = save_safetensors(tmp_path / "lstm.safetensors", dict(lstm.params), metadata)
+    assert p.read_bytes() == (FIX / "ours_lstm.safetensors").read_bytes()
+    out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
+    assert max_err(out, a["output"]) < 1e-12
+    assert max_err(h_n, a["h_n"]) < 1e-12 and max_err(c_n, a["c_n"]) < 1e-12
