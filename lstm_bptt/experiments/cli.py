@@ -177,6 +177,15 @@ def cmd_train(args) -> int:
         print(format_baselines(base))
     else:
         base = {}
+    # now, not only in summary.json at the end: `plot` draws them while the run goes on
+    (out_dir / "baselines.json").write_text(json.dumps(base, indent=1))
+    plot_cb = None
+    if args.plot:
+        from .plots import INSTALL_HINT, PlotCallback, have_matplotlib
+
+        if not have_matplotlib():
+            raise ValueError(f"--plot: {INSTALL_HINT}")
+        plot_cb = PlotCallback(out_dir, base)
 
     dtype = np.float32 if args.dtype == "float32" else np.float64
     model = CharLM(V, args.hidden_size, args.num_layers, embedding_dim=args.embedding_dim,
@@ -217,7 +226,8 @@ def cmd_train(args) -> int:
         model, optimizer, source, max_steps=args.steps, scheduler=scheduler,
         clip_norm=args.clip if args.clip > 0 else None, eval_fn=eval_fn,
         eval_every=args.eval_every, log_every=10, checkpoint_path=ckpt_path,
-        callbacks=[Sampler()], progress=None if not args.quiet else False, perplexity=True,
+        callbacks=[Sampler()] + ([plot_cb] if plot_cb else []),
+        progress=None if not args.quiet else False, perplexity=True,
         extra={"vocab": vocab.to_array(), "text": text_name, "text_sha256": text_sha,
                "run": {k: getattr(args, k) for k in RUN_KEYS}},
     )
@@ -249,6 +259,8 @@ def cmd_train(args) -> int:
         return 130
     elapsed = time.perf_counter() - t0
     hist_path = trainer.write_history(out_dir / "history.csv")
+    if plot_cb is not None:
+        plot_cb.on_eval_end(trainer, {})
     evals = [r for r in trainer.history if "val_loss" in r]
     final = evals[-1]["val_loss"]
     print(f"\ndone in {elapsed:.0f} s: validation {final:.4f} nats/char, "
@@ -330,6 +342,11 @@ def cmd_task(args) -> int:
 
     # With --json, stdout carries only the JSON document; the progress lines go to stderr.
     out = sys.stderr if args.json else sys.stdout
+    if args.plot:
+        from .plots import INSTALL_HINT, have_matplotlib
+
+        if not have_matplotlib():
+            raise ValueError(f"--plot: {INSTALL_HINT}")
     note = _set_threads(args.threads, args.argv)
     retain_freed_memory()
     if note:
@@ -339,6 +356,11 @@ def cmd_task(args) -> int:
                       log=lambda *a, **k: print(*a, **k, file=out))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
+    if args.plot:
+        from .plots import plot_task
+
+        for path in plot_task(result, args.plot):
+            print(f"plot: {path}", file=out)
     if args.quick:
         if not result.get("solved", True):
             print("(--quick is a smoke test of the preset; its budget is not meant to solve "
@@ -423,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing checkpoint in --out-dir instead of refusing")
     t.add_argument("--no-baselines", action="store_true", help="skip the n-gram baselines")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--plot", action="store_true", help="redraw OUT_DIR/training.png and .svg "
+                   "at every evaluation (needs matplotlib)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", formatter_class=fmt, help="generate text from a checkpoint",
@@ -468,9 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads")
     k.add_argument("--json", action="store_true", help="print the result as JSON")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
+    k.add_argument("--plot", nargs="?", const="runs/tasks", default=None, metavar="DIR",
+                   help="draw the task's curves to DIR/NAME.png and .svg (needs matplotlib; "
+                        "DIR defaults to runs/tasks)")
     k.epilog = "tasks:\n" + epilog
     k.formatter_class = _TaskFormatter
     k.set_defaults(func=cmd_task)
+    from .plots import add_plot_parser
+
+    add_plot_parser(sub, fmt)
     p.train_parser = t
     return p
 
