@@ -135,3 +135,54 @@ def check_dtype_arg(dtype) -> np.dtype:
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dt}")
     return dt
+
+
+def check_nonneg_int(name: str, value) -> int:
+    """Return ``value`` as int if it is an integer >= 0 (bool refused), else raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name}: expected an int >= 0, got {value}")
+    return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` as bool if it is a bool (or NumPy bool); a str such as ``"false"`` or
+    a number is refused rather than taken for its truth value."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_real(name: str, value, *, low=None, high=None, low_open=False,
+               high_open=False) -> float:
+    """Return ``value`` as a finite float within the given bounds, else raise.
+
+    ``low``/``high`` are inclusive unless ``low_open``/``high_open``. bool and str are
+    refused (TypeError); NaN, inf and out-of-range values raise ValueError naming the range.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    v = float(value)
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+    want = "a finite number" + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (
+        f" {hi}" if hi else "")
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected {want}, got {v}")
+    if low is not None and (v <= low if low_open else v < low):
+        raise ValueError(f"{name}: expected {want}, got {v}")
+    if high is not None and (v >= high if high_open else v > high):
+        raise ValueError(f"{name}: expected {want}, got {v}")
+    return v
+
+
+def check_choice(name: str, value, choices) -> str:
+    """Return ``value`` if it is one of ``choices`` (strings), else raise naming them."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value

@@ -113,6 +113,29 @@ class LRScheduler:
         """The learning rate set by the last :meth:`step` (or by construction)."""
         return self._last_lr
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply every learning rate of the schedule by ``factor`` from now on (``base_lr``,
+        ``eta_min`` and a wrapped ``after`` schedule's), keeping its position t, and set
+        ``optimizer.lr`` accordingly. Every lr(t) here is linear in those, so the whole
+        remaining curve is scaled. Used by the Trainer to retry a diverged run with a lower lr.
+
+        Raises
+        ------
+        ValueError
+            ``factor`` not in (0, 1].
+        """
+        factor = _real("factor", factor, high=1.0)
+        if factor == 0:
+            raise ValueError("factor: expected a number in (0, 1], got 0.0")
+        self.base_lr *= factor
+        if hasattr(self, "eta_min"):
+            self.eta_min *= factor
+        after = getattr(self, "after", None)
+        if after is not None:
+            after.scale_lr(factor)
+        self._last_lr = self.lr_at(self.last_epoch)
+        self.optimizer.lr = self._last_lr
+
     def state_dict(self) -> dict:
         """``{"type", "base_lr", "last_epoch", "last_lr", <hyperparameters>}``, scalar leaves."""
         return {"type": type(self).__name__, "base_lr": self.base_lr,
@@ -520,6 +543,16 @@ class ReduceLROnPlateau:
     def get_last_lr(self) -> float:
         """The optimizer's lr after the last :meth:`step` (or at construction)."""
         return self._last_lr
+
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the optimizer's lr and ``min_lr`` by ``factor`` in (0, 1] (see
+        :meth:`LRScheduler.scale_lr`)."""
+        factor = _real("factor", factor, high=1.0)
+        if factor == 0:
+            raise ValueError("factor: expected a number in (0, 1], got 0.0")
+        self.min_lr *= factor
+        self.optimizer.lr = float(self.optimizer.lr) * factor
+        self._last_lr = float(self.optimizer.lr)
 
     def state_dict(self) -> dict:
         """Counters (``last_epoch, best, num_bad_epochs, cooldown_counter, last_lr``) and

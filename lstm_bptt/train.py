@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +26,62 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._checks import check_int_array, check_positive_int
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ._checks import (
+    check_bool,
+    check_choice,
+    check_int_array,
+    check_nonneg_int,
+    check_positive_int,
+    check_real,
+)
+from .checkpoint import (
+    check_finite_tree,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .optim import clip_grad_norm
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss or the gradient became NaN or inf, or the forward/backward pass overflowed
-    (a NumPy overflow or invalid-value floating-point error inside ``model.loss``). No update
-    was applied and no checkpoint was written for that step."""
+    """Training diverged (see :class:`Trainer` for the rule) and was not recovered.
+
+    The trainer has already restored the last good state (parameters, optimizer state,
+    schedule, rng, carried state); no checkpoint was written from the bad state.
+
+    Attributes
+    ----------
+    step : int
+        The update (1-based) at which the divergence was detected.
+    tensor : str
+        What failed the check: ``"loss"``, ``"gradient norm"``, ``"params/<name>"``,
+        ``"optimizer/<name>/<key>"``, ``"metric <name>"`` or ``"forward/backward"``.
+    value : float
+        The offending value (NaN, inf, or the spiking loss).
+    restored_step : int or None
+        The step of the state the trainer is back at.
+    """
+
+    def __init__(self, message, *, step=None, tensor=None, value=None, restored_step=None):
+        super().__init__(message)
+        self.step, self.tensor, self.value = step, tensor, value
+        self.restored_step = restored_step
+
+
+def _first_nonfinite(arrays):
+    """(name, value) of the first array in ``arrays`` (name -> ndarray) holding NaN or inf."""
+    with np.errstate(all="ignore"):
+        for name, a in arrays:
+            # a sum is a cheap first test (NaN/inf propagate); only then look closer
+            if a.dtype.kind == "f" and not np.isfinite(np.add.reduce(a, axis=None)):
+                bad = a[~np.isfinite(a)]
+                if bad.size:
+                    return name, float(bad.ravel()[0])
+    return None
+
+
+_ON_DIVERGENCE = ("raise", "rollback")
 
 
 @dataclass
@@ -246,43 +294,116 @@ class Trainer:
         Show exp(loss) in the bar (for cross-entropy losses in nats).
     extra : dict, optional
         Stored in the checkpoint as is (e.g. the vocabulary).
+    on_divergence : {"raise", "rollback"}
+        What :meth:`fit` does when training diverges (rule below). Both first restore the
+        last good state from memory. ``"raise"`` (default) then raises
+        :class:`TrainingDivergedError`; ``"rollback"`` multiplies the learning rate (and the
+        schedule's) by ``lr_factor`` and goes on from there, at most ``max_rollbacks`` times
+        in the run, then raises.
+    max_rollbacks : int
+        Retries allowed with ``on_divergence="rollback"`` (default 3).
+    lr_factor : float in (0, 1)
+        Learning-rate multiplier at each rollback (default 0.1).
+    spike_factor : float > 1 or None
+        Loss-spike threshold (default 10; None: only non-finite values count).
+    snapshot_every : int
+        Steps between in-memory snapshots of the last good state (default 1: every step,
+        about one copy of parameters and optimizer state, a few percent of a step of the
+        CLI's default model; larger values save that and roll back further).
+
+    Notes
+    -----
+    **Divergence rule.** Training has diverged when any of these holds at some step:
+    ``model.loss`` overflows (it runs under ``np.errstate(over="raise", invalid="raise")``);
+    the loss or the gradient norm is NaN or inf; after the update, a parameter or an optimizer
+    state array holds NaN or inf; the loss exceeds ``spike_factor`` times the larger of its
+    running value (exponential moving average of the accepted losses, weight 0.1 for the
+    newest) and the loss of the run's first step (the untrained model's: ln V nats for a
+    fresh language model, so a loss above 10 ln V is caught even when the run blows up from
+    its first update; kept across resumes); an evaluation returns a NaN or inf metric. The state restored is the newest snapshot, taken
+    at the start of a step once that step's loss has passed these checks (and at the start of
+    :meth:`fit`), so it never holds a value that failed them; a checkpoint is only written
+    from a state that passed them.
 
     Raises
     ------
     ValueError
         Both or neither of ``max_steps`` and ``epochs``; ``patience`` without ``eval_fn``;
-        non-positive sizes or ``clip_norm``; (in :meth:`fit`) metrics without ``monitor``
-        when early stopping or ReduceLROnPlateau needs it.
+        non-positive sizes, ``clip_norm`` or ``patience``; an optimizer that does not hold
+        this model's parameter arrays; an unknown ``on_divergence``; (in :meth:`fit`) metrics
+        without ``monitor`` when early stopping or ReduceLROnPlateau needs it.
+    TypeError
+        Arguments of the wrong type (e.g. a str for a number or a flag).
     TrainingDivergedError
-        In :meth:`fit`, when the loss or gradient norm is not finite, or ``model.loss``
-        overflows (it runs under ``np.errstate(over="raise", invalid="raise")``).
+        In :meth:`fit`, on an unrecovered divergence (see the rule above).
     """
 
     def __init__(self, model, optimizer, source, *, max_steps=None, epochs=None, scheduler=None,
                  clip_norm=None, eval_fn=None, eval_every=None, log_every=10,
                  monitor="val_loss", patience=None, checkpoint_path=None, callbacks=(),
-                 progress=None, perplexity=False, extra=None, verbose=True):
+                 progress=None, perplexity=False, extra=None, verbose=True,
+                 on_divergence="raise", max_rollbacks=3, lr_factor=0.1, spike_factor=10.0,
+                 snapshot_every=1):
         if (max_steps is None) == (epochs is None):
             raise ValueError("give exactly one of max_steps and epochs")
+        for name in ("params", "loss", "config", "rng"):
+            if not hasattr(model, name):
+                raise TypeError(f"model: expected a model with `{name}` (see lstm_bptt.models),"
+                                f" got {type(model).__name__}")
+        for name in ("step", "state_dict", "load_state_dict"):
+            if not hasattr(optimizer, name):
+                raise TypeError(f"optimizer: expected an lstm_bptt.optim optimizer, got "
+                                f"{type(optimizer).__name__}")
+        for name in ("num_batches", "get"):
+            if not hasattr(source, name):
+                raise TypeError(f"source: expected a batch source with `{name}` "
+                                f"(MinibatchSource, TBPTTStream), got {type(source).__name__}")
         self.max_steps = (check_positive_int("max_steps", max_steps) if max_steps is not None
                           else check_positive_int("epochs", epochs) * source.num_batches)
-        if clip_norm is not None and not clip_norm > 0:
-            raise ValueError(f"clip_norm: expected > 0 or None, got {clip_norm}")
+        opt_params = getattr(optimizer, "params", None)
+        if isinstance(opt_params, dict):
+            foreign = sorted(k for k, p in model.params.items() if opt_params.get(k) is not p)
+            if foreign or set(opt_params) != set(model.params):
+                raise ValueError(
+                    "optimizer: expected an optimizer over this model's parameter arrays "
+                    f"(built as Opt(model.params, ...)), got one over other arrays (differing: "
+                    f"{(foreign or sorted(set(opt_params) ^ set(model.params)))[:3]}); the "
+                    "model would never be updated")
+        self.clip_norm = (None if clip_norm is None
+                          else check_real("clip_norm", clip_norm, low=0, low_open=True))
         self.model, self.optimizer, self.source = model, optimizer, source
+        if scheduler is not None and getattr(scheduler, "optimizer", optimizer) is not optimizer:
+            raise ValueError("scheduler: expected a schedule of this trainer's optimizer, got one"
+                             " built on another optimizer")
         self.scheduler = scheduler
-        self.clip_norm = clip_norm
+        if eval_fn is not None and not callable(eval_fn):
+            raise TypeError(f"eval_fn: expected a callable (model) -> dict, got "
+                            f"{type(eval_fn).__name__}")
         if eval_fn is None and patience is not None:
             raise ValueError("patience (early stopping) needs an eval_fn that returns metrics")
         self.eval_fn = eval_fn
         self.eval_every = None if eval_every is None else check_positive_int("eval_every",
                                                                               eval_every)
         self.log_every = check_positive_int("log_every", log_every)
-        self.monitor, self.patience = monitor, patience
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor: expected a metric name (str), got {monitor!r}")
+        self.monitor = monitor
+        self.patience = None if patience is None else check_positive_int("patience", patience)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.callbacks = list(callbacks)
-        self.progress, self.perplexity = progress, perplexity
-        self.verbose = bool(verbose)
+        self.progress = None if progress is None else check_bool("progress", progress)
+        self.perplexity = check_bool("perplexity", perplexity)
+        self.verbose = check_bool("verbose", verbose)
+        if extra is not None and not isinstance(extra, dict):
+            raise TypeError(f"extra: expected a dict or None, got {type(extra).__name__}")
         self.extra = dict(extra or {})
+        self.on_divergence = check_choice("on_divergence", on_divergence, _ON_DIVERGENCE)
+        self.max_rollbacks = check_nonneg_int("max_rollbacks", max_rollbacks)
+        self.lr_factor = check_real("lr_factor", lr_factor, low=0, high=1, low_open=True,
+                                    high_open=True)
+        self.spike_factor = (None if spike_factor is None else
+                             check_real("spike_factor", spike_factor, low=1, low_open=True))
+        self.snapshot_every = check_positive_int("snapshot_every", snapshot_every)
         self.step = 0
         self.state = None
         self.history: list[dict] = []
@@ -292,7 +413,86 @@ class Trainer:
         self.saved_step = None  # step of the last checkpoint written by fit, if any
         self.stop_reason = None  # set by request_stop(); fit ends after the current update
         self.elapsed_before = 0.0  # training seconds of earlier segments (restored on resume)
+        self.rollbacks = 0
         self._interval = []
+        # loss statistics for the spike rule: mean of the first 10 accepted losses, then EMA
+        self._loss_stats = {"n": 0, "ref": 0.0, "ema": 0.0}
+        self._snapshot = None
+        self._pending = None  # (step, checkpoint tree) waiting for the next loss check
+
+    # ------------------------------------------------------------------ divergence
+    def _take_snapshot(self, rng_before=None) -> None:
+        """Remember the current state as the last good one (parameters, optimizer state,
+        schedule, rng, carried state, step, bookkeeping). ``rng_before``: the model rng's state
+        before this step's forward drew from it."""
+        snap = self._snapshot
+        if snap is None or snap["params"].keys() != self.model.params.keys():
+            snap = self._snapshot = {"params": {k: np.array(v)
+                                                for k, v in self.model.params.items()}}
+        else:
+            for k, v in self.model.params.items():
+                np.copyto(snap["params"][k], v)
+        snap["optimizer"] = self.optimizer.state_dict()
+        snap["scheduler"] = None if self.scheduler is None else self.scheduler.state_dict()
+        snap["rng"] = (rng_before if rng_before is not None
+                       else self.model.rng.bit_generator.state)
+        snap["state"] = None if self.state is None else tuple(np.array(s) for s in self.state)
+        snap["step"] = self.step
+        snap["book"] = {"best": self.best, "bad_evals": self.bad_evals,
+                        "stopped_early": self.stopped_early, "n_history": len(self.history),
+                        "interval": [dict(r) for r in self._interval],
+                        "loss_stats": dict(self._loss_stats)}
+
+    def _restore_snapshot(self) -> int:
+        """Go back to the last good state; returns its step."""
+        snap = self._snapshot
+        for k, v in self.model.params.items():
+            np.copyto(v, snap["params"][k])
+        self.optimizer.load_state_dict(snap["optimizer"])
+        if self.scheduler is not None and snap["scheduler"] is not None:
+            self.scheduler.load_state_dict(snap["scheduler"])
+        self.model.rng.bit_generator.state = snap["rng"]
+        self.state = None if snap["state"] is None else tuple(np.array(s)
+                                                              for s in snap["state"])
+        self.step = snap["step"]
+        book = snap["book"]
+        self.best, self.bad_evals = book["best"], book["bad_evals"]
+        self.stopped_early = book["stopped_early"]
+        del self.history[book["n_history"]:]
+        self._interval = [dict(r) for r in book["interval"]]
+        self._loss_stats = dict(book["loss_stats"])
+        return self.step
+
+    def _diverged(self, step, tensor, value, what):
+        """Restore the last good state and build the error (raised by the caller)."""
+        self._pending = None  # a state that led to a failed check is never written
+        restored = self._restore_snapshot() if self._snapshot else self.step
+        msg = (f"training diverged at step {step}: {what}; back at step {restored}, the last "
+               "state that passed the checks (no checkpoint was written from the bad one). "
+               "Try a lower learning rate, gradient clipping (clip_norm) or float64.")
+        return TrainingDivergedError(msg, step=step, tensor=tensor, value=value,
+                                     restored_step=restored)
+
+    def _spike_threshold(self):
+        st = self._loss_stats
+        if self.spike_factor is None or st["n"] < 1:
+            return None
+        return self.spike_factor * max(st["ema"], st["ref"])
+
+    def _accept_loss(self, loss: float) -> None:
+        st = self._loss_stats
+        if st["n"] == 0:
+            st["ref"] = st["ema"] = loss  # the untrained model's loss
+        else:
+            st["ema"] = 0.9 * st["ema"] + 0.1 * loss
+        st["n"] += 1
+
+    def _scale_lr(self, factor: float) -> float:
+        if self.scheduler is not None and hasattr(self.scheduler, "scale_lr"):
+            self.scheduler.scale_lr(factor)
+        else:
+            self.optimizer.lr = float(self.optimizer.lr) * factor
+        return float(self.optimizer.lr)
 
     # ------------------------------------------------------------------ training
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -302,9 +502,27 @@ class Trainer:
         self.stop_reason = str(reason)
 
     def train_step(self) -> dict:
-        """One update on ``source.get(self.step)``; returns {"loss", "grad_norm", "lr"}."""
+        """One update on ``source.get(self.step)``; returns {"loss", "grad_norm", "lr"}.
+
+        Raises
+        ------
+        TrainingDivergedError
+            The step failed the divergence checks (see :class:`Trainer`); the trainer is back
+            at the last good state, whatever ``on_divergence`` says (:meth:`fit` applies it).
+        """
+        if self._snapshot is None:
+            self._take_snapshot()
+        step = self.step + 1
         batch = self.source.get(self.step)
         state = None if (batch.reset_state or not self.source.stateful) else self.state
+        snap_now = self.step % self.snapshot_every == 0
+        rng_before = self.model.rng.bit_generator.state if snap_now else None
+
+        def fail(tensor, value, what):
+            # the current parameters produced this loss: they are not good, go back to the
+            # newest state whose loss passed (the update of this step is not applied)
+            return self._diverged(step, tensor, value, what + " (the update was not applied)")
+
         try:
             # An overflow anywhere in the forward/backward is the divergence itself; without
             # this it surfaces later as a ValueError about inf inputs deep inside a layer.
@@ -312,26 +530,45 @@ class Trainer:
                 loss, grads, new_state = self.model.loss(batch.inputs, batch.targets, state,
                                                          **batch.kwargs)
         except FloatingPointError as exc:
-            raise TrainingDivergedError(
-                f"step {self.step + 1}: the forward/backward pass overflowed ({exc}); the "
-                "update was not applied and no checkpoint was written. Try a lower learning "
-                "rate, gradient clipping (clip_norm) or float64."
-            ) from exc
-        if self.clip_norm is not None:
-            gnorm = clip_grad_norm(grads, self.clip_norm)
-        else:
-            gnorm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
-                                  for g in grads.values()))
-        if not (math.isfinite(loss) and math.isfinite(gnorm)):
-            raise TrainingDivergedError(
-                f"step {self.step + 1}: loss = {loss}, gradient norm = {gnorm}; the update was "
-                "not applied and no checkpoint was written. Try a lower learning rate, "
-                "gradient clipping (clip_norm) or float64."
-            )
-        self.optimizer.step(grads)
+            raise fail("forward/backward", math.nan,
+                       f"the forward/backward pass overflowed ({exc})") from exc
+        with np.errstate(all="ignore"):  # inf * 0 in clipping: reported below instead
+            if self.clip_norm is not None:
+                gnorm = clip_grad_norm(grads, self.clip_norm)
+            else:
+                gnorm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
+                                      for g in grads.values()))
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise fail("loss", loss, f"loss = {loss}")
+        if not math.isfinite(gnorm):
+            raise fail("gradient norm", gnorm, f"gradient norm = {gnorm}")
+        limit = self._spike_threshold()
+        if limit is not None and loss > limit:
+            # the damage was done by an earlier update: go back to before it in any case
+            raise fail("loss", loss, f"loss = {loss:.6g}, more than spike_factor x its "
+                       f"running value ({limit:.6g})")
+        if self._pending is not None:
+            self._flush_pending()  # its state has now passed this loss check too
+        if snap_now:
+            self._take_snapshot(rng_before)
+        with np.errstate(all="ignore"):  # an overflow in the update is reported by name below
+            self.optimizer.step(grads)
+        bad = _first_nonfinite(self.model.params.items())
+        if bad is None and isinstance(getattr(self.optimizer, "state", None), dict):
+            bad = _first_nonfinite(
+                (f"optimizer/{name}/{k}", a) for name, st in self.optimizer.state.items()
+                for k, a in st.items() if isinstance(a, np.ndarray))
+        if bad is not None:
+            tensor = bad[0] if bad[0].startswith("optimizer/") else f"params/{bad[0]}"
+            raise self._diverged(step, tensor, bad[1], f"after the update {tensor} holds "
+                                 f"{bad[1]} (loss before it {loss:.6g}, gradient norm "
+                                 f"{gnorm:.6g})")
+        self._accept_loss(loss)
         if self.scheduler is not None and not hasattr(self.scheduler, "num_bad_epochs"):
             self.scheduler.step()
-        self.state = new_state if self.source.stateful else None
+        self.state = (tuple(new_state) if new_state is not None else None
+                      ) if self.source.stateful else None
         self.step += 1
         return {"loss": loss, "grad_norm": gnorm, "lr": float(self.optimizer.lr)}
 
@@ -339,6 +576,13 @@ class Trainer:
         """Run ``eval_fn``, record the metrics in the history, update early stopping and
         ReduceLROnPlateau. (``fit`` then prints them and calls the ``on_eval_end`` callbacks.)"""
         metrics = dict(self.eval_fn(self.model)) if self.eval_fn is not None else {}
+        for k, v in metrics.items():
+            if isinstance(v, bool) or not isinstance(v, numbers.Real | np.ndarray | np.generic):
+                raise TypeError(f"eval_fn: expected a dict of numbers, got {k!r}: {v!r}")
+            if not math.isfinite(float(v)):
+                # a non-finite validation result is never reported as one: the model diverged
+                raise self._diverged(self.step, f"metric {k}", float(v),
+                                     f"evaluation returned {k} = {float(v)}")
         row = {k: float(v) for k, v in metrics.items()}
         if self.history and self.history[-1].get("step") == self.step:
             self.history[-1].update(row)  # one row per step: the log row of this step
@@ -386,10 +630,17 @@ class Trainer:
         bar = tqdm(total=self.max_steps, initial=self.step, disable=self._bar_disabled(),
                    dynamic_ncols=True, unit="step")
         last_eval = None
+        if self._snapshot is None or self._snapshot["step"] != self.step:
+            self._take_snapshot()  # the starting point (initial or loaded) is the first good
         try:
             while (self.step < self.max_steps and not self.stopped_early
                    and self.stop_reason is None):
-                info = self.train_step()
+                try:
+                    info = self.train_step()
+                except TrainingDivergedError as exc:
+                    self._handle_divergence(bar, exc)
+                    bar.n = self.step
+                    continue
                 self._interval.append(info)
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
@@ -398,15 +649,26 @@ class Trainer:
                 if self.step % self.log_every == 0 or self.step == self.max_steps:
                     self._log(bar, time.perf_counter() - t0)
                 if self.eval_every and self.step % self.eval_every == 0:
-                    metrics = self.evaluate()
+                    try:
+                        metrics = self.evaluate()
+                    except TrainingDivergedError as exc:
+                        self._handle_divergence(bar, exc)
+                        bar.n = self.step
+                        continue
                     last_eval = self.step
                     self._after_eval(bar, metrics)
-                    self._save()
+                    # written once the next step's loss has passed the checks: a loss spike
+                    # shows a bad state one step late, and it must not replace a good file
+                    self._pending = self._checkpoint_now()
             if self._interval:
                 self._log(bar, time.perf_counter() - t0)
             if self.eval_fn is not None and last_eval != self.step:
-                self._after_eval(bar, self.evaluate())
+                self._after_eval(bar, self.evaluate())  # a divergence here is final
+            self._pending = None
             self._save()
+        except KeyboardInterrupt:
+            self._flush_pending()  # the state of the last evaluation, as before the interrupt
+            raise
         finally:
             bar.close()
             self.elapsed_before = time.perf_counter() - t0
@@ -417,6 +679,41 @@ class Trainer:
         """Training seconds so far, across resumes (the clock of the running fit, if any)."""
         t0 = getattr(self, "_fit_t0", None)
         return self.elapsed_before if t0 is None else time.perf_counter() - t0
+
+    def _checkpoint_now(self):
+        """(step, tree) to write later, or None without a checkpoint path."""
+        if self.checkpoint_path is None:
+            return None
+        return self.step, self._checked_tree()
+
+    def _flush_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            save_checkpoint(self.checkpoint_path, pending[1])
+            self.saved_step = pending[0]
+
+    def _handle_divergence(self, bar, exc: TrainingDivergedError) -> None:
+        """Apply ``on_divergence`` to a divergence (the state is already restored)."""
+        if self.on_divergence == "raise":
+            raise exc
+        if self.rollbacks >= self.max_rollbacks:
+            raise TrainingDivergedError(
+                f"{exc} Gave up after {self.rollbacks} rollback(s) (max_rollbacks), the "
+                f"learning rate lowered to {float(self.optimizer.lr):.3g}.",
+                step=exc.step, tensor=exc.tensor, value=exc.value,
+                restored_step=exc.restored_step) from None
+        self.rollbacks += 1
+        lr = self._scale_lr(self.lr_factor)
+        self._snapshot["optimizer"] = self.optimizer.state_dict()  # the lower lr is kept
+        if self.scheduler is not None:
+            self._snapshot["scheduler"] = self.scheduler.state_dict()
+        self.history.append({"step": self.step, "rollback": self.rollbacks,
+                             "diverged_step": exc.step, "lr": lr})
+        self._snapshot["book"]["n_history"] = len(self.history)
+        if self.verbose:
+            bar.write(f"step {exc.step}: {exc.tensor} = {exc.value:.3g}: diverged; rolled back "
+                      f"to step {self.step}, learning rate now {lr:.3g} "
+                      f"(rollback {self.rollbacks} of {self.max_rollbacks})")
 
     def _bar_disabled(self):
         if self.progress is None:
@@ -460,22 +757,37 @@ class Trainer:
             "trainer": {"best": self.best, "bad_evals": self.bad_evals,
                         "max_steps": self.max_steps, "stopped_early": self.stopped_early,
                         "elapsed_s": self._elapsed_now(),
-                        "interval": [dict(r) for r in self._interval]},
+                        "interval": [dict(r) for r in self._interval],
+                        "rollbacks": self.rollbacks, "loss_stats": dict(self._loss_stats)},
             "extra": self.extra,
         }
 
     def _save(self):
         if self.checkpoint_path is None:
             return
-        bad = [k for k, v in self.model.params.items() if not np.isfinite(v).all()]
-        if bad:
-            raise TrainingDivergedError(f"refusing to write a checkpoint: NaN/inf in {bad}")
-        save_checkpoint(self.checkpoint_path, self.checkpoint_tree())
+        self.save(self.checkpoint_path)
         self.saved_step = self.step
 
+    def _checked_tree(self) -> dict:
+        tree = self.checkpoint_tree()
+        try:
+            check_finite_tree({"params": tree["params"], "optimizer": tree["optimizer"],
+                               "state": tree["state"]})
+        except ValueError as exc:
+            raise TrainingDivergedError(f"refusing to write a checkpoint at step {self.step}: "
+                                        f"{exc}", step=self.step) from None
+        return tree
+
     def save(self, path) -> Path:
-        """Write a checkpoint to ``path`` now (atomically)."""
-        return save_checkpoint(path, self.checkpoint_tree())
+        """Write a checkpoint to ``path`` now (atomically).
+
+        Raises
+        ------
+        TrainingDivergedError
+            A parameter, optimizer state or carried state holds NaN or inf: a checkpoint is
+            never written from such a state (the file at ``path`` is left as it was).
+        """
+        return save_checkpoint(path, self._checked_tree())
 
     def load(self, path_or_tree) -> dict:
         """Restore params, optimizer, schedule, rng, step, carried state and history.

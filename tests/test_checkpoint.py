@@ -119,7 +119,7 @@ def test_unsupported_leaf_raises_type_error(tmp_path, leaf, pattern):
 def test_bad_keys(tmp_path):
     with pytest.raises(TypeError, match="keys must be str"):
         save_checkpoint(tmp_path / "a.npz", {1: 2})
-    with pytest.raises(ValueError, match="must not contain '/'"):
+    with pytest.raises(ValueError, match="without '/', got 'a/b'"):
         save_checkpoint(tmp_path / "a.npz", {"a/b": 1})
 
 
@@ -139,7 +139,7 @@ def test_crash_during_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypa
     save_checkpoint(path, {"step": 1, "w": np.arange(4.0)})
     before = path.read_bytes()
     if target == "savez":
-        monkeypatch.setattr(checkpoint.np, "savez", _crash)
+        monkeypatch.setattr(checkpoint, "_write_npz", _crash)
     else:
         monkeypatch.setattr(checkpoint.os, target, _crash)
     with pytest.raises(OSError, match="simulated crash"):
@@ -155,13 +155,13 @@ def test_crash_half_way_through_writing(tmp_path, monkeypatch):
     path = tmp_path / "ck.npz"
     save_checkpoint(path, {"step": 1})
     before = path.read_bytes()
-    real_savez = np.savez
+    real_write = checkpoint._write_npz
 
-    def partial_savez(fh, *args, **kwargs):
-        real_savez(fh, *args, **kwargs)
+    def partial_write(fh, *args, **kwargs):
+        real_write(fh, *args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.np, "savez", partial_savez)
+    monkeypatch.setattr(checkpoint, "_write_npz", partial_write)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"step": 2})
     assert path.read_bytes() == before
@@ -254,3 +254,194 @@ def test_temp_file_in_same_directory(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint.os, "replace", spy)
     save_checkpoint(tmp_path / "ck.npz", {"step": 1})
     assert seen == [(str(tmp_path), str(tmp_path))]
+
+
+# ---------------------------------------------------------------------------- defensive reading
+def test_keys_named_like_savez_arguments_round_trip(tmp_path):
+    """``np.savez(file, allow_pickle=...)`` keywords once collided with member names."""
+    tree = {"allow_pickle": np.arange(3), "file": np.ones(2), "args": {"kwds": np.zeros(1)}}
+    back = load_checkpoint(save_checkpoint(tmp_path / "ck.npz", tree))
+    _assert_same(tree, back)
+
+
+@pytest.mark.parametrize("tree, error, pattern", [
+    ({"__tree__": np.arange(3)}, ValueError, "'__tree__' is reserved"),
+    ({"__tree__": "text"}, ValueError, "'__tree__' is reserved"),
+    ({"": 1}, ValueError, "expected a non-empty str"),
+    ([1, 2], TypeError, "tree: expected a dict, got list"),
+    (np.arange(3), TypeError, "tree: expected a dict, got ndarray"),
+])
+def test_colliding_or_malformed_keys_refused_at_save(tmp_path, tree, error, pattern):
+    with pytest.raises(error, match=pattern):
+        save_checkpoint(tmp_path / "ck.npz", tree)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_deep_tree_refused_at_save(tmp_path):
+    tree = node = {}
+    for _ in range(checkpoint.MAX_DEPTH + 2):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(ValueError, match="nesting deeper than 32"):
+        save_checkpoint(tmp_path / "ck.npz", tree)
+
+
+def _forge(path, skeleton, members=None):
+    """A hand-made checkpoint with the given JSON skeleton and .npy members."""
+    meta = json.dumps({"format": "lstm-bptt-checkpoint-v1", "tree": skeleton})
+    with open(path, "wb") as fh:
+        checkpoint._write_npz(fh, {"__tree__": np.array(meta), **(members or {})})
+    return path
+
+
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "ck.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="expected a regular checkpoint file, got a named pipe"):
+        load_checkpoint(fifo)
+
+
+def test_symlink_to_a_device_is_refused_without_reading(tmp_path):
+    link = tmp_path / "ck.npz"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="got a device"):
+        load_checkpoint(link)
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="got a directory"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_says_permission_denied(tmp_path):
+    path = save_checkpoint(tmp_path / "ck.npz", {"step": 1})
+    path.chmod(0)
+    with pytest.raises(PermissionError, match="cannot read the checkpoint"):
+        load_checkpoint(path)
+
+
+def test_members_the_skeleton_does_not_name_are_never_read(tmp_path):
+    path = _forge(tmp_path / "ck.npz", {"__dict__": {"w": {"__array__": "w"}}},
+                  {"w": np.arange(3.0)})
+    # append an unreferenced member whose bytes are garbage (its CRC cannot match)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("junk.npy", b"\x93NUMPY garbage" * 1000)
+    with zipfile.ZipFile(path, "r") as zf:
+        info = zf.getinfo("junk.npy")
+    np.testing.assert_array_equal(load_checkpoint(path)["w"], np.arange(3.0))
+    assert info.file_size == 14000
+
+
+def test_declared_size_inconsistent_with_header_is_refused(tmp_path):
+    path = tmp_path / "ck.npz"
+    meta = json.dumps({"format": "lstm-bptt-checkpoint-v1",
+                       "tree": {"__dict__": {"w": {"__array__": "w"}}}})
+    header = io_npy_header((1 << 28,), np.float32)  # claims 1 GiB of data
+    with zipfile.ZipFile(path, "w") as zf:
+        with zf.open("__tree__.npy", "w") as fh:
+            np.lib.format.write_array(fh, np.array(meta))
+        zf.writestr("w.npy", header + b"\0" * 64)
+    with pytest.raises(ValueError, match=r"member w: declared size .* does not match"):
+        load_checkpoint(path)
+
+
+def io_npy_header(shape, dtype):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": shape})
+    return np.lib.format.magic(1, 0) + buf.getvalue() if not buf.getvalue().startswith(
+        b"\x93NUMPY") else buf.getvalue()
+
+
+def test_byte_budget_is_checked_before_reading_data(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "ck.npz", {"w": np.zeros(1000), "v": np.zeros(1000)})
+
+    def no_read(*a, **k):
+        raise AssertionError("array data read despite the budget")
+
+    monkeypatch.setattr(checkpoint, "_read_data", no_read)
+    with pytest.raises(ValueError, match=r"member v: the arrays declare more than max_bytes "
+                                         r"= 12,000 bytes"):
+        load_checkpoint(path, max_bytes=12_000)
+
+
+def test_expected_shape_and_dtype_checked_from_the_header(tmp_path):
+    path = save_checkpoint(tmp_path / "ck.npz", {"params": {"w": np.zeros((3, 2), np.int64)}})
+    with pytest.raises(ValueError, match=r"member params/w: expected shape \(3, 2\) and dtype "
+                                         r"float32, got shape \(3, 2\) and dtype int64"):
+        load_checkpoint(path, expect={"params/w": ((3, 2), np.float32)})
+    back = load_checkpoint(path, expect=lambda name: ((3, 2), np.int64))
+    assert back["params"]["w"].dtype == np.int64
+
+
+@pytest.mark.parametrize("skeleton, pattern", [
+    ({"__dict__": {"w": {"__array__": "missing"}}}, "w: the array member 'missing' is missing"),
+    ({"__dict__": {"w": {"__array__": "__tree__"}}}, "member '__tree__' is missing"),
+    ({"__dict__": {"w": {"__what__": 1}}}, "w: malformed skeleton node '__what__'"),
+    ({"__dict__": {"w": {"a": 1, "b": 2}}}, "w: malformed skeleton node with keys"),
+    ({"__dict__": {"w": {"__float__": "1e999"}}}, "malformed skeleton node '__float__'"),
+    ({"__dict__": {"w": [1, 2]}}, "w: malformed skeleton"),
+])
+def test_malformed_skeleton_names_the_entry(tmp_path, skeleton, pattern):
+    path = _forge(tmp_path / "ck.npz", skeleton)
+    with pytest.raises(ValueError, match=pattern):
+        load_checkpoint(path)
+
+
+def test_deeply_nested_skeleton_is_a_clear_error(tmp_path):
+    node = 1
+    for _ in range(100_000):
+        node = {"__list__": [node]}
+    path = _forge(tmp_path / "ck.npz", {"__dict__": {"deep": 1}})
+    meta = '{"format": "lstm-bptt-checkpoint-v1", "tree": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with open(path, "wb") as fh:
+        checkpoint._write_npz(fh, {"__tree__": np.array(meta)})
+    with pytest.raises(ValueError, match="nest"):
+        load_checkpoint(path)
+    path2 = tmp_path / "ck2.npz"
+    deep = {"__list__": [1]}
+    for _ in range(40):
+        deep = {"__list__": [deep]}
+    _forge(path2, deep)
+    with pytest.raises(ValueError, match="nesting deeper than 32"):
+        load_checkpoint(path2)
+
+
+def test_peek_reads_headers_only(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "ck.npz", {"p": {"w": np.zeros((4, 5), np.float32)},
+                                                 "config": {"h": 5}})
+    monkeypatch.setattr(checkpoint, "_read_data",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("data read")))
+    tree = checkpoint.peek_checkpoint(path)
+    info = tree["p"]["w"]
+    assert (info.name, info.shape, info.dtype) == ("p/w", (4, 5), np.float32)
+    assert tree["config"] == {"h": 5}
+
+
+def test_temp_files_of_dead_writers_are_removed_by_the_next_save(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".ck.npz.pid{dead_pid}.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    alive = tmp_path / f".ck.npz.pid{os.getppid()}.def456.tmp"  # a write in progress
+    alive.write_bytes(b"being written")
+    other = tmp_path / "notes.tmp"
+    other.write_text("not ours")
+    save_checkpoint(tmp_path / "ck.npz", {"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ck.npz", alive.name, "notes.tmp"])
+
+
+def test_set_rng_state_refuses_garbage():
+    with pytest.raises(ValueError, match="rng state: expected the JSON state of a PCG64"):
+        set_rng_state(np.random.default_rng(0), '{"bit_generator": "MT19937"}')
+    with pytest.raises(ValueError, match="rng state"):
+        set_rng_state(np.random.default_rng(0), "not json")

@@ -13,8 +13,9 @@ import pytest
 
 from lstm_bptt.checkpoint import load_checkpoint
 from lstm_bptt.models import CharLM, SequenceClassifier, SequenceRegressor
-from lstm_bptt.optim import SGD, Adam
+from lstm_bptt.optim import SGD, Adam, RMSprop
 from lstm_bptt.schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR
+from lstm_bptt import train as train_module
 from lstm_bptt.train import MinibatchSource, TBPTTStream, Trainer, TrainingDivergedError
 
 TEXT = np.array([0, 1, 2, 3, 1, 2] * 20)  # a short repetitive "string", V = 4
@@ -206,7 +207,8 @@ def test_checkpoint_contents(tmp_path):
 def test_nan_loss_raises_and_leaves_params_and_checkpoint(tmp_path, monkeypatch):
     model, opt, _, src = _charlm_setup()
     ck = tmp_path / "ck.npz"
-    snaps = {}
+    snaps = {0: _snapshot(model)}
+    written = {}
 
     class Snap:
         def on_step_end(self, trainer, info):
@@ -221,24 +223,29 @@ def test_nan_loss_raises_and_leaves_params_and_checkpoint(tmp_path, monkeypatch)
         return (math.nan if len(calls) == 5 else loss), grads, state
 
     monkeypatch.setattr(model, "loss", loss_nan_at_step_5)
+    real_save = train_module.save_checkpoint
+
+    def spy_save(path, tree):
+        out = real_save(path, tree)
+        written[tree["step"]] = ck.read_bytes()
+        return out
+
+    monkeypatch.setattr(train_module, "save_checkpoint", spy_save)
     tr = Trainer(model, opt, src, max_steps=10, eval_every=2, checkpoint_path=ck,
                  callbacks=[Snap()], progress=False)
-    before = None
     with pytest.raises(TrainingDivergedError, match=r"step 5: loss = nan") as info:
-        orig_save = tr._save
-
-        def save_and_remember():
-            nonlocal before
-            orig_save()
-            before = ck.read_bytes()
-
-        tr._save = save_and_remember
         tr.fit()
     assert "not applied" in str(info.value)
-    assert tr.step == 4
-    _assert_params_equal(model.params, snaps[4])  # the step-5 update was not applied
-    assert ck.read_bytes() == before  # the step-4 checkpoint, byte for byte
-    assert load_checkpoint(ck)["step"] == 4
+    assert (info.value.step, info.value.tensor, info.value.restored_step) == (5, "loss", 3)
+    # back at the newest state whose loss passed the check (the start of step 4)
+    assert tr.step == 3
+    _assert_params_equal(model.params, snaps[3])
+    # the step-4 state produced the NaN: its evaluation was never written; the step-2 one
+    # was, once step 3's loss had passed, and it is what the file holds, byte for byte
+    assert sorted(written) == [2]
+    assert ck.read_bytes() == written[2]
+    assert load_checkpoint(ck)["step"] == 2
+    _assert_params_equal(load_checkpoint(ck)["params"], snaps[2])
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0 in clip
@@ -267,23 +274,182 @@ def test_diverging_learning_rate_raises_diverged_error(tmp_path, dtype):
     x = rng.standard_normal((5, 16, 2)).astype(dtype)
     y = rng.standard_normal((5, 16, 1)).astype(dtype)
     model = SequenceRegressor(2, 4, dtype=dtype, rng=0)
-    ck = tmp_path / "ck.npz"
+    before = _snapshot(model)
     tr = Trainer(model, SGD(model.params, lr=1e10), MinibatchSource(x, y, 4), max_steps=100,
-                 eval_every=1, checkpoint_path=ck, progress=False)
-    snaps = {}
-
-    class Snap:
-        def on_step_end(self, trainer, info):
-            snaps[trainer.step] = _snapshot(trainer.model)
-
-    tr.callbacks.append(Snap())
-    with pytest.raises(TrainingDivergedError, match="step"):
+                 eval_every=1, checkpoint_path=tmp_path / "ck.npz", progress=False)
+    with pytest.raises(TrainingDivergedError, match="training diverged at step 2") as info:
         tr.fit()
-    good = tr.step
-    assert 1 <= good < 100
-    assert load_checkpoint(ck)["step"] == good
-    _assert_params_equal(load_checkpoint(ck)["params"], snaps[good])
-    assert all(np.isfinite(p).all() for p in load_checkpoint(ck)["params"].values())
+    assert info.value.restored_step == 0 == tr.step
+    _assert_params_equal(model.params, before)
+    assert not (tmp_path / "ck.npz").exists()  # no state ever passed the next step's check
+
+
+def _good_run_then_lr(tmp_path, dtype, opt_cls, clip, lr, on_divergence="raise", **kw):
+    """Six healthy steps with a checkpoint at step 6, then a trainer resumed from it with an
+    absurd learning rate."""
+    ck = tmp_path / "ck.npz"
+    model = CharLM(4, 8, dtype=dtype, rng=0)
+    src = TBPTTStream(_streams(), 5)
+    eval_fn = lambda m: {"val_loss": m.evaluate(TEXT, batch_size=2, k1=20)}  # noqa: E731
+    Trainer(model, opt_cls(model.params, lr=0.01), src, max_steps=6, eval_every=3, clip_norm=clip,
+            eval_fn=eval_fn, checkpoint_path=ck, progress=False, verbose=False).fit()
+    good = ck.read_bytes()
+    model2 = CharLM(4, 8, dtype=dtype, rng=0)
+    tr = Trainer(model2, opt_cls(model2.params, lr=0.01), src, max_steps=40, eval_every=3,
+                 clip_norm=clip, eval_fn=eval_fn, checkpoint_path=ck, progress=False,
+                 verbose=False, on_divergence=on_divergence, **kw)
+    tr.load(ck)
+    tr.optimizer.lr = lr
+    return tr, ck, good
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt_cls, lr", [(SGD, 1e3), (Adam, 10.0), (RMSprop, 10.0)])
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_exploding_runs_stop_with_the_message_and_keep_the_good_checkpoint(
+        tmp_path, dtype, opt_cls, lr, clip):
+    tr, ck, good = _good_run_then_lr(tmp_path, dtype, opt_cls, clip, lr)
+    good_params = {k: v.copy() for k, v in tr.model.params.items()}
+    with pytest.raises(TrainingDivergedError, match=r"^training diverged at step \d+: ") as info:
+        tr.fit()
+    err = info.value
+    assert err.step > 6 and err.tensor and "\n" not in str(err)
+    assert not math.isfinite(err.value) or err.value > 10 * math.log(4) * 0.5
+    assert ck.read_bytes() == good  # the step-6 checkpoint, byte for byte
+    assert all(np.isfinite(p).all() for p in tr.model.params.values())
+    if tr.step == 6:
+        _assert_params_equal(tr.model.params, good_params)
+
+
+@pytest.mark.parametrize("opt_cls, lr", [(SGD, 1e3), (Adam, 10.0)])
+def test_rollback_lowers_the_lr_and_reaches_a_finite_loss(tmp_path, opt_cls, lr):
+    tr, ck, good = _good_run_then_lr(tmp_path, np.float32, opt_cls, None, lr,
+                                     on_divergence="rollback", max_rollbacks=4, lr_factor=0.1)
+    hist = tr.fit()
+    rollbacks = [r for r in hist if "rollback" in r]
+    assert 1 <= tr.rollbacks == len(rollbacks) <= 4
+    assert [r["lr"] for r in rollbacks] == pytest.approx(
+        [lr * 0.1 ** k for k in range(1, tr.rollbacks + 1)], rel=1e-12)
+    assert tr.step == 40
+    final = [r["val_loss"] for r in hist if "val_loss" in r][-1]
+    # finite, and under the spike threshold (10 x the untrained model's ln 4 nats)
+    assert math.isfinite(final) and final < 10 * math.log(4)
+    assert load_checkpoint(ck)["step"] == 40
+    assert load_checkpoint(ck)["trainer"]["rollbacks"] == tr.rollbacks
+
+
+def test_rollback_gives_up_after_max_rollbacks(monkeypatch):
+    model, opt, _, src = _charlm_setup()
+    real_loss = model.loss
+    calls = []
+
+    def nan_from_call_4(*args, **kwargs):
+        calls.append(1)
+        loss, grads, state = real_loss(*args, **kwargs)
+        return (math.nan if len(calls) >= 4 else loss), grads, state
+
+    monkeypatch.setattr(model, "loss", nan_from_call_4)
+    tr = Trainer(model, opt, src, max_steps=10, progress=False, verbose=False,
+                 on_divergence="rollback", max_rollbacks=2, lr_factor=0.5)
+    with pytest.raises(TrainingDivergedError, match=r"Gave up after 2 rollback\(s\)"):
+        tr.fit()
+    assert opt.lr == pytest.approx(0.02 * 0.25)
+    assert tr.rollbacks == 2
+
+
+def test_nonfinite_parameter_after_the_update_is_named_and_undone(monkeypatch):
+    model, opt, _, src = _charlm_setup()
+    tr = Trainer(model, opt, src, max_steps=10, progress=False)
+    for _ in range(3):
+        tr.train_step()
+    before = _snapshot(model)
+    real_step = opt.step
+
+    def poisoned(grads):
+        real_step(grads)
+        model.params["head.bias"][1] = -math.inf
+
+    monkeypatch.setattr(opt, "step", poisoned)
+    with pytest.raises(TrainingDivergedError, match=r"step 4: after the update params/head.bias "
+                                                    r"holds -inf") as info:
+        tr.train_step()
+    assert (info.value.tensor, info.value.value) == ("params/head.bias", -math.inf)
+    assert tr.step == 3
+    _assert_params_equal(model.params, before)
+
+
+def test_nonfinite_optimizer_state_is_named(monkeypatch):
+    model, opt, _, src = _charlm_setup()
+    tr = Trainer(model, opt, src, max_steps=10, progress=False)
+    tr.train_step()
+    real_step = opt.step
+
+    def poisoned(grads):
+        real_step(grads)
+        opt.state["head.weight"]["exp_avg_sq"][0, 0] = math.nan
+
+    monkeypatch.setattr(opt, "step", poisoned)
+    with pytest.raises(TrainingDivergedError,
+                       match="optimizer/head.weight/exp_avg_sq holds nan"):
+        tr.train_step()
+    assert np.isfinite(opt.state["head.weight"]["exp_avg_sq"]).all()
+
+
+def test_nonfinite_validation_is_never_reported(tmp_path):
+    model, opt, _, src = _charlm_setup()
+    values = iter([1.5, math.inf])
+    tr = Trainer(model, opt, src, max_steps=10, eval_every=2, progress=False, verbose=False,
+                 eval_fn=lambda m: {"val_loss": next(values)}, checkpoint_path=tmp_path / "c")
+    with pytest.raises(TrainingDivergedError, match="evaluation returned val_loss = inf"):
+        tr.fit()
+    assert [r["val_loss"] for r in tr.history if "val_loss" in r] == [1.5]
+    assert load_checkpoint(tmp_path / "c")["step"] == 2
+
+
+def test_loss_spike_rule():
+    """A finite loss more than spike_factor x max(first loss, running mean) is divergence."""
+    model, opt, _, src = _charlm_setup()
+    tr = Trainer(model, opt, src, max_steps=10, progress=False, spike_factor=3.0)
+    first = tr.train_step()["loss"]
+    real_loss = model.loss
+    model.loss = lambda *a, **k: (3.0 * first * 1.0001,) + real_loss(*a, **k)[1:]
+    with pytest.raises(TrainingDivergedError, match="more than spike_factor") as info:
+        tr.train_step()
+    assert info.value.value == pytest.approx(3.0003 * first)
+    assert tr.step == 0  # the step-1 parameters produced the spike: back before that update
+    model.loss = lambda *a, **k: (2.99 * first,) + real_loss(*a, **k)[1:]
+    tr.train_step()  # just under the threshold: accepted
+    assert tr.step == 1
+
+
+def test_trainer_refuses_an_optimizer_over_other_arrays():
+    model, _, _, src = _charlm_setup()
+    other = CharLM(4, 6, num_layers=2, dtype=np.float64, rng=3)
+    with pytest.raises(ValueError, match="optimizer: expected an optimizer over this model's"):
+        Trainer(model, Adam(other.params, lr=0.1), src, max_steps=1)
+    copies = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match="the model would never be updated"):
+        Trainer(model, Adam(copies, lr=0.1), src, max_steps=1)
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    ({"patience": -1, "eval_fn": lambda m: {}}, ValueError, "patience: expected a positive int"),
+    ({"patience": 0, "eval_fn": lambda m: {}}, ValueError, "patience: expected a positive int"),
+    ({"verbose": "false"}, TypeError, "verbose: expected True or False, got 'false'"),
+    ({"perplexity": 1}, TypeError, "perplexity: expected True or False"),
+    ({"on_divergence": "retry"}, ValueError, "on_divergence: expected one of"),
+    ({"lr_factor": 1.0}, ValueError, "lr_factor: expected a finite number > 0 and < 1"),
+    ({"max_rollbacks": -1}, ValueError, "max_rollbacks: expected an int >= 0"),
+    ({"spike_factor": 0.5}, ValueError, "spike_factor: expected a finite number > 1"),
+    ({"clip_norm": "5"}, TypeError, "clip_norm: expected a real number"),
+    ({"clip_norm": math.nan}, ValueError, "clip_norm: expected a finite number > 0"),
+    ({"eval_fn": "val"}, TypeError, "eval_fn: expected a callable"),
+    ({"monitor": None}, TypeError, "monitor: expected a metric name"),
+])
+def test_trainer_argument_errors(kwargs, error, pattern):
+    model, opt, _, src = _charlm_setup()
+    with pytest.raises(error, match=pattern):
+        Trainer(model, opt, src, max_steps=1, **kwargs)
 
 
 # ---------------------------------------------------------------------------- early stopping
