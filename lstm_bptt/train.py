@@ -320,10 +320,13 @@ class Trainer:
     running value (exponential moving average of the accepted losses, weight 0.1 for the
     newest) and the loss of the run's first step (the untrained model's: ln V nats for a
     fresh language model, so a loss above 10 ln V is caught even when the run blows up from
-    its first update; kept across resumes); an evaluation returns a NaN or inf metric. The state restored is the newest snapshot, taken
-    at the start of a step once that step's loss has passed these checks (and at the start of
-    :meth:`fit`), so it never holds a value that failed them; a checkpoint is only written
-    from a state that passed them.
+    its first update; kept across resumes); an evaluation returns a NaN or inf metric.
+
+    The state restored is the newest snapshot, taken at the start of a step once that step's
+    loss has passed these checks (and at the start of :meth:`fit`), so it never holds a value
+    that failed them. A checkpoint after an evaluation is written only once the next step's
+    loss has passed them too (a spike shows a bad state one step late), or at the end of
+    :meth:`fit`, or on KeyboardInterrupt; so a diverging run never replaces a good file.
 
     Raises
     ------

@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pytest
 
+from lstm_bptt import train as train_module
 from lstm_bptt.checkpoint import load_checkpoint
 from lstm_bptt.models import CharLM, SequenceClassifier, SequenceRegressor
 from lstm_bptt.optim import SGD, Adam, RMSprop
 from lstm_bptt.schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR
-from lstm_bptt import train as train_module
 from lstm_bptt.train import MinibatchSource, TBPTTStream, Trainer, TrainingDivergedError
 
 TEXT = np.array([0, 1, 2, 3, 1, 2] * 20)  # a short repetitive "string", V = 4
