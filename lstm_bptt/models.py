@@ -54,11 +54,20 @@ class _Model:
     def load_params(self, params) -> None:
         """Copy values into ``self.params`` in place (so optimizers keep their references).
 
+        Everything is checked before anything is copied. The dtype must be the model's own:
+        integer, bool or float16 values are refused, not cast (they mean a wrong or damaged
+        file), and so is float64 into a float32 model (cast it yourself if you mean it).
+
         Raises
         ------
+        TypeError
+            ``params`` is not a dict, or a value is not an array of the model's dtype.
         ValueError
-            Missing or unexpected names, or shape mismatch (naming the parameter).
+            Missing or unexpected names, a shape mismatch, or NaN/inf values (naming the
+            parameter).
         """
+        if not isinstance(params, dict):
+            raise TypeError(f"params: expected a dict name -> array, got {type(params).__name__}")
         missing = set(self.params) - set(params)
         extra = set(params) - set(self.params)
         if missing or extra:
@@ -66,10 +75,17 @@ class _Model:
                 f"parameter names differ: missing {sorted(missing)}, unexpected {sorted(extra)}"
             )
         for k, p in self.params.items():
-            v = np.asarray(params[k])
+            v = params[k]
+            if not isinstance(v, np.ndarray) or v.dtype != p.dtype:
+                got = f"dtype {v.dtype}" if isinstance(v, np.ndarray) else type(v).__name__
+                raise TypeError(f"{k}: expected an array of dtype {p.dtype}, got {got}")
             if v.shape != p.shape:
                 raise ValueError(f"{k}: expected shape {p.shape}, got {v.shape}")
-            np.copyto(p, v, casting="same_kind")
+            if not np.isfinite(v).all():
+                raise ValueError(f"{k}: expected finite values, got "
+                                 f"{int((~np.isfinite(v)).sum())} NaN/inf")
+        for k, p in self.params.items():
+            np.copyto(p, params[k])
 
     def _check_state(self, state, B):
         if state is None:

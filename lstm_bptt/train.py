@@ -37,6 +37,7 @@ from ._checks import (
 from .checkpoint import (
     check_finite_tree,
     load_checkpoint,
+    peek_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -792,37 +793,173 @@ class Trainer:
         """
         return save_checkpoint(path, self._checked_tree())
 
+    def expected_members(self, name: str):
+        """(shape, dtype) a checkpoint member of this trainer's model must have, or None:
+        parameters and optimizer state arrays, checked before a file's data is read."""
+        parts = name.split("/")
+        params = self.model.params
+        if len(parts) == 2 and parts[0] == "params" and parts[1] in params:
+            p = params[parts[1]]
+            return p.shape, p.dtype
+        if (len(parts) == 4 and parts[:2] == ["optimizer", "state"] and parts[2] in params):
+            p = params[parts[2]]
+            return p.shape, p.dtype
+        return None
+
     def load(self, path_or_tree) -> dict:
         """Restore params, optimizer, schedule, rng, step, carried state and history.
+
+        The checkpoint is validated against this trainer's model before anything changes
+        (all or nothing): required members, each parameter's shape and dtype (from the file's
+        headers, before its data is read), finite values, ``step`` a non-negative int, a
+        well-formed carried state, rng state and history.
 
         Returns the checkpoint tree (for its ``extra``).
 
         Raises
         ------
         ValueError
-            The checkpoint was made for a different model class or parameter shapes.
+            A missing or malformed member, naming it and what was expected (another model
+            class, other shapes, NaN/inf values, a negative step, ...).
+        TypeError
+            ``path_or_tree`` is neither a path nor a dict.
         """
-        tree = (path_or_tree if isinstance(path_or_tree, dict)
-                else load_checkpoint(path_or_tree))
-        cls = tree["model"]["class"]
-        if cls != type(self.model).__name__:
-            raise ValueError(f"checkpoint holds a {cls}, not a {type(self.model).__name__}")
-        self.model.load_params(tree["params"])
-        self.optimizer.load_state_dict(tree["optimizer"])
-        if self.scheduler is not None and tree.get("scheduler") is not None:
-            self.scheduler.load_state_dict(tree["scheduler"])
-        set_rng_state(self.model.rng, tree["rng"]["model"])
+        if isinstance(path_or_tree, dict):
+            tree, where = path_or_tree, "checkpoint"
+        elif isinstance(path_or_tree, str | Path):
+            budget = 5 * sum(p.nbytes for p in self.model.params.values()) + (64 << 20)
+            head = peek_checkpoint(path_or_tree, max_bytes=budget)
+            model_entry = head.get("model") if isinstance(head, dict) else None
+            cls = model_entry.get("class") if isinstance(model_entry, dict) else None
+            if cls != type(self.model).__name__:
+                raise ValueError(f"{path_or_tree}: model/class: expected a "
+                                 f"{type(self.model).__name__} checkpoint, got {cls!r}")
+            tree = load_checkpoint(path_or_tree, expect=self.expected_members,
+                                   max_bytes=budget)
+            where = str(path_or_tree)
+        else:
+            raise TypeError(f"path_or_tree: expected a path or a checkpoint dict, got "
+                            f"{type(path_or_tree).__name__}")
+        self._check_tree(tree, where)
+        undo = self._snapshot_for_load()
+        try:
+            self.model.load_params(tree["params"])
+            self.optimizer.load_state_dict(tree["optimizer"])
+            if self.scheduler is not None and tree.get("scheduler") is not None:
+                self.scheduler.load_state_dict(tree["scheduler"])
+            set_rng_state(self.model.rng, tree["rng"]["model"])
+        except (TypeError, ValueError, KeyError) as exc:
+            undo()
+            raise ValueError(f"{where}: {exc}") from None
         self.step = int(tree["step"])
-        st = tree.get("state")
-        self.state = None if st is None else (np.array(st[0]), np.array(st[1]))
+        st = tree["state"]
+        self.state = None if st is None else tuple(np.array(s) for s in st)
         self.history = list(tree.get("history") or [])
         tr = tree.get("trainer", {})
         self.best = float(tr.get("best", math.inf))
         self.bad_evals = int(tr.get("bad_evals", 0))
         self.stopped_early = bool(tr.get("stopped_early", False))
         self.elapsed_before = float(tr.get("elapsed_s", 0.0))
+        self.rollbacks = int(tr.get("rollbacks", 0))
+        stats = tr.get("loss_stats")
+        self._loss_stats = ({"n": int(stats["n"]), "ref": float(stats["ref"]),
+                             "ema": float(stats["ema"])} if stats else
+                            {"n": 0, "ref": 0.0, "ema": 0.0})
         self._interval = [{k: float(v) for k, v in r.items()} for r in tr.get("interval", [])]
+        self._snapshot = None  # the loaded state becomes the first good one at fit()
+        self._pending = None
         return tree
+
+    def _snapshot_for_load(self):
+        """A closure undoing a half-applied load (params, optimizer, schedule, rng)."""
+        params = {k: np.array(v) for k, v in self.model.params.items()}
+        opt = self.optimizer.state_dict()
+        sched = None if self.scheduler is None else self.scheduler.state_dict()
+        rng = self.model.rng.bit_generator.state
+
+        def undo():
+            for k, v in self.model.params.items():
+                np.copyto(v, params[k])
+            self.optimizer.load_state_dict(opt)
+            if sched is not None:
+                self.scheduler.load_state_dict(sched)
+            self.model.rng.bit_generator.state = rng
+
+        return undo
+
+    def _check_tree(self, tree, where: str) -> None:
+        """Schema of a checkpoint written by :meth:`save`; one-line ValueError naming the
+        member that is missing or malformed."""
+
+        def bad(member, expected, got):
+            raise ValueError(f"{where}: {member}: expected {expected}, got {got}")
+
+        def need(d, key, kind, prefix=""):
+            member = f"{prefix}{key}"
+            if not isinstance(d, dict) or key not in d:
+                bad(member, f"a member {member!r} (an lstm-bptt Trainer checkpoint)", "none")
+            if kind is not None and not isinstance(d[key], kind):
+                bad(member, kind.__name__ if isinstance(kind, type) else
+                    " or ".join(k.__name__ for k in kind), type(d[key]).__name__)
+            return d[key]
+
+        if not isinstance(tree, dict):
+            bad("/", "a dict", type(tree).__name__)
+        model = need(tree, "model", dict)
+        cls = need(model, "class", str, "model/")
+        if cls != type(self.model).__name__:
+            bad("model/class", f"a {type(self.model).__name__} checkpoint", repr(cls))
+        need(model, "config", dict, "model/")
+        params = need(tree, "params", dict)
+        if set(params) != set(self.model.params):
+            bad("params", f"the parameters {sorted(self.model.params)}",
+                f"missing {sorted(set(self.model.params) - set(params))}, unexpected "
+                f"{sorted(set(params) - set(self.model.params))[:5]}")
+        for k, p in self.model.params.items():
+            v = params[k]
+            if not isinstance(v, np.ndarray):
+                bad(f"params/{k}", "an array", type(v).__name__)
+            if v.dtype != p.dtype or v.shape != p.shape:
+                bad(f"params/{k}", f"shape {p.shape} and dtype {p.dtype} (the model's)",
+                    f"shape {v.shape} and dtype {v.dtype}")
+        opt = need(tree, "optimizer", dict)
+        try:
+            check_finite_tree({"params": params, "optimizer": opt})
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if self.scheduler is not None:
+            need(tree, "scheduler", dict)
+        rng = need(tree, "rng", dict)
+        need(rng, "model", str, "rng/")
+        step = need(tree, "step", int)
+        if isinstance(step, bool) or step < 0:
+            bad("step", "an int >= 0", repr(step))
+        state = need(tree, "state", (list, type(None)))
+        if state is not None:
+            dt = next(iter(self.model.params.values())).dtype
+            for i, s in enumerate(state):
+                if not isinstance(s, np.ndarray) or s.dtype != dt:
+                    got = f"dtype {s.dtype}" if isinstance(s, np.ndarray) else type(s).__name__
+                    bad(f"state/{i}", f"an array of dtype {dt}", got)
+                if s.ndim != 3 or not np.isfinite(s).all():
+                    bad(f"state/{i}", "a finite (num_layers, B, H) array",
+                        f"shape {s.shape}" + ("" if np.isfinite(s).all() else " with NaN/inf"))
+        history = need(tree, "history", list)
+        if not all(isinstance(r, dict) for r in history):
+            bad("history", "a list of dicts", "other entries")
+        tr = need(tree, "trainer", dict)
+        for key, kind in (("best", float | int), ("bad_evals", int), ("interval", list)):
+            if key in tr and (isinstance(tr[key], bool) or not isinstance(tr[key], kind)):
+                bad(f"trainer/{key}", "a number" if key == "best" else kind.__name__,
+                    repr(tr[key])[:40])
+        for i, r in enumerate(tr.get("interval", [])):
+            if not isinstance(r, dict) or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in r.values()):
+                bad(f"trainer/interval/{i}", "a dict of numbers", repr(r)[:60])
+        stats = tr.get("loss_stats")
+        if stats is not None and (not isinstance(stats, dict) or set(stats) != {
+                "n", "ref", "ema"}):
+            bad("trainer/loss_stats", "a dict with n, ref, ema", repr(stats)[:60])
 
     def write_history(self, path) -> Path:
         """Write the history as CSV (``.csv``) or JSON (any other suffix)."""

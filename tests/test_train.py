@@ -722,3 +722,88 @@ def test_elapsed_time_continues_across_a_resume(tmp_path):
     assert resumed.elapsed_before == pytest.approx(first)
     resumed.fit()
     assert all(r["elapsed_s"] >= first for r in resumed.history if r["step"] > 4)
+
+
+# ---------------------------------------------------------------------------- checkpoint schema
+def _corrupt(tree, how):
+    if how == "int64 weights":
+        tree["params"]["head.weight"] = tree["params"]["head.weight"].astype(np.int64)
+    elif how == "bool weights":
+        tree["params"]["head.weight"] = tree["params"]["head.weight"] > 0
+    elif how == "float16 weights":
+        tree["params"]["head.weight"] = tree["params"]["head.weight"].astype(np.float16)
+    elif how == "transposed weights":
+        tree["params"]["head.weight"] = tree["params"]["head.weight"].T.copy()
+    elif how == "nan weights":
+        tree["params"]["head.bias"][0] = math.nan
+    elif how == "nan optimizer state":
+        tree["optimizer"]["state"]["head.bias"]["exp_avg"][0] = math.inf
+    elif how == "negative step":
+        tree["step"] = -5
+    elif how == "float step":
+        tree["step"] = 2.5
+    elif how == "missing state":
+        del tree["state"]
+    elif how == "missing params":
+        del tree["params"]
+    elif how == "extra param":
+        tree["params"]["head.extra"] = np.zeros(3)
+    elif how == "state of ints":
+        tree["state"] = [np.zeros((2, 2, 6), np.int64)] * 2
+    elif how == "rng garbage":
+        tree["rng"]["model"] = "{}"
+    elif how == "history not a list":
+        tree["history"] = "rows"
+    elif how == "model not a dict":
+        tree["model"] = "CharLM"
+    elif how == "interval of strings":
+        tree["trainer"]["interval"] = [{"loss": "high"}]
+    return tree
+
+
+SCHEMA_CASES = {
+    "int64 weights": "params/head.weight: expected shape .* dtype float64, got .* dtype int64",
+    "bool weights": "params/head.weight: expected shape .* got .* dtype bool",
+    "float16 weights": "params/head.weight: expected .* got .* dtype float16",
+    "transposed weights": r"params/head.weight: expected shape \(4, 6\)",
+    "nan weights": "params/head.bias: expected finite values, got nan",
+    "nan optimizer state": "optimizer/state/head.bias/exp_avg: expected finite values, got inf",
+    "negative step": "step: expected an int >= 0, got -5",
+    "float step": "step: expected int, got float",
+    "missing state": "state: expected a member 'state'",
+    "missing params": "params: expected a member 'params'",
+    "extra param": r"params: expected the parameters .* unexpected \['head.extra'\]",
+    "state of ints": "state/0: expected an array of dtype float64, got dtype int64",
+    "rng garbage": "rng state: expected the JSON state of a PCG64",
+    "history not a list": "history: expected list, got str",
+    "model not a dict": "model/class: expected a CharLM checkpoint, got None",
+    "interval of strings": "trainer/interval/0: expected a dict of numbers",
+}
+
+
+@pytest.mark.parametrize("how", list(SCHEMA_CASES))
+def test_malformed_checkpoint_is_refused_naming_the_member(tmp_path, how):
+    model, opt, _, src = _charlm_setup()
+    ck = tmp_path / "ck.npz"
+    Trainer(model, opt, src, max_steps=4, eval_every=2, checkpoint_path=ck,
+            progress=False).fit()
+    from lstm_bptt.checkpoint import save_checkpoint
+
+    save_checkpoint(ck, _corrupt(load_checkpoint(ck), how))
+    fresh, opt2, _, _ = _charlm_setup(seed=9)
+    before = _snapshot(fresh)
+    tr = Trainer(fresh, opt2, src, max_steps=8, progress=False)
+    with pytest.raises(ValueError, match=SCHEMA_CASES[how]) as info:
+        tr.load(ck)
+    assert "\n" not in str(info.value) and str(ck) in str(info.value)
+    _assert_params_equal(fresh.params, before)  # all or nothing
+    assert tr.step == 0 and opt2.state == {}
+
+
+def test_load_params_refuses_casts():
+    m = CharLM(4, 6, dtype=np.float32, rng=0)
+    p = {k: v.astype(np.float64) for k, v in m.params.items()}
+    with pytest.raises(TypeError, match="expected an array of dtype float32, got dtype float64"):
+        m.load_params(p)
+    with pytest.raises(TypeError, match="params: expected a dict"):
+        m.load_params([1, 2])
