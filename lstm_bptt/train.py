@@ -499,11 +499,16 @@ class Trainer:
         return float(self.optimizer.lr)
 
     # ------------------------------------------------------------------ training
-    def request_stop(self, reason: str = "stop requested") -> None:
+    def request_stop(self, reason: str = "stop requested", *, evaluate: bool = True) -> None:
         """Ask :meth:`fit` to stop after the update in progress, as at the end of the budget:
-        it then evaluates, writes the checkpoint and returns. Safe to call from a signal
-        handler or a callback (only a flag is set; no update is ever cut in half)."""
+        it then evaluates (unless ``evaluate=False``, e.g. for Ctrl-C, where a prompt exit
+        matters more), writes the checkpoint and returns. Safe to call from a signal handler
+        or a callback (only flags are set; no update is ever cut in half)."""
         self.stop_reason = str(reason)
+        self._eval_on_stop = bool(evaluate)
+
+    def _may_evaluate(self) -> bool:
+        return self.stop_reason is None or getattr(self, "_eval_on_stop", True)
 
     def train_step(self) -> dict:
         """One update on ``source.get(self.step)``; returns {"loss", "grad_norm", "lr"}.
@@ -652,7 +657,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % self.log_every == 0 or self.step == self.max_steps:
                     self._log(bar, time.perf_counter() - t0)
-                if self.eval_every and self.step % self.eval_every == 0:
+                if self.eval_every and self.step % self.eval_every == 0 and self._may_evaluate():
                     try:
                         metrics = self.evaluate()
                     except TrainingDivergedError as exc:
@@ -666,7 +671,7 @@ class Trainer:
                     self._pending = self._checkpoint_now()
             if self._interval:
                 self._log(bar, time.perf_counter() - t0)
-            if self.eval_fn is not None and last_eval != self.step:
+            if self.eval_fn is not None and last_eval != self.step and self._may_evaluate():
                 self._after_eval(bar, self.evaluate())  # a divergence here is final
             self._pending = None
             self._save()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import pytest
 
@@ -164,7 +166,8 @@ def test_bad_paths_are_one_line_errors(small_text, tmp_path, capsys):
     assert main(["train", "--text", str(tmp_path), "--out-dir", str(tmp_path / "r")]) == 2
     assert main(["train", "--text", str(small_text), "--out-dir", str(tmp_path / "afile")]) == 2
     err = capsys.readouterr().err
-    assert "is a directory" in err.lower() and "is not a directory" in err
+    assert "--text: expected a UTF-8 text file, got a directory" in err
+    assert "--out-dir: expected a directory, got a file" in err
 
 
 SHAKESPEARE = (
@@ -188,7 +191,7 @@ def test_train_on_a_text_file(tmp_path, capsys):
 
 def test_k2_smaller_than_k1_is_refused_before_any_work(capsys):
     assert main(["train", "--k2", "10", "--seq-length", "64"]) == 2
-    assert "--k2 10 must be >= --seq-length (k1) 64" in capsys.readouterr().err
+    assert "--k2: expected >= --seq-length (k1) = 64, got 10" in capsys.readouterr().err
 
 
 def test_task_json_prints_only_json_on_stdout(capsys):
@@ -229,3 +232,78 @@ def test_misspelt_flag_shows_the_subcommand_usage_and_a_suggestion(capsys):
     err = capsys.readouterr().err
     assert "usage: lstm-bptt sample" in err and "unrecognized arguments: --zzz" in err
     assert "did you mean" not in err
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_the_current_step_and_exits(small_text, tmp_path, capsys,
+                                                       monkeypatch, signum, code):
+    from lstm_bptt.checkpoint import load_checkpoint
+    from lstm_bptt.train import Trainer
+
+    real_step = Trainer.train_step
+
+    def step_with_signal(self):
+        if self.step == 13:
+            os.kill(os.getpid(), signum)  # arrives during the update to step 14
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step_with_signal)
+    out = tmp_path / "run"
+    assert main(["train", "--text", str(small_text), "--out-dir", str(out)] + SMALL) == code
+    err = capsys.readouterr().err
+    assert f"{signal.Signals(signum).name} received at step 14: checkpoint saved" in err
+    tree = load_checkpoint(out / "checkpoint.npz")
+    assert int(tree["step"]) == 14  # not the last evaluation (step 10): the current step
+    rows = (out / "history.csv").read_text().splitlines()
+    assert rows[-1].split(",")[0] == "14" and len(rows) == 1 + 14  # header + one row per step
+    assert signal.getsignal(signum) is not None  # handlers restored
+
+
+def test_time_budget_stops_evaluates_and_checkpoints(small_text, tmp_path, capsys):
+    from lstm_bptt.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    args = ["train", "--text", str(small_text), "--out-dir", str(out), "--time-budget", "0.001s"]
+    assert main(args + [a if a != "20" else "1000" for a in SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "stopped at step 1 of 1000: time budget of 0.001s reached" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 1 and "time budget" in summary["stop_reason"]
+    assert int(load_checkpoint(out / "checkpoint.npz")["step"]) == 1
+
+
+def test_bad_time_budget_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--time-budget", "5 minutes"])
+    assert "expected a positive duration such as 90s, 5m or 1.5h" in capsys.readouterr().err
+
+
+def test_resume_path_continues_in_its_folder_and_init_from_trains_further(small_text, tmp_path,
+                                                                          capsys):
+    out = tmp_path / "run"
+    base = ["train", "--text", str(small_text)]
+    assert main(base + ["--out-dir", str(out)] + SMALL) == 0
+    # a finished cosine run: --resume has nothing to do; --init-from starts a new run from it
+    assert main(base + ["--resume", str(out / "checkpoint.npz")] + SMALL) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()  # --resume PATH never writes to the default folder
+    more = tmp_path / "more"
+    assert main(base + ["--init-from", str(out / "checkpoint.npz"), "--out-dir", str(more)]
+                + SMALL) == 0
+    assert "initialised from" in capsys.readouterr().out
+    assert (more / "checkpoint.npz").is_file()
+    # contradicting the checkpoint's model is refused, before any work
+    assert main(base + ["--init-from", str(out / "checkpoint.npz"), "--out-dir",
+                        str(tmp_path / "x")] + SMALL + ["--hidden-size", "8"]) == 2
+    assert "--hidden-size 8 (checkpoint: 16)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_values_are_checked_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    for bad in (["--dropout", "1.5"], ["--warmup", "50", "--steps", "10"], ["--resume"],
+                ["--resume", str(tmp_path / "missing.npz")]):
+        assert main(["train", "--out-dir", str(out), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error:" in err
+        assert not out.exists()  # no folder made, no baselines computed

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
+import sys
 
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 _M_MMAP_THRESHOLD = -3
@@ -44,3 +46,31 @@ def retain_freed_memory() -> bool:
     mallopt.restype = ctypes.c_int
     ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) == 1
     return ok and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
+
+
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def set_blas_threads(n: int | None, argv) -> str:
+    """Limit BLAS threads to ``n`` (None: leave as is); returns a note for the log.
+
+    Small per-step GEMMs (B x H @ H x 4H) gain little from a second thread and can become
+    several times slower when the other core is busy, so training defaults to 1 thread. With
+    threadpoolctl installed (extra ``perf``) the limit is applied in-process; otherwise, since
+    OpenBLAS reads its thread count only when NumPy is first imported, the command re-executes
+    itself once with OPENBLAS_NUM_THREADS set.
+    """
+    if n is None:
+        return ""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if os.environ.get("OPENBLAS_NUM_THREADS") != str(n) and argv is not None:
+            env = dict(os.environ, **{v: str(n) for v in _THREAD_VARS})
+            sys.stdout.flush()
+            os.execve(sys.executable, [sys.executable, "-m", "lstm_bptt", *argv], env)
+        if os.environ.get("OPENBLAS_NUM_THREADS") == str(n):
+            return f"BLAS threads: {n} (OPENBLAS_NUM_THREADS)"
+        return f"BLAS threads not limited to {n}: install threadpoolctl to control them"
+    threadpool_limits(n, user_api="blas")
+    return f"BLAS threads: {n} (threadpoolctl)"

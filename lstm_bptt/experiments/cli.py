@@ -12,13 +12,10 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__
-from ._runtime import retain_freed_memory
+from ._runtime import retain_freed_memory, set_blas_threads
 
 LN2 = math.log(2.0)
 
@@ -45,237 +42,9 @@ _positive_float = _number(float, "a positive number", lambda v: v > 0 and math.i
 _nonneg_float = _number(float, "a number >= 0", lambda v: v >= 0 and math.isfinite(v))
 
 
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from .train_job import cmd_train, parse_duration  # noqa: E402  (the train job's module)
 
-
-def _safe_exp(x: float) -> float:
-    """exp(x), or inf where it would overflow (a diverged run's perplexity)."""
-    return math.exp(x) if x < 700 else math.inf
-
-
-def _set_threads(n: int | None, argv) -> str:
-    """Limit BLAS threads to ``n`` (None: leave as is); returns a note for the log.
-
-    Small per-step GEMMs (B x H @ H x 4H) gain little from a second thread and can become
-    several times slower when the other core is busy, so training defaults to 1 thread. With
-    threadpoolctl installed (extra ``perf``) the limit is applied in-process; otherwise, since
-    OpenBLAS reads its thread count only when NumPy is first imported, the command re-executes
-    itself once with OPENBLAS_NUM_THREADS set.
-    """
-    if n is None:
-        return ""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        if os.environ.get("OPENBLAS_NUM_THREADS") != str(n) and argv is not None:
-            env = dict(os.environ, **{v: str(n) for v in _THREAD_VARS})
-            sys.stdout.flush()
-            os.execve(sys.executable, [sys.executable, "-m", "lstm_bptt", *argv], env)
-        if os.environ.get("OPENBLAS_NUM_THREADS") == str(n):
-            return f"BLAS threads: {n} (OPENBLAS_NUM_THREADS)"
-        return f"BLAS threads not limited to {n}: install threadpoolctl to control them"
-    threadpool_limits(n, user_api="blas")
-    return f"BLAS threads: {n} (threadpoolctl)"
-
-
-# --------------------------------------------------------------------------------- train
-# Settings that define a training run; a checkpoint records them and --resume reuses them.
-RUN_KEYS = ("hidden_size", "num_layers", "embedding_dim", "dropout", "forget_bias", "dtype",
-            "seq_length", "k2", "batch_size", "steps", "lr", "optimizer", "schedule", "warmup",
-            "clip", "seed")
-
-
-def _resume_settings(args, saved: dict) -> None:
-    """Take the run settings from the checkpoint; refuse flags that contradict it.
-
-    A flag left at its default silently takes the checkpoint's value; a flag set to another
-    value than the checkpoint's is an error (it would otherwise be ignored, or change the run
-    so that the resumed run is no longer the interrupted one). ``--steps`` may grow when the
-    learning rate is constant; with the cosine schedule its length is part of the schedule.
-    """
-    conflicts = []
-    for key in RUN_KEYS:
-        if key not in saved:
-            continue
-        given, default, old = getattr(args, key), args.defaults.get(key), saved[key]
-        if given == default or given == old:
-            setattr(args, key, old)
-        elif key == "steps" and saved.get("schedule") == "constant" and given > old:
-            pass  # a constant learning rate can simply go on for longer
-        else:
-            conflicts.append(f"--{key.replace('_', '-')} {given} (checkpoint: {old})")
-    if conflicts:
-        hint = ""
-        if any(c.startswith("--steps") for c in conflicts):
-            hint = ("; the cosine schedule was fitted to the original --steps: start a new run "
-                    "(--out-dir) to train longer, or use --schedule constant")
-        raise ValueError("--resume: these settings differ from the checkpoint's run: "
-                         + ", ".join(conflicts) + hint)
-
-
-def cmd_train(args) -> int:
-    """`lstm-bptt train`: character LM with truncated BPTT; returns the exit status."""
-    import hashlib
-
-    from ..checkpoint import load_checkpoint
-    from ..data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
-    from ..models import CharLM
-    from ..optim import SGD, Adam, AdamW, RMSprop
-    from ..schedules import CosineAnnealingLR, LinearWarmup
-    from ..train import TBPTTStream, Trainer, TrainingDivergedError
-    from .ngram import format_baselines, ngram_baselines
-
-    if args.k2 is not None and args.k2 < args.seq_length:
-        raise ValueError(f"--k2 {args.k2} must be >= --seq-length (k1) {args.seq_length}")
-    if args.text is None:
-        text, text_name = load_pydoc_text(), "Python documentation topics (pydoc_data.topics)"
-    else:
-        text, text_name = load_text(args.text), str(args.text)
-    min_chars = 20 * (args.batch_size + 1)
-    if len(text) < min_chars:
-        raise ValueError(f"--text: {len(text)} characters is too short to split 90/10 into "
-                         f"{args.batch_size} training streams (--batch-size); need >= "
-                         f"{min_chars}")
-    out_dir = Path(args.out_dir)
-    ckpt_path = out_dir / "checkpoint.npz"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out-dir {out_dir} exists and is not a directory")
-    if args.resume is None and ckpt_path.exists() and not args.overwrite:
-        raise ValueError(f"{ckpt_path} exists: continue it with --resume, start a new run with "
-                         "--out-dir DIR, or replace it with --overwrite")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    note = _set_threads(args.threads, args.argv)
-    retain_freed_memory()  # no page faults for the per-step caches (see _runtime)
-    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    tree = None
-    if args.resume:
-        resume_path = Path(args.resume) if args.resume != "auto" else ckpt_path
-        tree = load_checkpoint(resume_path)
-        extra = tree.get("extra", {})
-        if tree.get("model", {}).get("class") != "CharLM" or "vocab" not in extra:
-            raise ValueError(f"{resume_path} is not a checkpoint of `lstm-bptt train`")
-        if extra.get("text_sha256") not in (None, text_sha):
-            raise ValueError(
-                f"--resume: the checkpoint was trained on {extra.get('text')} and this text "
-                f"({text_name}) differs from it; resume with the same --text")
-        _resume_settings(args, extra.get("run", {}))
-        vocab = CharVocab.from_array(extra["vocab"])
-    else:
-        vocab = CharVocab.from_text(text)
-    ids = vocab.encode(text)
-    train_ids, val_ids = split_train_val(ids, 0.1)
-    V = len(vocab)
-    print(f"lstm-bptt {__version__} | text: {text_name}")
-    print(f"{len(text):,} characters, {V} symbols | train {len(train_ids):,} "
-          f"(first 90%), validation {len(val_ids):,} (last 10%)")
-    if note:
-        print(note)
-    if not args.no_baselines:
-        t0 = time.perf_counter()
-        base = ngram_baselines(train_ids, val_ids, V, orders=(5,))
-        print(f"\nn-gram baselines on the validation split ({time.perf_counter() - t0:.1f} s):")
-        print(format_baselines(base))
-    else:
-        base = {}
-    # now, not only in summary.json at the end: `plot` draws them while the run goes on
-    (out_dir / "baselines.json").write_text(json.dumps(base, indent=1))
-    plot_cb = None
-    if args.plot:
-        from .plots import INSTALL_HINT, PlotCallback, have_matplotlib
-
-        if not have_matplotlib():
-            raise ValueError(f"--plot: {INSTALL_HINT}")
-        plot_cb = PlotCallback(out_dir, base)
-
-    dtype = np.float32 if args.dtype == "float32" else np.float64
-    model = CharLM(V, args.hidden_size, args.num_layers, embedding_dim=args.embedding_dim,
-                   dropout=args.dropout, dtype=dtype, rng=args.seed,
-                   forget_bias=args.forget_bias)
-    opt_cls = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}[args.optimizer]
-    opt_kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
-    optimizer = opt_cls(model.params, lr=args.lr, **opt_kwargs)
-    scheduler = None
-    if args.schedule == "cosine":
-        after = CosineAnnealingLR(optimizer, T_max=max(1, args.steps - args.warmup),
-                                  eta_min=args.lr * 0.1)
-        scheduler = LinearWarmup(optimizer, args.warmup, after=after) if args.warmup else after
-    elif args.warmup:
-        scheduler = LinearWarmup(optimizer, args.warmup)
-    streams = batchify(train_ids, args.batch_size)  # (N, B)
-    source = TBPTTStream(streams, args.seq_length, args.k2)
-
-    def eval_fn(m):
-        val = m.evaluate(val_ids, batch_size=min(32, max(1, (len(val_ids) - 1) // 2)), k1=256)
-        return {"val_loss": val, "val_bpc": val / LN2, "val_ppl": _safe_exp(val)}
-
-    class Sampler:
-        def on_eval_end(self, trainer, metrics):
-            if args.sample_length:
-                prime = vocab.encode(text[: min(len(text), 1)])
-                rng = np.random.default_rng([args.seed, trainer.step])  # same on resume
-                s = vocab.decode(trainer.model.sample(args.sample_length, prime,
-                                                      temperature=0.8, rng=rng))
-                trainer_print("  sample: " + repr(vocab.decode(prime) + s)[1:-1][:400])
-
-    def trainer_print(msg):
-        from tqdm.auto import tqdm
-
-        tqdm.write(msg)
-
-    trainer = Trainer(
-        model, optimizer, source, max_steps=args.steps, scheduler=scheduler,
-        clip_norm=args.clip if args.clip > 0 else None, eval_fn=eval_fn,
-        eval_every=args.eval_every, log_every=10, checkpoint_path=ckpt_path,
-        callbacks=[Sampler()] + ([plot_cb] if plot_cb else []),
-        progress=None if not args.quiet else False, perplexity=True,
-        extra={"vocab": vocab.to_array(), "text": text_name, "text_sha256": text_sha,
-               "run": {k: getattr(args, k) for k in RUN_KEYS}},
-    )
-    if tree is not None:
-        trainer.load(tree)
-        if trainer.step >= args.steps:
-            print(f"checkpoint is at step {trainer.step} >= --steps {args.steps}; nothing to do")
-            return 0
-        print(f"resumed from step {trainer.step}")
-    print(f"\nmodel: {model!r}, {args.dtype}; optimizer {args.optimizer} lr {args.lr}, "
-          f"clip {args.clip}; {args.batch_size} streams x {args.seq_length} steps (k1)"
-          + (f", k2 {args.k2}" if args.k2 else "") + f"; {args.steps} steps")
-    t0 = time.perf_counter()
-    try:
-        trainer.fit()
-    except TrainingDivergedError as exc:
-        print(f"error: training diverged: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        trainer.write_history(out_dir / "history.csv")
-        if trainer.saved_step is not None:
-            where = (f"the last checkpoint (step {trainer.saved_step}) is in {ckpt_path}; "
-                     "continue with --resume")
-        elif tree is not None:
-            where = f"nothing new was saved; {ckpt_path} still holds step {tree['step']}"
-        else:
-            where = f"no checkpoint yet (the first is written at step {args.eval_every})"
-        print(f"\ninterrupted at step {trainer.step}: {where}", file=sys.stderr)
-        return 130
-    elapsed = time.perf_counter() - t0
-    hist_path = trainer.write_history(out_dir / "history.csv")
-    if plot_cb is not None:
-        plot_cb.on_eval_end(trainer, {})
-    evals = [r for r in trainer.history if "val_loss" in r]
-    final = evals[-1]["val_loss"]
-    print(f"\ndone in {elapsed:.0f} s: validation {final:.4f} nats/char, "
-          f"{final / LN2:.4f} bits/char, perplexity {_safe_exp(final):.2f}")
-    if base:
-        better = [k for k, v in base.items() if v < final]
-        print("beats " + ", ".join(k for k in base if k not in better) if len(better) < len(base)
-              else "beats none of the n-gram baselines yet")
-        if better:
-            print("still behind: " + ", ".join(f"{k} ({base[k]:.3f})" for k in better))
-    print(f"checkpoint: {ckpt_path}\nhistory: {hist_path}\nsummary: {out_dir / 'summary.json'}")
-    summary = {"val_loss": final, "val_bpc": final / LN2, "seconds": elapsed,
-               "steps": trainer.step, "baselines": base}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return 0
+_set_threads = set_blas_threads
 
 
 # --------------------------------------------------------------------------------- sample
@@ -438,7 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out-dir", default="runs/charlm",
                    help="where checkpoint.npz, history.csv and summary.json go")
     t.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
-                   help="resume from a checkpoint (default: OUT_DIR/checkpoint.npz)")
+                   help="continue an interrupted run bit for bit, in the checkpoint's folder "
+                        "(default: OUT_DIR/checkpoint.npz)")
+    t.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start a new run (fresh optimizer and schedule, step 0) from the "
+                        "weights and vocabulary of a checkpoint, e.g. to train a finished run "
+                        "further")
+    t.add_argument("--time-budget", type=parse_duration, default=None, metavar="DURATION",
+                   help="stop after this much training time (e.g. 90s, 5m, 1.5h), then "
+                        "evaluate and checkpoint")
+    t.add_argument("--patience", type=_positive_int, default=None,
+                   help="stop early after this many evaluations without a lower validation "
+                        "loss")
     t.add_argument("--threads", type=_positive_int, default=1,
                    help="BLAS threads; 1 is fastest for these small matrices on a busy machine")
     t.add_argument("--overwrite", action="store_true",
@@ -537,6 +317,9 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except KeyboardInterrupt:
+        print(f"lstm-bptt {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (OSError, ValueError, TypeError) as exc:
         if os.environ.get("LSTM_BPTT_DEBUG"):
             raise
