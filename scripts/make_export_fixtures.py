@@ -11,6 +11,7 @@ and biases (b_ih != b_hh):
   written by ``safetensors.torch.save_file(lstm.state_dict(), ...)``; the npz holds the input
   and PyTorch's outputs, which the tests reproduce after reading the file with
   :func:`lstm_bptt.export.load_safetensors` (no torch, no safetensors package).
+  ``torch_lstm_bidir_proj.safetensors``: the same with ``bidirectional=True, proj_size=2``.
 * **here -> PyTorch.** ``ours_lstm.safetensors`` is written by OUR writer
   (:func:`lstm_bptt.export.save_safetensors`, the only lstm_bptt code this script uses) from
   the parameters stored in the npz (``to_torch/param/<name>``) and the metadata
@@ -92,6 +93,27 @@ def main():
         out[f"{name}/config"] = np.array(json.dumps({**config, "dtype": np.dtype(npdtype).name}))
         for k, v in dict(x=x, h_0=h_0, c_0=c_0, output=o, h_n=h_n, c_n=c_n).items():
             out[f"{name}/{k}"] = v
+
+    # ---- PyTorch -> here, bidirectional with proj_size (LSTMP): names *_reverse, weight_hr_l{k}
+    gen = torch.Generator().manual_seed(12)
+    P = 2
+    lstm = torch.nn.LSTM(D, H, num_layers=L, bidirectional=True, proj_size=P,
+                         dtype=torch.float64)
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    safetensors.torch.save_file(lstm.state_dict(), str(FIX / "torch_lstm_bidir_proj.safetensors"),
+                                metadata={"format": "pt"})
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((T, B, D))
+    h_0 = 0.5 * rng.standard_normal((2 * L, B, P))
+    c_0 = rng.standard_normal((2 * L, B, H))
+    o, h_n, c_n = run(lstm, x, h_0, c_0)
+    name = "from_torch_bidir_proj"
+    out[f"{name}/config"] = np.array(json.dumps({**config, "dtype": "float64",
+                                                 "bidirectional": True, "proj_size": P}))
+    for k, v in dict(x=x, h_0=h_0, c_0=c_0, output=o, h_n=h_n, c_n=c_n).items():
+        out[f"{name}/{k}"] = v
 
     # ---- here -> PyTorch
     rng = np.random.default_rng(20)

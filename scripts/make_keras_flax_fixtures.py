@@ -19,7 +19,9 @@ activation) and
   float32 outside TensorFlow): ``<case>/l{k}/kernel`` (D or H, 4H),
   ``<case>/l{k}/recurrent_kernel`` (H, 4H), ``<case>/l{k}/bias`` (4H,) when bias; ``x``
   (B, T, D); ``h_0``, ``c_0`` (L, B, H) (each layer's ``initial_state=[h, c]``); ``output``
-  (B, T, H) of the last layer; ``h_n``, ``c_n`` (L, B, H).
+  (B, T, H) of the last layer; ``h_n``, ``c_n`` (L, B, H). ``keras_bidir_f64``: stacked
+  ``Bidirectional(LSTM)`` layers, ``l{k}_reverse/...`` the backward layer, states (2L, B, H)
+  in PyTorch's order, output (B, T, 2H).
 * Flax cases (one ``flax.linen.LSTMCell(features=H)`` applied step by step):
   ``<case>/l0/<gate>/kernel`` for the eight dense layers ``ii, if, ig, io`` (D, H) and
   ``hi, hf, hg, ho`` (H, H), ``<case>/l0/h<g>/bias`` (H,); ``x`` (B, T, D); carry ``c_0``,
@@ -49,10 +51,17 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+
+@keras.saving.register_keras_serializable(package="fixtures")
+def tanh64(x):
+    """jax.numpy.tanh, in the input's precision (Keras's own tanh computes float64 in float32)."""
+    return jnp.tanh(x)
+
+
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "keras_flax_lstm.npz"
 
 
-def keras_case(out, name, D, H, L, T, B, bias, dtype, seed, tanh64=False):
+def keras_case(out, name, D, H, L, T, B, bias, dtype, seed, use_tanh64=False):
     rng = np.random.default_rng(seed)
     keras.config.set_floatx(dtype)
     x = rng.standard_normal((B, T, D)).astype(dtype)
@@ -64,7 +73,7 @@ def keras_case(out, name, D, H, L, T, B, bias, dtype, seed, tanh64=False):
         # Keras 3's own tanh computes float64 inputs in float32 (jax backend: result_type(
         # float64, float) is float32 outside TensorFlow), an error of ~5e-8; with tanh64 the
         # layer gets jax.numpy.tanh (float64) as its activation, everything else Keras's own
-        extra = {"activation": jnp.tanh} if tanh64 else {}
+        extra = {"activation": tanh64} if use_tanh64 else {}
         layer = keras.layers.LSTM(H, use_bias=bias, return_sequences=True, return_state=True,
                                   dtype=dtype, **extra)
         d_in = D if k == 0 else H
@@ -83,7 +92,43 @@ def keras_case(out, name, D, H, L, T, B, bias, dtype, seed, tanh64=False):
         inp = seq
     out[f"{name}/config"] = np.array(json.dumps(
         {"D": D, "H": H, "L": L, "T": T, "B": B, "bias": bias, "dtype": dtype,
-         "activation": "jax.numpy.tanh" if tanh64 else "keras default (tanh)"}))
+         "activation": "jax.numpy.tanh" if use_tanh64 else "keras default (tanh)"}))
+    out[f"{name}/x"], out[f"{name}/h_0"], out[f"{name}/c_0"] = x, h_0, c_0
+    out[f"{name}/output"] = inp
+    out[f"{name}/h_n"], out[f"{name}/c_n"] = np.stack(h_n), np.stack(c_n)
+
+
+def keras_bidirectional_case(out, name, D, H, L, T, B, dtype, seed):
+    """Stacked ``Bidirectional(LSTM(...))`` layers (merge_mode "concat"); states in PyTorch's
+    order: h_0[2k] forward, h_0[2k + 1] backward of layer k; layer k > 0 reads 2H features."""
+    rng = np.random.default_rng(seed)
+    keras.config.set_floatx(dtype)
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    h_0 = (0.5 * rng.standard_normal((2 * L, B, H))).astype(dtype)
+    c_0 = rng.standard_normal((2 * L, B, H)).astype(dtype)
+    inp = x
+    h_n, c_n = [], []
+    for k in range(L):
+        layer = keras.layers.Bidirectional(
+            keras.layers.LSTM(H, return_sequences=True, return_state=True, dtype=dtype,
+                              activation=tanh64), dtype=dtype)
+        layer.build((B, T, D if k == 0 else 2 * H))
+        weights = [(0.5 * rng.standard_normal(w.shape)).astype(dtype) for w in layer.get_weights()]
+        layer.set_weights(weights)
+        names = [f"l{k}/{n}" for n in ("kernel", "recurrent_kernel", "bias")]
+        names += [f"l{k}_reverse/{n}" for n in ("kernel", "recurrent_kernel", "bias")]
+        for n, w in zip(names, layer.get_weights(), strict=True):
+            out[f"{name}/{n}"] = w
+        seq, hf, cf, hb, cb = layer(inp, initial_state=[h_0[2 * k], c_0[2 * k],
+                                                         h_0[2 * k + 1], c_0[2 * k + 1]])
+        seq, hf, cf, hb, cb = (keras.ops.convert_to_numpy(v) for v in (seq, hf, cf, hb, cb))
+        assert seq.dtype == np.dtype(dtype) and seq.shape == (B, T, 2 * H), seq.shape
+        h_n += [hf, hb]
+        c_n += [cf, cb]
+        inp = seq
+    out[f"{name}/config"] = np.array(json.dumps(
+        {"D": D, "H": H, "L": L, "T": T, "B": B, "bias": True, "dtype": dtype,
+         "bidirectional": True, "activation": "jax.numpy.tanh"}))
     out[f"{name}/x"], out[f"{name}/h_0"], out[f"{name}/c_0"] = x, h_0, c_0
     out[f"{name}/output"] = inp
     out[f"{name}/h_n"], out[f"{name}/c_n"] = np.stack(h_n), np.stack(c_n)
@@ -125,12 +170,14 @@ def main():
     out: dict[str, np.ndarray] = {}
     # H != D everywhere, so a transposed kernel cannot pass
     keras_case(out, "keras_f64", D=3, H=4, L=2, T=5, B=2, bias=True, dtype="float64", seed=1,
-               tanh64=True)
+               use_tanh64=True)
     keras_case(out, "keras_f64_nobias", D=4, H=3, L=1, T=4, B=3, bias=False, dtype="float64",
-               seed=2, tanh64=True)
+               seed=2, use_tanh64=True)
     keras_case(out, "keras_f64_default_tanh", D=3, H=4, L=2, T=5, B=2, bias=True,
                dtype="float64", seed=1)
     keras_case(out, "keras_f32", D=3, H=5, L=1, T=6, B=2, bias=True, dtype="float32", seed=3)
+    keras_bidirectional_case(out, "keras_bidir_f64", D=3, H=4, L=2, T=5, B=2, dtype="float64",
+                             seed=6)
     flax_case(out, "flax_f64", D=3, H=4, T=5, B=2, dtype="float64", seed=4)
     flax_case(out, "flax_f32", D=5, H=3, T=4, B=2, dtype="float32", seed=5)
     out["meta/versions"] = np.array(json.dumps({
