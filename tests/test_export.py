@@ -478,3 +478,76 @@ def test_file_saved_here_is_the_one_pytorch_loaded(tmp_path):
     out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
     assert max_err(out, a["output"]) < 1e-12
     assert max_err(h_n, a["h_n"]) < 1e-12 and max_err(c_n, a["c_n"]) < 1e-12
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def charlm_checkpoint(tmp_path):
+    from lstm_bptt import CharLM, CharVocab, save_checkpoint
+
+    model = CharLM(5, hidden_size=4, num_layers=2, embedding_dim=3, dtype=np.float64, rng=0)
+    path = tmp_path / "checkpoint.npz"
+    # the fields of Trainer.checkpoint_tree that export reads
+    save_checkpoint(path, {"model": {"class": "CharLM", "config": model.config()},
+                           "params": {k: np.array(v) for k, v in model.params.items()},
+                           "extra": {"vocab": CharVocab.from_text("abcdé").to_array()}})
+    return model, path
+
+
+def test_cli_export_safetensors(charlm_checkpoint, tmp_path, capsys):
+    from lstm_bptt.experiments.cli import main
+
+    model, ckpt = charlm_checkpoint
+    out = tmp_path / "model.safetensors"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "safetensors",
+                 "--out", str(out)]) == 0
+    assert "lstm.weight_ih_l0 (16, 3)" in capsys.readouterr().out
+    sd = load_safetensors(out)
+    assert list(sd) == list(model.params)
+    assert all(np.array_equal(sd[k], model.params[k]) for k in sd)
+    meta = safetensors_metadata(out)
+    assert meta["format"] == "pt" and meta["lstm_bptt.class"] == "CharLM"
+    assert json.loads(meta["lstm_bptt.config"]) == model.config()
+    assert json.loads(meta["lstm_bptt.vocab"]) == "abcdé"
+
+
+@pytest.mark.parametrize("fmt", ["keras", "flax", "cs231n"])
+def test_cli_export_other_layouts(charlm_checkpoint, tmp_path, fmt):
+    from lstm_bptt import CharLM
+    from lstm_bptt.experiments.cli import main
+
+    model, ckpt = charlm_checkpoint
+    out = tmp_path / f"model.{fmt}.npz"
+    assert main(["export", "--checkpoint", str(ckpt), "--format", fmt, "--out", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as f:
+        weights = {k: f[k] for k in f.files}
+    other = CharLM(5, hidden_size=4, num_layers=2, embedding_dim=3, dtype=np.float64, rng=1)
+    import_weights(other, weights, fmt)
+    assert all(np.array_equal(other.params[k], model.params[k]) for k in model.params
+               if "bias" not in k)
+    ids = np.array([[0, 1], [2, 3], [4, 0]])
+    assert max_err(other.forward(ids)[0], model.forward(ids)[0]) < 1e-14
+
+
+def test_cli_export_refuses_to_replace_and_bad_checkpoints(charlm_checkpoint, tmp_path,
+                                                           capsys):
+    from lstm_bptt import save_checkpoint
+    from lstm_bptt.experiments.cli import main
+
+    _, ckpt = charlm_checkpoint
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"precious")
+    args = ["export", "--checkpoint", str(ckpt), "--format", "safetensors", "--out", str(out)]
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == b"precious"
+    assert main(args + ["--overwrite"]) == 0
+    assert load_safetensors(out)
+    save_checkpoint(tmp_path / "other.npz", {"step": 3})
+    assert main(["export", "--checkpoint", str(tmp_path / "other.npz"), "--format", "keras",
+                 "--out", str(tmp_path / "k.npz")]) == 2
+    assert "not a model checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "k.npz").exists()
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--out", "x"])

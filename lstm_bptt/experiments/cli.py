@@ -80,6 +80,43 @@ def cmd_sample(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    """`lstm-bptt export`: a checkpoint's weights as safetensors (PyTorch's names) or in the
+    Keras / Flax / CS231n layout (.npz); refuses to replace a file without --overwrite."""
+    from ..checkpoint import load_checkpoint
+    from ..export import export_weights, module_metadata, save_npz, save_safetensors
+    from ..models import MODELS, build_model
+
+    if Path(args.checkpoint).is_dir():
+        raise ValueError(f"--checkpoint {args.checkpoint} is a directory; pass the file, e.g. "
+                         f"{Path(args.checkpoint) / 'checkpoint.npz'}")
+    if Path(args.out).exists() and not args.overwrite:
+        raise ValueError(f"--out {args.out} exists; choose another name, or replace it with "
+                         "--overwrite")
+    tree = load_checkpoint(args.checkpoint)
+    cls = tree.get("model", {}).get("class") if isinstance(tree.get("model"), dict) else None
+    if cls not in MODELS or "params" not in tree:
+        raise ValueError(f"{args.checkpoint} is not a model checkpoint (written by `lstm-bptt "
+                         f"train` or a Trainer); its model class is {cls!r}")
+    model = build_model(cls, tree["model"]["config"])
+    model.load_params(tree["params"])
+    if args.format == "safetensors":
+        meta = module_metadata(model)
+        vocab = tree.get("extra", {}).get("vocab")
+        if vocab is not None:  # the characters of the ids, so the model can be used elsewhere
+            meta["lstm_bptt.vocab"] = json.dumps("".join(map(chr, np.asarray(vocab).tolist())))
+        weights = {k: np.array(v) for k, v in model.params.items()}
+        path = save_safetensors(args.out, weights, meta, overwrite=args.overwrite)
+    else:
+        weights = export_weights(model, args.format)
+        path = save_npz(args.out, weights, overwrite=args.overwrite)
+    shapes = [f"{k} {tuple(v.shape)}" for k, v in weights.items()]
+    more = f", ... ({len(shapes)} arrays)" if len(shapes) > 6 else ""
+    print(f"wrote {path} ({args.format}: {', '.join(shapes[:6])}{more})")
+    return 0
+
+
 # --------------------------------------------------------------------------------- gradcheck
 def cmd_gradcheck(args) -> int:
     """`lstm-bptt gradcheck`: the float64 gradient check of every component; 1 on failure."""
@@ -241,6 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prime", default="", help="text to condition on")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="sampling seed")
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser(
+        "export", formatter_class=fmt,
+        help="write a checkpoint's weights for PyTorch (safetensors), Keras, Flax or CS231n",
+        description="Write a checkpoint's weights in another library's layout. safetensors: "
+                    "PyTorch's names and shapes (lstm.weight_ih_l0, head.weight, ...; "
+                    "safetensors.torch.load_file gives a state dict for an nn.Module with "
+                    "attributes embedding, lstm, head), config and vocabulary in the header's "
+                    "metadata. keras / flax / cs231n: an .npz with that library's names "
+                    "(lstm/l0/kernel, head/kernel, ...; see lstm_bptt.export).")
+    e.add_argument("--checkpoint", required=True, help="checkpoint.npz (from `train`)")
+    e.add_argument("--format", required=True, choices=["safetensors", "keras", "flax", "cs231n"],
+                   help="output layout")
+    e.add_argument("--out", required=True, metavar="FILE",
+                   help="output file (.safetensors, or .npz for keras/flax/cs231n)")
+    e.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    e.set_defaults(func=cmd_export)
 
     g = sub.add_parser("gradcheck", formatter_class=fmt,
                        help="check every backward pass against central differences",
