@@ -1,4 +1,4 @@
-"""Command-line interface: ``lstm-bptt {train,sample,gradcheck,task}``, or ``python -m lstm_bptt``.
+"""Command-line interface: ``lstm-bptt {train,sample,export,gradcheck,task}``, or ``python -m lstm_bptt``.
 
 ``lstm-bptt train`` with no arguments trains a character-level LSTM language model on the Python
 documentation topics that ship with CPython (``pydoc_data.topics``), so it needs no download.
@@ -84,6 +84,8 @@ def cmd_sample(args) -> int:
 def cmd_export(args) -> int:
     """`lstm-bptt export`: a checkpoint's weights as safetensors (PyTorch's names) or in the
     Keras / Flax / CS231n layout (.npz); refuses to replace a file without --overwrite."""
+    import numpy as np
+
     from ..checkpoint import load_checkpoint
     from ..export import export_weights, module_metadata, save_npz, save_safetensors
     from ..models import MODELS, build_model
