@@ -1,4 +1,5 @@
-"""Command-line interface: ``lstm-bptt {train,sample,export,gradcheck,task}``, or ``python -m lstm_bptt``.
+"""Command-line interface: ``lstm-bptt {train,sample,export,gradcheck,task}`` (or
+``python -m lstm_bptt``).
 
 ``lstm-bptt train`` with no arguments trains a character-level LSTM language model on the Python
 documentation topics that ship with CPython (``pydoc_data.topics``), so it needs no download.
