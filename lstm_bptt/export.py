@@ -53,8 +53,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
-    "StateDictMixin", "IncompatibleKeys", "save_safetensors", "load_safetensors",
-    "safetensors_metadata", "module_metadata", "save_npz", "FORMATS",
+    "StateDictMixin", "IncompatibleKeys", "load_state_dict_into", "save_safetensors",
+    "load_safetensors", "safetensors_metadata", "module_metadata", "save_npz", "FORMATS",
     "lstm_to_keras", "lstm_from_keras", "lstm_to_flax", "lstm_from_flax",
     "lstm_to_cs231n", "lstm_from_cs231n", "export_weights", "import_weights",
 ]

@@ -22,6 +22,9 @@ and biases (b_ih != b_hh):
   PyTorch's outputs. The tests (without torch) rewrite the same parameters with our writer,
   require the very same bytes (so the file PyTorch accepted is what the writer produces
   today) and compare our forward with PyTorch's outputs.
+* **a model, here -> PyTorch.** ``ours_charlm.safetensors`` is written by ``lstm-bptt export``
+  from a CharLM (embedding, 2 layers) checkpoint and loaded with strict key checking into
+  :class:`TorchCharLM` (``embedding``, ``lstm``, ``head``); ``charlm/logits`` are its outputs.
 """
 
 from __future__ import annotations
@@ -73,6 +76,50 @@ def inputs(dtype, seed):
     return (rng.standard_normal((T, B, D)).astype(dtype),
             (0.5 * rng.standard_normal((L, B, H))).astype(dtype),
             rng.standard_normal((L, B, H)).astype(dtype))
+
+
+class TorchCharLM(torch.nn.Module):
+    """The PyTorch twin of ``CharLM(V, hidden_size=H, num_layers=L, embedding_dim=E)``: the
+    same attribute names, so its state_dict keys are CharLM's."""
+
+    def __init__(self, V, E, H, L, dtype):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(V, E, dtype=dtype)
+        self.lstm = torch.nn.LSTM(E, H, num_layers=L, dtype=dtype)
+        self.head = torch.nn.Linear(H, V, dtype=dtype)
+
+    def forward(self, ids):  # (T, B) -> logits (T, B, V)
+        out, _ = self.lstm(self.embedding(ids))
+        return self.head(out)
+
+
+def charlm_to_torch(out):
+    """A CharLM checkpoint exported by ``lstm-bptt export --format safetensors`` loads with
+    strict key checking into :class:`TorchCharLM`; its logits are stored."""
+    from lstm_bptt import CharLM, save_checkpoint
+    from lstm_bptt.experiments.cli import main as cli
+
+    V, E = 6, 3
+    model = CharLM(V, hidden_size=H, num_layers=L, embedding_dim=E, dtype=np.float64, rng=0)
+    rng = np.random.default_rng(30)
+    for v in model.params.values():
+        v[...] = 0.5 * rng.standard_normal(v.shape)
+    path = FIX / "ours_charlm.safetensors"
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "checkpoint.npz"
+        save_checkpoint(ckpt, {"model": {"class": "CharLM", "config": model.config()},
+                               "params": dict(model.params)})
+        assert cli(["export", "--checkpoint", str(ckpt), "--format", "safetensors", "--out",
+                    str(path), "--overwrite"]) == 0
+    twin = TorchCharLM(V, E, H, L, torch.float64)
+    twin.load_state_dict(safetensors.torch.load_file(str(path)))  # strict
+    ids = rng.integers(0, V, (T, B))
+    with torch.no_grad():
+        logits = twin(torch.from_numpy(ids)).numpy()
+    out["charlm/config"] = np.array(json.dumps({"V": V, "E": E, "H": H, "L": L,
+                                                "dtype": "float64"}))
+    out["charlm/ids"] = ids
+    out["charlm/logits"] = logits
 
 
 def main():
@@ -153,6 +200,7 @@ def main():
         out[f"to_torch/param/{k}"] = v
     for k, v in dict(x=x, h_0=h_0, c_0=c_0, output=o, h_n=h_n, c_n=c_n).items():
         out[f"to_torch/{k}"] = v
+    charlm_to_torch(out)
     out["meta/versions"] = np.array(json.dumps({
         "torch": torch.__version__, "safetensors": safetensors.__version__,
         "numpy": np.__version__}))

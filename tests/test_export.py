@@ -551,3 +551,17 @@ def test_cli_export_refuses_to_replace_and_bad_checkpoints(charlm_checkpoint, tm
     assert not (tmp_path / "k.npz").exists()
     with pytest.raises(SystemExit):
         main(["export", "--checkpoint", str(ckpt), "--format", "onnx", "--out", "x"])
+
+
+def test_model_exported_by_the_cli_is_a_pytorch_modules_state_dict():
+    """``ours_charlm.safetensors`` was written by ``lstm-bptt export`` and loaded (strict) into
+    a torch module with attributes embedding, lstm, head (scripts/make_export_fixtures.py);
+    its logits are PyTorch's."""
+    from lstm_bptt import CharLM
+
+    cfg = json.loads(str(TORCH["charlm/config"]))
+    model = CharLM(cfg["V"], hidden_size=cfg["H"], num_layers=cfg["L"],
+                   embedding_dim=cfg["E"], dtype=np.float64, rng=0)
+    load_state_dict_into(model.params, load_safetensors(FIX / "ours_charlm.safetensors"))
+    logits, _, _ = model.forward(TORCH["charlm/ids"])
+    assert max_err(logits, TORCH["charlm/logits"]) < 1e-12
