@@ -99,9 +99,10 @@ def load_state_dict_into(params: dict, sd, strict: bool = True,
         place with :func:`numpy.copyto`, never replaced.
     sd : Mapping str -> array_like
         Values under the same names and shapes (NumPy arrays, or anything ``np.asarray``
-        accepts, e.g. CPU torch tensors). Any real floating dtype (float16, float32, float64)
-        is accepted and converted to the parameter's dtype, as ``torch.Tensor.copy_`` does
-        (float64 -> float32 rounds to nearest).
+        accepts, e.g. CPU torch tensors). Dtypes: the parameter's own, or a floating dtype
+        that converts to it exactly (float16 or float32 into float64, float16 into float32).
+        float64 into a float32 module is refused, unlike ``torch.Tensor.copy_``, because it
+        would round silently: cast it yourself (``{k: v.astype(np.float32) ...}``).
     strict : bool
         True: every parameter must be present and no other key allowed. False: missing
         parameters keep their values and unexpected keys are ignored; both are returned.
@@ -116,10 +117,12 @@ def load_state_dict_into(params: dict, sd, strict: bool = True,
     ------
     TypeError
         ``sd`` is not a mapping, a key is not a str, or a value is not real floating point
-        (integer, bool, complex or object arrays are refused rather than cast).
+        (integer, bool, complex or object arrays are refused rather than cast), or would lose
+        precision (float64 into float32).
     ValueError
         (``strict``) a missing or unexpected key; (always) a value whose shape differs from the
-        parameter's. All checks run before any copy, so on error ``params`` is unchanged.
+        parameter's, or NaN / inf values (a damaged model). All checks run before any copy,
+        so on error ``params`` is unchanged.
     """
     if not isinstance(sd, Mapping):
         raise TypeError(f"state_dict: expected a mapping of names to arrays, got "
@@ -145,12 +148,19 @@ def load_state_dict_into(params: dict, sd, strict: bool = True,
         if v.dtype.kind != "f":
             raise TypeError(f"state_dict[{k!r}]: expected a floating-point array, got dtype "
                             f"{v.dtype}")
+        if not np.can_cast(v.dtype, p.dtype, casting="safe"):
+            raise TypeError(f"state_dict[{k!r}]: expected dtype {p.dtype} (or one that "
+                            f"converts exactly), got {v.dtype}; cast it yourself if you mean "
+                            "to round")
         if v.shape != p.shape:
             raise ValueError(f"state_dict[{k!r}]: expected shape {p.shape} (as {owner}'s "
                              f"parameter), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"state_dict[{k!r}]: expected finite values, got "
+                             f"{int((~np.isfinite(v)).sum())} NaN/inf")
         values[k] = v
     for k, v in values.items():
-        np.copyto(params[k], v, casting="unsafe")  # float -> float; kinds checked above
+        np.copyto(params[k], v, casting="safe")
     return IncompatibleKeys(missing if not strict else [], unexpected if not strict else [])
 
 
@@ -180,8 +190,9 @@ class StateDictMixin:
         ----------
         state_dict : Mapping str -> array_like
             As returned by :meth:`state_dict` (here or by PyTorch, converted with ``.numpy()``
-            or read from safetensors); shapes must match exactly; floating dtypes are
-            converted to the module's dtype (as ``torch.Tensor.copy_``).
+            or read from safetensors); shapes must match exactly; the dtype must be the
+            module's or convert to it exactly (float32 into float64: yes; float64 into
+            float32: refused).
         strict : bool
             Refuse missing and unexpected keys (default), or skip them and report them.
 

@@ -278,9 +278,17 @@ def test_load_state_dict_into_checks_everything_before_copying(rng):
     assert np.array_equal(lstm.params["bias_ih_l0"], sd["bias_ih_l0"])
     assert np.array_equal(lstm.params["bias_ih_l1"], before["bias_ih_l1"])
     load_state_dict_into(lstm.params, {k: v.astype(np.float32) for k, v in sd.items()})
-    assert lstm.params["weight_ih_l0"].dtype == np.float64  # converted into the module's dtype
+    assert lstm.params["weight_ih_l0"].dtype == np.float64  # widened exactly
     assert np.array_equal(lstm.params["weight_ih_l0"],
                           sd["weight_ih_l0"].astype(np.float32).astype(np.float64))
+    before = {k: v.copy() for k, v in lstm.params.items()}
+    with pytest.raises(ValueError, match=r"'weight_hh_l0'\]: expected finite values, got 1"):
+        load_state_dict_into(lstm.params, {**sd, "weight_hh_l0": np.where(
+            np.arange(64).reshape(16, 4) == 5, np.nan, sd["weight_hh_l0"])})
+    lstm32 = LSTM(3, 4, 2, dtype=np.float32, rng=0)
+    with pytest.raises(TypeError, match="expected dtype float32.*got float64"):
+        load_state_dict_into(lstm32.params, sd)
+    assert all(np.array_equal(before[k], lstm.params[k]) for k in before)
 
 
 # ---------------------------------------------------------------------- safetensors format
