@@ -45,8 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import naive_lstm  # noqa: E402
 
-from lstm_bptt.bptt import lstm_backward  # noqa: E402
-from lstm_bptt.lstm import lstm_forward  # noqa: E402
+from lstm_bptt.cells.lstm import lstm_backward, lstm_forward  # noqa: E402
 
 try:
     import torch

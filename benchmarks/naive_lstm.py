@@ -4,8 +4,8 @@ This is how the LSTM is usually first written from the equations: one weight mat
 and per input (``W_xi, W_hi, ...``), one ``np.dot`` per gate per step, fresh arrays every step,
 the cache as a Python list of per-step dicts, and a backward pass that accumulates the weight
 gradients inside the time loop with one outer product per gate and step. It is correct (it
-matches :func:`lstm_bptt.lstm.lstm_forward` / :func:`lstm_bptt.bptt.lstm_backward`, see
-``check_against_library``) but does none of the batching of the library.
+matches :func:`lstm_bptt.cells.lstm.lstm_forward` / :func:`~lstm_bptt.cells.lstm.lstm_backward`,
+see ``check_against_library``) but does none of the batching of the library.
 
 Dimension letters: T time, B batch, D input features, H hidden units.
 
@@ -156,8 +156,7 @@ def check_against_library(T=7, B=3, D=5, H=4, dtype=np.float64, rng=0):
     float
         Largest absolute difference over output, h_n, c_n, dx, dh_0, dc_0 and all gradients.
     """
-    from lstm_bptt.bptt import lstm_backward
-    from lstm_bptt.lstm import lstm_forward
+    from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
 
     rng = np.random.default_rng(rng)
     w = {

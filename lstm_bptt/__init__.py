@@ -4,16 +4,23 @@ Parameter names, shapes and gate order (i, f, g, o) follow PyTorch's ``nn.LSTM``
 returns a cache and stores nothing; every backward is written by hand and consumes the cache.
 """
 
-from .bptt import lstm_backward
-from .cell import lstm_cell_backward, lstm_cell_forward
+from .cells import CELLS, Cell, LSTMCell, get_cell
+from .cells.lstm import (
+    lstm_backward,
+    lstm_cell_backward,
+    lstm_cell_forward,
+    lstm_forward,
+    lstm_step_backward,
+    lstm_step_forward,
+)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient, rel_error
-from .layers import LSTM, Embedding, Linear, dropout_backward, dropout_forward
+from .layers import Embedding, Linear, dropout_backward, dropout_forward
 from .losses import mse_loss, softmax_cross_entropy
-from .lstm import lstm_forward
 from .models import CharLM, SequenceClassifier, SequenceRegressor
 from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
+from .recurrent import LSTM, Recurrent
 from .schedules import (
     CosineAnnealingLR,
     ExponentialLR,
@@ -43,7 +50,9 @@ def __getattr__(name):
     return getattr(importlib.import_module(module), name)
 
 __all__ = [
-    "LSTM", "Embedding", "Linear", "dropout_forward", "dropout_backward",
+    "Recurrent", "LSTM", "Cell", "LSTMCell", "CELLS", "get_cell",
+    "lstm_step_forward", "lstm_step_backward",
+    "Embedding", "Linear", "dropout_forward", "dropout_backward",
     "lstm_cell_forward", "lstm_cell_backward", "lstm_forward", "lstm_backward",
     "softmax_cross_entropy", "mse_loss",
     "gradcheck", "numerical_gradient", "rel_error", "GradcheckError",

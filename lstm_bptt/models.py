@@ -26,8 +26,9 @@ from ._checks import (
     check_positive_int,
     check_shape,
 )
-from .layers import LSTM, Embedding, Linear, check_dropout
+from .layers import Embedding, Linear, check_dropout
 from .losses import mse_loss, softmax_cross_entropy, softmax_probs
+from .recurrent import LSTM
 
 
 class _Model:
@@ -120,7 +121,7 @@ class CharLM(_Model):
     rng : Generator, seed or None
         Initialisation, dropout and (by default) sampling.
     forget_bias : float or None
-        See :class:`~lstm_bptt.layers.LSTM`.
+        See :class:`~lstm_bptt.recurrent.LSTM`.
 
     Notes
     -----
@@ -413,7 +414,7 @@ class SequenceClassifier(_LSTMWithHead):
     input_size, hidden_size, num_classes : int
         D, H, C.
     num_layers : int
-    dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.layers.LSTM`.
+    dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.recurrent.LSTM`.
 
     Notes
     -----
@@ -478,7 +479,7 @@ class SequenceRegressor(_LSTMWithHead):
     many_to_one : bool
         If True, predict (B, K) from the last (valid) step (e.g. the adding problem); else
         (T, B, K) at every step (e.g. one-step-ahead forecasting of a time series).
-    dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.layers.LSTM`.
+    dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.recurrent.LSTM`.
 
     Notes
     -----

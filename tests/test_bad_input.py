@@ -218,14 +218,16 @@ def test_lstm_constructor(kwargs, exc, msg):
 @pytest.mark.parametrize(
     "other, msg",
     [
-        ({"num_layers": 2}, r"cache: comes from a model with 2 layer\(s\), this model has "
+        ({"num_layers": 2}, r"cache: comes from a layer with num_layers = 2, this layer has "
                             r"num_layers = 1"),
-        ({"hidden_size": H + 1}, r"cache: layer 0 has hidden size 5, this model has "
-                                 r"hidden_size = 4"),
-        ({"input_size": D + 1}, r"cache: layer 0 input has 4 features, this model expects 3 "
-                                r"\(input_size\)"),
-        ({"bias": False}, r"cache: layer 0 has bias=False, this model has bias=True"),
-        ({"dtype": np.float32}, "cache: layer 0 is float32, this model is float64"),
+        ({"hidden_size": H + 1}, r"cache: comes from a layer with hidden_size = 5, this layer "
+                                 r"has hidden_size = 4"),
+        ({"input_size": D + 1}, r"cache: comes from a layer with input_size = 4, this layer has "
+                                r"input_size = 3"),
+        ({"bias": False}, r"cache: comes from a layer with bias = False, this layer has "
+                          r"bias = True"),
+        ({"dtype": np.float32}, "cache: comes from a layer with dtype = float32, this layer "
+                                "has dtype = float64"),
     ],
     ids=["layers", "hidden", "input", "bias", "dtype"],
 )
@@ -244,7 +246,7 @@ def test_lstm_backward_refuses_a_cache_of_another_kind(rng):
     model = LSTM(D, H, rng=0)
     _, _, cache = lstm_forward(rng.standard_normal((T, B, D)), None, None,
                                *lstm_params(rng, D, H))
-    with pytest.raises(TypeError, match="cache: expected the LSTMStackCache .* got LSTMCache"):
+    with pytest.raises(TypeError, match="cache: expected the RecurrentCache .* got LSTMCache"):
         model.backward(None, cache)
 
 

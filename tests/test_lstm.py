@@ -19,10 +19,9 @@ from conftest import lstm_params, randomize_params
 
 from lstm_bptt import (
     LSTM,
+    LSTMCell,
     gradcheck,
     lstm_backward,
-    lstm_cell_backward,
-    lstm_cell_forward,
     lstm_forward,
 )
 
@@ -96,23 +95,17 @@ def test_stepping_the_cell_equals_the_sequence(rng, bias):
     out, (h_n, c_n), cache = lstm_forward(x, h_0, c_0, *params)
     dx, dh_0, dc_0, grads = lstm_backward(R, cache, dh_n=Rh, dc_n=Rc)
 
-    h, c, caches, outs = h_0, c_0, [], []
-    for t in range(T):
-        h, c, cc = lstm_cell_forward(x[t], h, c, *params)
-        outs.append(h)
-        caches.append(cc)
-    np.testing.assert_allclose(out, np.stack(outs), rtol=1e-12, atol=1e-13)
+    # the library's readable reference: lstm_step_forward/backward stepped over the sequence
+    cell = LSTMCell()
+    p = dict(zip(PARAM_NAMES, params, strict=True))
+    out_ref, (h, c), caches = cell.reference_forward(x, (h_0, c_0), p)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(h_n, h, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(c_n, c, rtol=1e-12, atol=1e-13)
+    assert all(type(cc).__name__ == "CellCache" for cc in caches)  # really the step reference
 
-    dh, dc = Rh, Rc
-    dx_ref = np.zeros_like(x)
-    g_ref = {k: 0.0 for k in grads}
-    for t in reversed(range(T)):
-        dx_ref[t], dh, dc, g = lstm_cell_backward(R[t] + dh, dc, caches[t])
-        for k in g:
-            g_ref[k] = g_ref[k] + g[k]
-    assert set(g) == set(grads)
+    dx_ref, (dh, dc), g_ref = cell.reference_backward(R, caches, (Rh, Rc))
+    assert set(g_ref) == set(grads)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dh_0, dh, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dc_0, dc, rtol=1e-12, atol=1e-12)

@@ -12,10 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from lstm_bptt.bptt import lstm_backward
-from lstm_bptt.cell import lstm_cell_forward
+from lstm_bptt.cells.lstm import lstm_backward, lstm_cell_forward, lstm_forward
 from lstm_bptt.gradcheck import gradcheck
-from lstm_bptt.lstm import lstm_forward
 
 
 def make(T, B, D, H, dtype, seed):
@@ -161,7 +159,7 @@ def test_backward_results_do_not_alias_the_reused_workspace():
     import numpy as np
 
     from lstm_bptt import lstm_backward, lstm_forward
-    from lstm_bptt.bptt import release_workspace
+    from lstm_bptt.cells.lstm import release_workspace
 
     rng = np.random.default_rng(0)
     w = {"weight_ih": rng.normal(size=(12, 4)), "weight_hh": rng.normal(size=(12, 3)),

@@ -1,35 +1,302 @@
-"""Sequence-level LSTM forward: all timesteps of one layer, storing a cache for BPTT.
+"""The LSTM cell: parameter layout and initialisation, the readable step reference (forward and
+backward side by side), the fast sequence forward with its cache, and its BPTT backward.
 
-The math is equations (1)-(6) of :mod:`lstm_bptt.cell`; this module is the fast version:
+Everything about the LSTM's math is in this one module, in four parts:
 
-* the input projection of all T steps is one GEMM, (T*B, D) @ (D, 4H), with both biases added
-  once; per step only h @ W_hh^T is computed, into a preallocated buffer;
-* the four gates live in one (B, 4H) block. Internally the rows are reordered from PyTorch's
-  (i, f, g, o) to (o, i, f, g) so that the three sigmoid gates are one contiguous slice in the
-  forward, and the three gates driven by dc (i, f, g) are one contiguous slice in the backward;
-  parameters and gradients stay in PyTorch's layout at the API;
-* every per-step result is written into arrays of shape (T, B, .) allocated once per call;
-* one ``np.tanh`` activates all four gates: sigma(a) = (1 + tanh(a / 2)) / 2, with the halving
-  folded into scaled copies of the o, i, f rows of the weights and bias (exact: a power of 2).
-  On AVX-512 machines NumPy's tanh is vectorised (SVML) and ~10x cheaper per element than
-  :func:`scipy.special.expit`; it saturates at +-1, so no overflow for any finite input;
-* optional recomputation (``checkpoint_every=k``): only h and every k-th c are kept, and the
-  backward recomputes each segment's forward with the very same operations, so the gradients
-  are bitwise those of the stored cache.
+1. The readable step reference :func:`lstm_step_forward` / :func:`lstm_step_backward` (also
+   known by their old names ``lstm_cell_forward`` / ``lstm_cell_backward``): one time step, one
+   equation per line, in PyTorch's gate order (i, f, g, o). :meth:`LSTMCell.reference_forward`
+   and :meth:`LSTMCell.reference_backward` step them over a sequence: BPTT in its plain form,
+   ``for t in reversed(range(T))`` (written once for all cells in
+   :mod:`lstm_bptt.cells.base`).
+2. The fast sequence forward :func:`lstm_forward`: the same equations for all T steps of one
+   layer, one GEMM for all input projections, a cache for the backward.
+3. The fast BPTT backward :func:`lstm_backward` over that cache.
+4. :class:`LSTMCell`, the cell contract of :mod:`lstm_bptt.cells.base` (what the layer
+   :class:`lstm_bptt.recurrent.LSTM` calls): parameter shapes, initialisation options, and
+   the fast path behind the common interface.
 
-Nothing is stored on any object: the returned :class:`LSTMCache` holds everything the backward
-pass (:func:`lstm_bptt.bptt.lstm_backward`) needs, so forward may be called any number of times.
+The tests check the fast path (2, 3) against the step reference (1) to 1e-12 in float64, the
+reference against central differences, and both against PyTorch ``nn.LSTM``.
+
+Dimension letters: T time, B batch, D input features, H hidden units.
+
+Equations (PyTorch ``nn.LSTM`` documentation; Hochreiter & Schmidhuber 1997 with the forget
+gate of Gers, Schmidhuber & Cummins 2000), with a_* the pre-activations
+``a = x W_ih^T + b_ih + h W_hh^T + b_hh`` split into four H-blocks, and their backward
+(Graves 2012, section 4.6), given dh' = dL/dh' and dc' = dL/dc' from later::
+
+    forward                                     backward
+    i  = sigmoid(a_i)                   (1)     da_i = di * i (1 - i)
+    f  = sigmoid(a_f)                   (2)     da_f = df * f (1 - f)
+    g  = tanh   (a_g)                   (3)     da_g = dg * (1 - g^2)
+    o  = sigmoid(a_o)                   (4)     da_o = do * o (1 - o)
+    c' = f * c + i * g                  (5)     di = dc'_t g,  df = dc'_t c,  dg = dc'_t i,
+                                                dc = dc'_t f
+    h' = o * tanh(c')                   (6)     do = dh' tanh(c'),
+                                                dc'_t = dc' + dh' o (1 - tanh(c')^2)
+
+and, through the affine map, dx = da W_ih, dh = da W_hh, dW_ih = da^T x, dW_hh = da^T h,
+db_ih = db_hh = sum_b da. ``weight_ih`` stacks [W_ii; W_if; W_ig; W_io] into (4H, D),
+``weight_hh`` stacks the W_h* into (4H, H), and each bias is (4H,), exactly as ``nn.LSTM``'s
+``weight_ih_l0`` etc.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+import threading
 from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, check_shape
-from .cell import check_lstm_weights
+from .._checks import as_float_array, check_shape
+from ..activations import sigmoid, tanh
+from .base import (
+    Cell,
+    check_checkpoint_every,
+    check_sequence_input,
+    orthogonal,
+    read_only,
+    segments,
+)
+
+__all__ = [
+    "LSTMCell",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "LSTMCache",
+    "CellCache",
+    "check_lstm_weights",
+    "release_workspace",
+]
+
+
+# =============================================================================================
+# 1. The readable step reference: one time step, forward and backward side by side
+# =============================================================================================
+
+class CellCache(NamedTuple):
+    """What :func:`lstm_step_backward` needs from one forward step.
+
+    Post-activation values are stored, so local derivatives come from them
+    (sigmoid' = s (1 - s), tanh' = 1 - t^2). Shapes: x (B, D); h_prev, c_prev, i, f, g, o,
+    tanh_c (B, H); weight_ih (4H, D); weight_hh (4H, H). ``has_bias`` records whether the
+    step used biases (they get gradients only then).
+    """
+
+    x: np.ndarray
+    h_prev: np.ndarray
+    c_prev: np.ndarray
+    i: np.ndarray
+    f: np.ndarray
+    g: np.ndarray
+    o: np.ndarray
+    tanh_c: np.ndarray
+    weight_ih: np.ndarray
+    weight_hh: np.ndarray
+    has_bias: bool
+
+
+def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where=""):
+    """Validate one layer's LSTM parameters; return them as arrays plus (H, D, dtype).
+
+    Raises
+    ------
+    TypeError
+        Non-float or mixed dtypes.
+    ValueError
+        Shapes that do not follow weight_ih (4H, D), weight_hh (4H, H), biases (4H,); NaN/inf.
+    """
+    weight_hh = as_float_array(f"{where}weight_hh", weight_hh, dtype)
+    dtype = weight_hh.dtype
+    if weight_hh.ndim != 2 or weight_hh.shape[0] != 4 * weight_hh.shape[1]:
+        raise ValueError(
+            f"{where}weight_hh: expected shape (4H, H), got {weight_hh.shape}"
+        )
+    H = weight_hh.shape[1]
+    weight_ih = as_float_array(f"{where}weight_ih", weight_ih, dtype)
+    if weight_ih.ndim != 2 or weight_ih.shape[0] != 4 * H:
+        raise ValueError(
+            f"{where}weight_ih: expected shape (4H, D) = ({4 * H}, D) to match weight_hh "
+            f"(H = {H}), got {weight_ih.shape}"
+        )
+    D = weight_ih.shape[1]
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError(f"{where}bias_ih and bias_hh must both be arrays or both be None")
+    if bias_ih is not None:
+        bias_ih = as_float_array(f"{where}bias_ih", bias_ih, dtype)
+        bias_hh = as_float_array(f"{where}bias_hh", bias_hh, dtype)
+        check_shape(f"{where}bias_ih", bias_ih, (4 * H,), "(4H,)")
+        check_shape(f"{where}bias_hh", bias_hh, (4 * H,), "(4H,)")
+    return weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype
+
+
+def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+    """One LSTM step, equations (1)-(6) of the module docstring.
+
+    Parameters
+    ----------
+    x : ndarray (B, D), float32 or float64
+        Input at this timestep.
+    h_prev, c_prev : ndarray (B, H), same dtype
+        Hidden and cell state from the previous step.
+    weight_ih : ndarray (4H, D); weight_hh : ndarray (4H, H)
+        Gate weights stacked in the order i, f, g, o (PyTorch layout).
+    bias_ih, bias_hh : ndarray (4H,) or None
+        Both biases, or both None for an LSTM without bias.
+
+    Returns
+    -------
+    h : ndarray (B, H)
+    c : ndarray (B, H)
+    cache : CellCache
+        Everything :func:`lstm_step_backward` needs; the function stores nothing elsewhere.
+
+    Raises
+    ------
+    TypeError
+        Non-float or mixed float32/float64 arguments.
+    ValueError
+        Shape mismatches (named in the message) or NaN/inf in any argument.
+
+    References
+    ----------
+    Hochreiter & Schmidhuber (1997), "Long Short-Term Memory", Neural Computation 9(8);
+    Gers, Schmidhuber & Cummins (2000), "Learning to Forget"; PyTorch ``torch.nn.LSTM`` docs.
+    """
+    weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype = check_lstm_weights(
+        weight_ih, weight_hh, bias_ih, bias_hh
+    )
+    x = as_float_array("x", x, dtype)
+    if x.ndim != 2:
+        raise ValueError(f"x: expected shape (B, D) = (B, {D}), got {x.shape}")
+    check_shape("x", x, (None, D), "(B, D)")
+    B = x.shape[0]
+    h_prev = as_float_array("h_prev", h_prev, dtype)
+    c_prev = as_float_array("c_prev", c_prev, dtype)
+    check_shape("h_prev", h_prev, (B, H), "(B, H)")
+    check_shape("c_prev", c_prev, (B, H), "(B, H)")
+
+    a = x @ weight_ih.T + h_prev @ weight_hh.T  # (B, 4H) pre-activations
+    if bias_ih is not None:
+        a += bias_ih + bias_hh
+    i = sigmoid(a[:, 0 * H : 1 * H])  # (1) input gate
+    f = sigmoid(a[:, 1 * H : 2 * H])  # (2) forget gate
+    g = tanh(a[:, 2 * H : 3 * H])  # (3) cell candidate
+    o = sigmoid(a[:, 3 * H : 4 * H])  # (4) output gate
+    c = f * c_prev + i * g  # (5)
+    tanh_c = tanh(c)
+    h = o * tanh_c  # (6)
+    cache = CellCache(x, h_prev, c_prev, i, f, g, o, tanh_c, weight_ih, weight_hh,
+                      bias_ih is not None)
+    return h, c, cache
+
+
+def lstm_step_backward(dh, dc, cache: CellCache):
+    """Backward of one LSTM step: gradients of a scalar loss through equations (1)-(6).
+
+    Parameters
+    ----------
+    dh : ndarray (B, H) or None
+        dL/dh for this step's hidden output (None means zero).
+    dc : ndarray (B, H) or None
+        dL/dc arriving from the next step's cell (None means zero).
+    cache : CellCache
+        From :func:`lstm_step_forward`. Not modified.
+
+    Returns
+    -------
+    dx : ndarray (B, D)
+    dh_prev, dc_prev : ndarray (B, H)
+    grads : dict
+        Keys ``weight_ih`` (4H, D), ``weight_hh`` (4H, H), ``bias_ih`` and ``bias_hh`` (4H,)
+        (the bias keys only when the forward used biases). Same dtype as the cache.
+
+    Raises
+    ------
+    ValueError
+        ``dh``/``dc`` of the wrong shape, or NaN/inf in them.
+
+    Notes
+    -----
+    With a_* the pre-activations and dc_t = dc + dh * o * (1 - tanh(c)^2)::
+
+        do = dh * tanh(c)              da_o = do * o (1 - o)
+        di = dc_t * g                  da_i = di * i (1 - i)
+        df = dc_t * c_prev             da_f = df * f (1 - f)
+        dg = dc_t * i                  da_g = dg * (1 - g^2)
+        dc_prev = dc_t * f
+        dx = da @ W_ih,  dh_prev = da @ W_hh,  dW_ih = da^T x,  dW_hh = da^T h_prev,
+        db_ih = db_hh = sum_b da
+    """
+    x, h_prev, c_prev, i, f, g, o, tanh_c, weight_ih, weight_hh, has_bias = cache
+    B, H = h_prev.shape
+    dtype = h_prev.dtype
+    if dh is None:
+        dh = np.zeros((B, H), dtype)
+    if dc is None:
+        dc = np.zeros((B, H), dtype)
+    dh = as_float_array("dh", dh, dtype)
+    dc = as_float_array("dc", dc, dtype)
+    check_shape("dh", dh, (B, H), "(B, H)")
+    check_shape("dc", dc, (B, H), "(B, H)")
+
+    do = dh * tanh_c  # through (6) to the output gate
+    dc_t = dc + dh * o * (1 - tanh_c**2)  # through (6) to c, plus the carried dc
+    di = dc_t * g  # through (5)
+    df = dc_t * c_prev  # through (5)
+    dg = dc_t * i  # through (5)
+    dc_prev = dc_t * f  # through (5) to the previous cell
+    da = np.concatenate(
+        [di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=1
+    )  # (B, 4H), through the nonlinearities (1)-(4)
+    dx = da @ weight_ih  # (B, D)
+    dh_prev = da @ weight_hh  # (B, H)
+    grads = {"weight_ih": da.T @ x, "weight_hh": da.T @ h_prev}
+    if has_bias:
+        db = da.sum(axis=0)
+        grads["bias_ih"] = db
+        grads["bias_hh"] = db.copy()
+    return dx, dh_prev, dc_prev, grads
+
+
+#: The names these functions had before the cells/ package (still exported).
+lstm_cell_forward = lstm_step_forward
+lstm_cell_backward = lstm_step_backward
+
+
+
+# =============================================================================================
+# 2. The fast sequence forward
+# =============================================================================================
+#
+# Sequence-level LSTM forward: all timesteps of one layer, storing a cache for BPTT.
+#
+# The math is equations (1)-(6) of part 1; this part is the fast version:
+#
+# * the input projection of all T steps is one GEMM, (T*B, D) @ (D, 4H), with both biases added
+#   once; per step only h @ W_hh^T is computed, into a preallocated buffer;
+# * the four gates live in one (B, 4H) block. Internally the rows are reordered from PyTorch's
+#   (i, f, g, o) to (o, i, f, g) so that the three sigmoid gates are one contiguous slice in the
+#   forward, and the three gates driven by dc (i, f, g) are one contiguous slice in the backward;
+#   parameters and gradients stay in PyTorch's layout at the API;
+# * every per-step result is written into arrays of shape (T, B, .) allocated once per call;
+# * one ``np.tanh`` activates all four gates: sigma(a) = (1 + tanh(a / 2)) / 2, with the halving
+#   folded into scaled copies of the o, i, f rows of the weights and bias (exact: a power of 2).
+#   On AVX-512 machines NumPy's tanh is vectorised (SVML) and ~10x cheaper per element than
+#   :func:`scipy.special.expit`; it saturates at +-1, so no overflow for any finite input;
+# * optional recomputation (``checkpoint_every=k``): only h and every k-th c are kept, and the
+#   backward recomputes each segment's forward with the very same operations, so the gradients
+#   are bitwise those of the stored cache.
+#
+# Nothing is stored on any object: the returned :class:`LSTMCache` holds everything the backward
+# pass (:func:`lstm_backward`) needs, so forward may be called any number of times.
 
 # Internal gate order (o, i, f, g) as indices into PyTorch's (i, f, g, o) blocks, and back.
 TO_INTERNAL = np.array([3, 0, 1, 2])
@@ -150,12 +417,6 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t):
         np.multiply(o_l[t], TC[t], out=Hs[t + 1])  # (6)
 
 
-def segments(T: int, k: int | None):
-    """Start/stop pairs of the checkpoint segments: [(0, k), (k, 2k), ..., (., T)]."""
-    k = T if k is None else k
-    return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
-
-
 def recompute_segment(cache: LSTMCache, pre: np.ndarray, seg: int):
     """Recompute gates, c and tanh(c) of checkpoint segment ``seg`` (for the backward).
 
@@ -212,7 +473,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     (h_n, c_n) : tuple of ndarray (B, H)
         Final hidden and cell state (read-only views).
     cache : LSTMCache
-        Input of :func:`lstm_bptt.bptt.lstm_backward`.
+        Input of :func:`lstm_backward`.
 
     Raises
     ------
@@ -224,7 +485,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
 
     Notes
     -----
-    Equations (1)-(6) of :mod:`lstm_bptt.cell`, applied for t = 1..T with the pre-activations
+    Equations (1)-(6) of the module docstring, applied for t = 1..T with the pre-activations
     ``a_t = x_t W_ih^T + (b_ih + b_hh) + h_{t-1} W_hh^T``; the first two terms for all t are
     computed by one GEMM before the time loop. The sigmoid gates are computed as
     sigma(a) = (1 + tanh(a / 2)) / 2 (identical function; one tanh call covers all gates).
@@ -237,21 +498,9 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype = check_lstm_weights(
         weight_ih, weight_hh, bias_ih, bias_hh
     )
-    x = as_float_array("x", x, dtype)
-    if x.ndim != 3:
-        raise ValueError(f"x: expected a 3-D array (T, B, D) with D = {D}, got shape {x.shape}")
+    x = check_sequence_input(x, D, dtype)
     T, B, _ = x.shape
-    check_shape("x", x, (None, None, D), "(T, B, D)", "the last axis must equal input_size")
-    if T == 0 or B == 0:
-        raise ValueError(f"x: expected T >= 1 and B >= 1, got shape {x.shape}")
-    if checkpoint_every is not None:
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every,
-                                                                numbers.Integral):
-            raise TypeError(f"checkpoint_every: expected an int or None, "
-                            f"got {type(checkpoint_every).__name__}")
-        if checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every: expected >= 1, got {checkpoint_every}")
-        checkpoint_every = int(checkpoint_every)
+    checkpoint_every = check_checkpoint_every(checkpoint_every)
     w_ih = to_internal(weight_ih, H)
     w_hh = to_internal(weight_hh, H)
     bias = None if bias_ih is None else to_internal(bias_ih + bias_hh, H)
@@ -290,9 +539,358 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
         gates = tanh_c = None
         c_n = c[-1]
 
-    for arr in (h, c, gates, tanh_c):
-        if arr is not None:
-            arr.flags.writeable = False
+    read_only(h, c, gates, tanh_c)
     cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, bias_ih is not None, bias,
                       checkpoint_every)
     return h[1:], (h[T], c_n), cache
+
+
+
+# =============================================================================================
+# 3. The fast BPTT backward
+# =============================================================================================
+#
+# Backpropagation through time for one LSTM layer, written by hand.
+#
+# :func:`lstm_backward` consumes only the :class:`LSTMCache` of
+# :func:`lstm_forward`. It walks ``for t in reversed(range(T))`` carrying
+# ``dh`` and ``dc`` (the gradient arriving from step t + 1), as in Werbos (1990), "Backpropagation
+# through time: what it does and how to do it", and Graves (2012), "Supervised Sequence Labelling
+# with Recurrent Neural Networks", section 4.6 (equations for the LSTM backward pass).
+#
+# Speed: every factor that does not depend on the carried gradient (sigma' = s (1 - s),
+# tanh' = 1 - t^2 and the products with the other gates) is computed for all T at once before
+# the loop and laid out so that each step is four NumPy calls plus one GEMM (see
+# :func:`_backward_steps`). The weight gradients, bias gradients and dx are single GEMMs or
+# reductions over all T*B rows after the loop.
+
+_WORKSPACE = threading.local()
+
+
+def _workspace(shape: tuple, dtype) -> np.ndarray:
+    """Scratch for the backward's per-step rows, reused across calls (one per thread).
+
+    It is the largest temporary of the backward (6H numbers per token: 157 MB for T = 50,
+    B = 128, H = 512 in float64). Allocating it afresh every call costs page faults: for that
+    size ~0.3 s of system time per call, 15 % of the step. Nothing returned by
+    :func:`lstm_backward` aliases it. :func:`release_workspace` frees it.
+    """
+    n = int(np.prod(shape))
+    buf = getattr(_WORKSPACE, "buf", None)
+    if buf is None or buf.dtype != dtype or buf.size < n:
+        buf = _WORKSPACE.buf = np.empty(n, dtype)
+    return buf[:n].reshape(shape)
+
+
+def release_workspace() -> None:
+    """Free this thread's backward scratch buffer (it is re-created on the next backward)."""
+    _WORKSPACE.buf = None
+
+
+def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: bool = True):
+    """Gradients of a scalar loss through one LSTM layer over the whole sequence (full BPTT).
+
+    Parameters
+    ----------
+    doutput : ndarray (T, B, H) or None
+        dL/d output_t for every step (None means the loss does not depend on the outputs,
+        only on ``dh_n``/``dc_n``).
+    cache : LSTMCache
+        From :func:`lstm_forward`; not modified.
+    dh_n, dc_n : ndarray (B, H) or None
+        dL/dh_T and dL/dc_T arriving from later (e.g. the next chunk of a longer sequence, or
+        a head that reads the final state). None means zero.
+    need_dx : bool
+        Compute dx. False skips one (T*B, 4H) @ (4H, D) GEMM when the input needs no gradient
+        (e.g. one-hot characters); ``dx`` is then None.
+
+    Returns
+    -------
+    dx : ndarray (T, B, D), or None if not ``need_dx``
+    dh_0, dc_0 : ndarray (B, H)
+    grads : dict
+        ``weight_ih`` (4H, D), ``weight_hh`` (4H, H) and, if the forward used biases,
+        ``bias_ih`` and ``bias_hh`` (4H,), in PyTorch's gate order i, f, g, o.
+
+    Raises
+    ------
+    TypeError
+        A gradient of another dtype than the forward.
+    ValueError
+        Gradients of the wrong shape, or containing NaN/inf.
+
+    Notes
+    -----
+    With internal gates (o, i, f, g), at step t (1-based, h_t = output_t)::
+
+        dh_t  = doutput_t + dh                     (dh carried from step t + 1)
+        da_o  = dh_t * tanh(c_t) * o (1 - o)
+        dc_t  = dc + dh_t * o * (1 - tanh(c_t)^2)   (dc carried from step t + 1)
+        da_i  = dc_t * g * i (1 - i)
+        da_f  = dc_t * c_{t-1} * f (1 - f)
+        da_g  = dc_t * i * (1 - g^2)
+        dc    = dc_t * f                            (carried to step t - 1)
+        dh    = da_t @ W_hh                         (carried to step t - 1)
+
+    and after the loop dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_t^T h_{t-1},
+    db = sum_{t,b} da_t, dx_t = da_t @ W_ih.
+    """
+    x, h, c, gates, tanh_c, w_ih, w_hh, has_bias, bias, k = cache
+    T, B, D = x.shape
+    H = h.shape[2]
+    dtype = h.dtype
+    if doutput is not None:
+        doutput = as_float_array("doutput", doutput, dtype)
+        check_shape("doutput", doutput, (T, B, H), "(T, B, H)")
+    dh = np.zeros((B, H), dtype)
+    dc = np.zeros((B, H), dtype)
+    for name, given, buf in (("dh_n", dh_n, dh), ("dc_n", dc_n, dc)):
+        if given is not None:
+            given = as_float_array(name, given, dtype)
+            check_shape(name, given, (B, H), "(B, H)")
+            buf[...] = given
+
+    # Per step and row: [u | da_o | da_i | da_f | da_g | dc_prev], u = dh_t * dtanh/dc scratch
+    work = _workspace((T, B, 6 * H), dtype)
+    pre = None if k is None else _projection(x, w_ih, bias, H)  # recomputation input
+    segs = segments(T, k)
+    for s in reversed(range(len(segs))):
+        t0, t1 = segs[s]
+        if k is None:
+            g_s, c_s, tc_s = gates, c, tanh_c
+        else:
+            g_s, c_s, tc_s = recompute_segment(cache, pre, s)
+        dh, dc = _backward_steps(g_s, c_s, tc_s, w_hh, work[t0:t1],
+                                 None if doutput is None else doutput[t0:t1], dh, dc)
+    del pre
+    dc = dc.copy()  # a view into `work`
+
+    da = work[:, :, H : 5 * H].reshape(T * B, 4 * H)  # (T*B, 4H), row stride 6H
+    dx = (da @ w_ih).reshape(T, B, D) if need_dx else None  # (T*B, 4H) @ (4H, D)
+    # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
+    # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
+    grads = {
+        "weight_ih": to_pytorch((x.reshape(T * B, D).T @ da).T, H),  # (4H, D)
+        "weight_hh": to_pytorch((h[:-1].reshape(T * B, H).T @ da).T, H),  # (4H, H)
+    }
+    if has_bias:
+        db = to_pytorch(da.sum(axis=0), H)  # (4H,)
+        grads["bias_ih"] = db
+        grads["bias_hh"] = db.copy()
+    return dx, dh, dc, grads
+
+
+def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc):
+    """BPTT over n consecutive steps (one checkpoint segment, or the whole sequence).
+
+    Parameters
+    ----------
+    gates : (n, B, 4H) post-activations (o, i, f, g); c : (n + 1, B, H); tanh_c : (n, B, H)
+    w_hh : (4H, H), internal order
+    work : (n, B, 6H), written: per row [u, da_o, da_i, da_f, da_g, dc_{t-1}]
+    doutput : (n, B, H) or None
+    dh, dc : (B, H), carried in from step n (not modified)
+
+    Returns
+    -------
+    dh, dc : (B, H), carried out to the step before the segment (dc is a view into ``work``).
+
+    Notes
+    -----
+    With Q = [o (1 - tanh_c^2), tanh_c o (1 - o)] and P = [g i (1 - i), c_prev f (1 - f),
+    i (1 - g^2), f] precomputed for a chunk of steps, one step is::
+
+        dh_t = doutput_t + dh
+        [u, da_o] = dh_t * Q_t
+        u += dc                                  (u is now dc_t)
+        [da_i, da_f, da_g, dc] = dc_t * P_t      (dc is now dc_{t-1})
+        dh = da_t @ W_hh                         (dh_{t-1})
+    """
+    n, B, H4 = gates.shape
+    H = H4 // 4
+    dtype = gates.dtype
+    o, i, f, g = (gates[:, :, k * H : (k + 1) * H] for k in range(4))
+    # The factors are computed for a chunk of steps at a time, small enough to stay in cache
+    # (about 2^14 numbers per (B, H) plane); elementwise IEEE ops do not depend on the chunking.
+    m = max(1, min(n, 2**14 // (B * H)))
+    Q = np.empty((m, B, 2, H), dtype)
+    P = np.empty((m, B, 4, H), dtype)
+    tmp = np.empty((m, B, H), dtype)
+    # per-step views made in C up front (cheaper than indexing inside the loop)
+    w2 = list(work[:, :, : 2 * H].reshape(n, B, 2, H))  # [u, da_o]
+    w4 = list(work[:, :, 2 * H :].reshape(n, B, 4, H))  # [da_i, da_f, da_g, dc_{t-1}]
+    u = list(work[:, :, :H])
+    u3 = list(work[:, :, None, :H])  # u as (B, 1, H), broadcast against P
+    dcs = list(work[:, :, 5 * H :])
+    da = list(work[:, :, H : 5 * H])
+    Ql, Pl = list(Q), list(P)
+    douts = None if doutput is None else list(doutput)
+    dh_t = np.empty((B, H), dtype)
+    dh_t3 = dh_t[:, None, :]
+    dh_bufs = (np.empty((B, H), dtype), np.empty((B, H), dtype))  # dh_{t-1}, alternating
+    j = 0
+    for s1 in range(n, 0, -m):
+        s0 = max(0, s1 - m)
+        r = s1 - s0
+        q0, q1, p0, p1, p2, tm = Q[:r, :, 0], Q[:r, :, 1], P[:r, :, 0], P[:r, :, 1], \
+            P[:r, :, 2], tmp[:r]
+        oc, ic, fc, gc, tcc = o[s0:s1], i[s0:s1], f[s0:s1], g[s0:s1], tanh_c[s0:s1]
+        np.multiply(tcc, tcc, out=tm)
+        np.subtract(1, tm, out=tm)
+        np.multiply(tm, oc, out=q0)  # dc_t / dh_t = o (1 - tanh_c^2), through (6)
+        np.subtract(1, oc, out=tm)
+        np.multiply(tcc, oc, out=q1)
+        q1 *= tm  # da_o / dh_t = tanh_c o (1 - o)
+        np.subtract(1, ic, out=tm)
+        np.multiply(gc, ic, out=p0)
+        p0 *= tm  # da_i / dc_t = g i (1 - i)
+        np.subtract(1, fc, out=tm)
+        np.multiply(c[s0:s1], fc, out=p1)
+        p1 *= tm  # da_f / dc_t = c_prev f (1 - f)
+        np.multiply(gc, gc, out=tm)
+        np.subtract(1, tm, out=tm)
+        np.multiply(ic, tm, out=p2)  # da_g / dc_t = i (1 - g^2)
+        P[:r, :, 3] = fc  # dc_{t-1} / dc_t = f
+        for t in reversed(range(s0, s1)):
+            if douts is not None:
+                np.add(douts[t], dh, out=dh_t)  # output gradient plus carried dh
+            else:
+                dh_t[...] = dh
+            np.multiply(dh_t3, Ql[t - s0], out=w2[t])  # u, da_o
+            u[t] += dc  # dc_t
+            np.multiply(u3[t], Pl[t - s0], out=w4[t])  # da_i, da_f, da_g, dc_{t-1}
+            dc = dcs[t]
+            dh = dh_bufs[j % 2]
+            j += 1
+            np.dot(da[t], w_hh, out=dh)  # dh_{t-1}
+    return dh, dc
+
+
+# =============================================================================================
+# 4. The cell contract (lstm_bptt.cells.base.Cell): what the Recurrent layer calls
+# =============================================================================================
+
+
+class LSTMCell(Cell):
+    """The LSTM behind the common cell interface (PyTorch ``nn.LSTM`` layout, gates i, f, g, o).
+
+    Stateless: it holds no parameters (the layer passes them in as a dict keyed ``weight_ih``,
+    ``weight_hh``, ``bias_ih``, ``bias_hh``). State tuple ``(h, c)``, both (B, H).
+
+    Init options (keyword arguments of :meth:`init_params`, and of the layer
+    :class:`lstm_bptt.recurrent.LSTM`):
+
+    forget_bias : float or None
+        Forget-gate block of ``bias_ih`` set to this value and that of ``bias_hh`` to 0, so
+        the effective forget bias is exactly ``forget_bias`` (Gers et al. 2000; Jozefowicz,
+        Zaremba & Sutskever 2015 recommend 1.0; long-lag tasks need 3 to 5). Needs biases.
+    input_bias : float or None
+        The same for the input gate (Hochreiter & Schmidhuber 1997 use negative input-gate
+        biases so that memory cells start closed). Needs biases.
+    recurrent_init : {"uniform", "orthogonal"}
+        "uniform" is PyTorch's U(-1/sqrt(H), 1/sqrt(H)); "orthogonal" replaces each (H, H)
+        gate block of ``weight_hh`` by an independent random orthogonal matrix (Saxe et al.
+        2014), drawn after the uniform draws.
+    """
+
+    name = "lstm"
+    state_names = ("h", "c")
+    num_gates = 4
+    gate_names = ("i", "f", "g", "o")
+    init_option_names = ("forget_bias", "input_bias", "recurrent_init")
+
+    def check_init_options(self, bias, forget_bias=None, input_bias=None,
+                           recurrent_init="uniform", **unknown):
+        super().check_init_options(bias, **unknown)
+        for name, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name}: expected a float or None, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite float, got {value}")
+            if not bias:
+                raise ValueError(
+                    f"{name}: given ({value}) but bias=False, so there is no bias to set; use "
+                    f"bias=True or {name}=None"
+                )
+        if recurrent_init not in ("uniform", "orthogonal"):
+            raise ValueError(
+                f"recurrent_init: expected 'uniform' or 'orthogonal', got {recurrent_init!r}"
+            )
+        return {"forget_bias": forget_bias, "input_bias": input_bias,
+                "recurrent_init": recurrent_init}
+
+    def init_params(self, input_size, hidden_size, bias, dtype, rng, **init):
+        opts = self.check_init_options(bias, **init)
+        H = hidden_size
+        params = self.uniform_params(input_size, hidden_size, bias, dtype, rng)
+        if opts["recurrent_init"] == "orthogonal":
+            for gate in range(4):
+                params["weight_hh"][gate * H : (gate + 1) * H] = orthogonal(rng, H, dtype)
+        for option, gate in (("forget_bias", 1), ("input_bias", 0)):  # blocks i, f, g, o
+            if opts[option] is not None:
+                params["bias_ih"][gate * H : (gate + 1) * H] = opts[option]
+                params["bias_hh"][gate * H : (gate + 1) * H] = 0.0
+        return params
+
+    # --- the step reference
+    def step_forward(self, x, state, params):
+        h, c, cache = lstm_step_forward(x, state[0], state[1], params["weight_ih"],
+                                        params["weight_hh"], params.get("bias_ih"),
+                                        params.get("bias_hh"))
+        return (h, c), cache
+
+    def step_backward(self, dstate, step_cache):
+        dx, dh_prev, dc_prev, grads = lstm_step_backward(dstate[0], dstate[1], step_cache)
+        return dx, (dh_prev, dc_prev), grads
+
+    # --- the fast sequence path
+    def forward(self, x, state0, params, *, checkpoint_every=None):
+        h_0, c_0 = (None, None) if state0 is None else state0
+        output, (h_n, c_n), cache = lstm_forward(
+            x, h_0, c_0, params["weight_ih"], params["weight_hh"], params.get("bias_ih"),
+            params.get("bias_hh"), checkpoint_every=checkpoint_every)
+        return output, (h_n, c_n), cache
+
+    def backward(self, doutput, cache, dstate_n=None, *, need_dx=True):
+        dh_n, dc_n = (None, None) if dstate_n is None else dstate_n
+        dx, dh_0, dc_0, grads = lstm_backward(doutput, cache, dh_n, dc_n, need_dx=need_dx)
+        return dx, (dh_0, dc_0), grads
+
+    def cache_dims(self, cache):
+        return cache.x.shape[0], cache.x.shape[1]
+
+    def state_at(self, cache, t):
+        """(h_t, c_t) after step ``t`` (0 <= t <= T), as read-only views or fresh arrays.
+
+        With recomputation (``checkpoint_every``) c_t is stored only at segment boundaries;
+        otherwise its segment's forward is recomputed (the same operations: bitwise equal).
+        """
+        T = cache.x.shape[0]
+        k = cache.checkpoint_every
+        if k is None or t == T or t % k == 0:
+            c_t = cache.c[t if k is None else (len(cache.c) - 1 if t == T else t // k)]
+        else:
+            s = t // k
+            _, c_seg, _ = recompute_segment(cache, _projection(cache.x, cache.weight_ih,
+                                                               cache.bias, cache.h.shape[2]), s)
+            c_t = c_seg[t - s * k]
+        return cache.h[t], c_t
+
+    def per_step(self, cache):
+        """``h``, ``c`` (T, B, H) for steps 1..T and the gates ``i``, ``f``, ``g``, ``o``
+        (post-activation, PyTorch's order; recomputed when the cache was checkpointed)."""
+        H = cache.h.shape[2]
+        gates, c = cache.gates, cache.c
+        if gates is None:  # checkpointed: recompute every segment
+            T, B = self.cache_dims(cache)
+            pre = _projection(cache.x, cache.weight_ih, cache.bias, H)
+            c = np.empty((T + 1, B, H), pre.dtype)
+            c[0] = cache.c[0]
+            for s, (t0, t1) in enumerate(segments(T, cache.checkpoint_every)):
+                _, c_seg, _ = recompute_segment(cache, pre, s)  # activates pre[t0:t1] in place
+                c[t0 + 1 : t1 + 1] = c_seg[1:]
+            gates = pre
+        o, i, f, g = (gates[:, :, k * H : (k + 1) * H] for k in range(4))  # internal order
+        return {"h": cache.h[1:], "c": c[1:], "i": i, "f": f, "g": g, "o": o}

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bptt import lstm_backward
-from ..cell import lstm_cell_backward, lstm_cell_forward
+from ..cells.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
 from ..gradcheck import gradcheck
-from ..layers import LSTM, Embedding, Linear
+from ..layers import Embedding, Linear
 from ..losses import mse_loss, softmax_cross_entropy
-from ..lstm import lstm_forward
 from ..models import CharLM, SequenceClassifier, SequenceRegressor
+from ..recurrent import LSTM
 
 T, B, D, H, V = 4, 3, 5, 6, 7
 

@@ -1,0 +1,371 @@
+"""The cell contract: what a recurrent cell type provides, and helpers shared by all cells.
+
+A *cell* object describes one recurrent cell type with its options (``LSTMCell()``, later
+``GRUCell()``, ``RNNCell(nonlinearity="relu")``). It holds no parameters and no state: the
+parameters live in the layer (:class:`lstm_bptt.recurrent.Recurrent`) and are passed in as a
+dict; every forward returns a cache and stores nothing on the cell. The layer code (stacking,
+``batch_first``, dropout between layers, ``hx`` handling, truncated-BPTT state carry) is written
+once in :mod:`lstm_bptt.recurrent` against this contract, so a new cell is one new module here
+plus one line in the registry (:mod:`lstm_bptt.cells`), and nothing else changes (not the layer,
+not the models, not the trainer).
+
+Dimension letters: T time, B batch, D input features, H hidden units, S_k the size of the k-th
+state array (H for every state of an LSTM, GRU or RNN).
+
+What a cell subclass defines (see :class:`lstm_bptt.cells.lstm.LSTMCell` for a complete one):
+
+Class attributes
+    ``name`` (registry key, e.g. ``"lstm"``), ``state_names`` (``("h", "c")`` for an LSTM,
+    ``("h",)`` for GRU/RNN; ``h`` is always first and is the cell's output), ``num_gates``
+    (number of H-row blocks in ``weight_ih``: LSTM 4, GRU 3, RNN 1), ``gate_names`` (the
+    blocks in PyTorch's public order: ``("i", "f", "g", "o")`` for an LSTM, ``("r", "z", "n")``
+    for a GRU, ``()`` for an RNN), ``init_option_names`` (keyword arguments of
+    :meth:`Cell.init_params` beyond the PyTorch default, e.g. ``forget_bias``).
+
+Parameters and initialisation
+    :meth:`Cell.param_shapes` (PyTorch names without the layer suffix: ``weight_ih``,
+    ``weight_hh``, ``bias_ih``, ``bias_hh``) and :meth:`Cell.init_params` (by default PyTorch's
+    U(-1/sqrt(H), 1/sqrt(H)) for every parameter, drawn in :meth:`param_shapes` order; a cell
+    adds its init options by overriding it and calling :meth:`Cell.uniform_params` first).
+
+The readable step reference (the math as a newcomer reads it)
+    :meth:`Cell.step_forward` and :meth:`Cell.step_backward`: one time step, one equation per
+    line, forward and backward written side by side in the cell's module with the equations
+    cited. :meth:`Cell.reference_forward` and :meth:`Cell.reference_backward` (written once,
+    here) step them over a whole sequence: that is backpropagation through time in its plain
+    form, and the tests check the fast path against it.
+
+The fast sequence path (what the layer calls)
+    :meth:`Cell.forward` (whole sequence of one layer, returns a cache: a NamedTuple of
+    read-only arrays) and :meth:`Cell.backward` (BPTT over the cache), plus
+    :meth:`Cell.state_at` (the state after step t, for truncated-BPTT carry) and
+    :meth:`Cell.per_step` (per-step states and gates in the public gate order, for inspection).
+
+State convention: a state is ALWAYS a tuple of arrays, one per ``state_names`` entry (the layer
+converts to PyTorch's ``hx`` form: ``(h_0, c_0)`` for an LSTM, a single array for the others).
+Gradients of a state are tuples of the same arity. ``None`` stands for zeros everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from .._checks import as_float_array, check_shape
+
+__all__ = [
+    "Cell",
+    "orthogonal",
+    "check_sequence_input",
+    "check_initial_state",
+    "check_checkpoint_every",
+    "segments",
+    "read_only",
+]
+
+
+class Cell:
+    """Base class of recurrent cell types (the contract; see the module docstring).
+
+    Subclasses set the class attributes and implement the methods marked "subclass"; the
+    methods defined here (:meth:`uniform_params`, :meth:`init_params`, :meth:`state_sizes`,
+    :meth:`hidden_size_of`, :meth:`zero_state`, :meth:`reference_forward`,
+    :meth:`reference_backward`) work for every cell that follows the contract.
+    """
+
+    #: Registry key, e.g. ``"lstm"``.
+    name: ClassVar[str] = ""
+    #: Names of the state arrays, output first: ``("h", "c")`` (LSTM), ``("h",)`` (GRU, RNN).
+    state_names: ClassVar[tuple[str, ...]] = ("h",)
+    #: Number of H-row blocks stacked in ``weight_ih``/``weight_hh``/biases (LSTM 4, GRU 3).
+    num_gates: ClassVar[int] = 1
+    #: The gate blocks in PyTorch's public order (``per_step`` returns them under these keys).
+    gate_names: ClassVar[tuple[str, ...]] = ()
+    #: Keyword arguments of :meth:`init_params` beyond PyTorch's default initialisation.
+    init_option_names: ClassVar[tuple[str, ...]] = ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+    # ------------------------------------------------------------ parameters and initialisation
+
+    def param_shapes(self, input_size: int, hidden_size: int, bias: bool) -> dict[str, tuple]:
+        """Shapes of one layer's parameters, PyTorch names without the ``_l{k}`` suffix.
+
+        The default is PyTorch's layout for LSTM/GRU/RNN: ``weight_ih`` (G*H, D), ``weight_hh``
+        (G*H, H) and, if ``bias``, ``bias_ih`` and ``bias_hh`` (G*H,), with G = ``num_gates``.
+        The dict order is the order in which :meth:`init_params` draws them.
+        """
+        G, H = self.num_gates, hidden_size
+        shapes = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, H)}
+        if bias:
+            shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
+        return shapes
+
+    def uniform_params(self, input_size, hidden_size, bias, dtype, rng) -> dict[str, np.ndarray]:
+        """PyTorch's default initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H)).
+
+        Drawn in float64 from ``rng`` in :meth:`param_shapes` order, then cast to ``dtype``
+        (so float32 and float64 models built from the same seed hold the same numbers).
+        """
+        k = 1.0 / math.sqrt(hidden_size)
+        return {
+            name: rng.uniform(-k, k, shape).astype(dtype)
+            for name, shape in self.param_shapes(input_size, hidden_size, bias).items()
+        }
+
+    def check_init_options(self, bias: bool, **init) -> dict:
+        """Validate the init options (before anything is drawn); return them normalised.
+
+        Subclass: override when the cell has init options. Raises TypeError for an unknown
+        option name.
+        """
+        unknown = set(init) - set(self.init_option_names)
+        if unknown:
+            raise TypeError(
+                f"{self.name} cell: unexpected init option(s) {sorted(unknown)}; expected "
+                f"{list(self.init_option_names) or 'none'}"
+            )
+        return init
+
+    def init_params(self, input_size, hidden_size, bias, dtype, rng, **init):
+        """One layer's parameters: :meth:`uniform_params`, then the cell's init options.
+
+        Parameters
+        ----------
+        input_size, hidden_size : int
+            D and H of this layer.
+        bias : bool
+        dtype : float32 or float64
+        rng : numpy.random.Generator
+        **init
+            The options named in ``init_option_names`` (validated by
+            :meth:`check_init_options`).
+
+        Returns
+        -------
+        dict of ndarray
+            Keyed like :meth:`param_shapes`.
+        """
+        self.check_init_options(bias, **init)
+        return self.uniform_params(input_size, hidden_size, bias, dtype, rng)
+
+    def state_sizes(self, hidden_size: int) -> tuple[int, ...]:
+        """Size of each state array (same order as ``state_names``): H for each by default."""
+        return (hidden_size,) * len(self.state_names)
+
+    def hidden_size_of(self, params: dict) -> int:
+        """H read off one layer's parameters (``weight_hh`` has ``num_gates * H`` rows)."""
+        return params["weight_hh"].shape[0] // self.num_gates
+
+    def zero_state(self, batch: int, hidden_size: int, dtype) -> tuple[np.ndarray, ...]:
+        """The all-zeros state tuple, each array (B, S_k)."""
+        return tuple(np.zeros((batch, s), dtype) for s in self.state_sizes(hidden_size))
+
+    # ------------------------------------------------------------- the readable step reference
+
+    def step_forward(self, x, state: tuple, params: dict):
+        """Subclass: one time step. ``x`` (B, D), ``state`` a tuple of (B, S_k) arrays.
+
+        Returns ``(new_state, step_cache)``; the step's output is ``new_state[0]`` (h).
+        """
+        raise NotImplementedError
+
+    def step_backward(self, dstate: tuple, step_cache):
+        """Subclass: backward of :meth:`step_forward`.
+
+        ``dstate`` holds dL/d(new_state) (for h: from the output AND from the next step).
+        Returns ``(dx (B, D), dstate_prev tuple, grads dict keyed like params)``.
+        """
+        raise NotImplementedError
+
+    def reference_forward(self, x, state0, params: dict):
+        """The plain sequence forward: :meth:`step_forward` called for t = 0 .. T-1.
+
+        Parameters
+        ----------
+        x : ndarray (T, B, D)
+        state0 : tuple of (B, S_k) arrays, or None for zeros
+        params : dict keyed like :meth:`param_shapes`
+
+        Returns
+        -------
+        output : ndarray (T, B, H), the h of every step
+        state_n : tuple, the state after the last step
+        step_caches : list of the T step caches, for :meth:`reference_backward`
+        """
+        T, B = x.shape[:2]
+        state = self.zero_state(B, self.hidden_size_of(params), x.dtype) if state0 is None \
+            else tuple(state0)
+        outputs, step_caches = [], []
+        for t in range(T):
+            state, step_cache = self.step_forward(x[t], state, params)  # state_t from state_t-1
+            outputs.append(state[0])  # the output at step t is h_t
+            step_caches.append(step_cache)
+        return np.stack(outputs), state, step_caches
+
+    def reference_backward(self, doutput, step_caches: list, dstate_n=None):
+        """Backpropagation through time in its plain form (Werbos 1990): the steps in reverse.
+
+        Parameters
+        ----------
+        doutput : ndarray (T, B, H) or None
+            dL/d h_t for every step from the layer's output (None: zero).
+        step_caches : list
+            From :meth:`reference_forward`.
+        dstate_n : tuple or None
+            dL/d state_T arriving from later (None: zero).
+
+        Returns
+        -------
+        dx : ndarray (T, B, D)
+        dstate_0 : tuple, dL/d state_0
+        grads : dict, dL/d params summed over the steps
+        """
+        T = len(step_caches)
+        dstate, dxs, grads = dstate_n, [None] * T, {}
+        for t in reversed(range(T)):
+            if dstate is None:  # nothing arrives from after the last step
+                dstate = (None,) * len(self.state_names)
+            dh = dstate[0]
+            if doutput is not None:  # h_t feeds both the output at t and step t + 1
+                dh = doutput[t] if dh is None else doutput[t] + dh
+            dxs[t], dstate, g = self.step_backward((dh, *dstate[1:]), step_caches[t])
+            for k, v in g.items():  # the same weights act at every step: gradients add up
+                grads[k] = v if k not in grads else grads[k] + v
+        return np.stack(dxs), dstate, grads
+
+    # ---------------------------------------------------------------------- the fast sequence path
+
+    def forward(self, x, state0, params: dict, *, checkpoint_every=None):
+        """Subclass: one layer over a whole sequence, keeping a cache for :meth:`backward`.
+
+        Parameters
+        ----------
+        x : ndarray (T, B, D)
+        state0 : tuple of (B, S_k) arrays, or None for zeros
+        params : dict keyed like :meth:`param_shapes`
+        checkpoint_every : int or None
+            Keep only part of the cache and recompute the rest in the backward (optional:
+            a cell without recomputation may raise ValueError for a non-None value).
+
+        Returns
+        -------
+        output : ndarray (T, B, H) (read-only)
+        state_n : tuple of (B, S_k) arrays
+        cache : NamedTuple of read-only arrays; nothing is stored on the cell
+        """
+        raise NotImplementedError
+
+    def backward(self, doutput, cache, dstate_n=None, *, need_dx: bool = True):
+        """Subclass: BPTT through one layer.
+
+        Parameters
+        ----------
+        doutput : ndarray (T, B, H) or None
+        cache : from :meth:`forward`
+        dstate_n : tuple of (B, S_k) arrays (entries may be None), or None
+        need_dx : bool
+            False may skip the input-gradient GEMM; ``dx`` is then None.
+
+        Returns
+        -------
+        dx : ndarray (T, B, D) or None
+        dstate_0 : tuple of (B, S_k) arrays
+        grads : dict keyed like ``params`` (bias keys only when the forward used biases)
+        """
+        raise NotImplementedError
+
+    def state_at(self, cache, t: int) -> tuple:
+        """Subclass: the state tuple after step ``t`` (0 = the initial state, T = the last)."""
+        raise NotImplementedError
+
+    def per_step(self, cache) -> dict[str, np.ndarray]:
+        """Subclass: per-step values, each (T, B, .): ``"h"``, the other states, and every gate
+        of ``gate_names`` (post-activation, PyTorch's public order)."""
+        raise NotImplementedError
+
+    def cache_dims(self, cache) -> tuple[int, int]:
+        """Subclass: (T, B) of a cache from :meth:`forward`."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------ shared helpers
+
+
+def orthogonal(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
+    """A random (n, n) orthogonal matrix: QR of a Gaussian matrix with the signs of R's diagonal
+    folded into Q, so the distribution is Haar (Mezzadri 2007; used for recurrent weights by
+    Saxe, McClelland & Ganguli 2014)."""
+    a = rng.standard_normal((n, n))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    return q.astype(dtype)
+
+
+def check_sequence_input(x, input_size: int, dtype) -> np.ndarray:
+    """Return ``x`` as a (T, B, D) array of ``dtype`` with D = ``input_size``, T, B >= 1."""
+    x = as_float_array("x", x, dtype)
+    if x.ndim != 3:
+        raise ValueError(
+            f"x: expected a 3-D array (T, B, D) with D = {input_size}, got shape {x.shape}"
+        )
+    check_shape("x", x, (None, None, input_size), "(T, B, D)",
+                "the last axis must equal input_size")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x: expected T >= 1 and B >= 1, got shape {x.shape}")
+    return x
+
+
+def check_initial_state(cell: Cell, state0, batch: int, hidden_size: int, dtype, prefix=""):
+    """Return ``state0`` as a tuple of (B, S_k) arrays (zeros where None), or raise.
+
+    Names in messages are ``{prefix}{state}_0`` (``h_0``, ``c_0``).
+    """
+    sizes = cell.state_sizes(hidden_size)
+    if state0 is None:
+        state0 = (None,) * len(sizes)
+    out = []
+    for name, s0, size in zip(cell.state_names, state0, sizes, strict=True):
+        if s0 is None:
+            out.append(np.zeros((batch, size), dtype))
+        else:
+            s0 = as_float_array(f"{prefix}{name}_0", s0, dtype)
+            check_shape(f"{prefix}{name}_0", s0, (batch, size), f"(B, {name.upper()})")
+            out.append(s0)
+    return tuple(out)
+
+
+def check_checkpoint_every(k) -> int | None:
+    """``checkpoint_every``: None or an int >= 1 (TypeError / ValueError otherwise)."""
+    if k is None:
+        return None
+    import numbers
+
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"checkpoint_every: expected an int or None, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"checkpoint_every: expected >= 1, got {k}")
+    return int(k)
+
+
+def segments(T: int, k: int | None) -> list[tuple[int, int]]:
+    """Start/stop pairs of the recomputation segments: [(0, k), (k, 2k), ..., (., T)]."""
+    k = T if k is None else k
+    return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
+
+
+def read_only(*arrays) -> None:
+    """Mark arrays of a cache read-only (None entries are skipped): an output handed to the
+    user is a view into the cache, and writing into it would silently corrupt the gradients."""
+    for a in arrays:
+        if a is not None:
+            a.flags.writeable = False
