@@ -4,7 +4,23 @@ Parameter names, shapes and gate order (i, f, g, o) follow PyTorch's ``nn.LSTM``
 returns a cache and stores nothing; every backward is written by hand and consumes the cache.
 """
 
-from .cells import CELLS, Cell, LSTMCell, get_cell
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"] or _sys.argv[0].endswith("lstm-bptt"):
+    # Started as the command (python -m lstm_bptt, or the console script): a Ctrl-C or SIGTERM
+    # while the modules load exits at once with one line instead of an import traceback;
+    # the command's main() then installs its own handling.
+    import os as _os
+    import signal as _signal
+
+    def _quiet_exit(signum, frame):
+        _sys.stderr.write("\nlstm-bptt: interrupted\n")
+        _os._exit(128 + signum)
+
+    _signal.signal(_signal.SIGINT, _quiet_exit)
+    _signal.signal(_signal.SIGTERM, _quiet_exit)
+
+from .cells import CELLS, Cell, LSTMCell, get_cell  # noqa: E402
 from .cells.lstm import (
     lstm_backward,
     lstm_cell_backward,

@@ -141,6 +141,13 @@ def mse_loss(pred, target, mask=None):
 def softmax_probs(logits, temperature: float = 1.0):
     """Softmax over the last axis with a temperature, (..., V) -> (..., V) probabilities."""
     logits = as_float_array("logits", logits)
-    if not temperature > 0:
-        raise ValueError(f"temperature: expected > 0, got {temperature}")
-    return softmax(logits / logits.dtype.type(temperature), axis=-1)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.floating):
+        raise TypeError(f"temperature: expected a number > 0, got {temperature!r}")
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature: expected a finite number > 0, got {temperature}")
+    # shift first so that the largest scaled logit is 0: a tiny temperature then sends the
+    # others to -inf (probability 0, the greedy limit) instead of overflowing into NaN
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        scaled = shifted / np.float64(temperature)
+    return softmax(scaled.astype(logits.dtype, copy=False), axis=-1)

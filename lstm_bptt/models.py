@@ -21,6 +21,7 @@ import numpy as np
 from ._checks import (
     as_float_array,
     as_rng,
+    check_bool,
     check_dtype_arg,
     check_int_array,
     check_positive_int,
@@ -320,8 +321,12 @@ class CharLM(_Model):
         """
         rng = self.rng if rng is None else as_rng(rng)
         length = check_positive_int("length", length) if length != 0 else 0
-        if not temperature > 0:  # also refuses NaN
-            raise ValueError(f"temperature: expected > 0, got {temperature}")
+        if isinstance(temperature, bool) or not isinstance(temperature,
+                                                           int | float | np.floating):
+            raise TypeError(f"temperature: expected a number > 0, got {temperature!r}")
+        if not (temperature > 0 and np.isfinite(temperature)):  # also refuses NaN and inf
+            raise ValueError(f"temperature: expected a finite number > 0, got {temperature}")
+        greedy = check_bool("greedy", greedy)
         if top_k is not None:
             top_k = check_positive_int("top_k", top_k)
             if top_k > self.vocab_size:

@@ -317,11 +317,13 @@ class Trainer:
     **Divergence rule.** Training has diverged when any of these holds at some step:
     ``model.loss`` overflows (it runs under ``np.errstate(over="raise", invalid="raise")``);
     the loss or the gradient norm is NaN or inf; after the update, a parameter or an optimizer
-    state array holds NaN or inf; the loss exceeds ``spike_factor`` times the larger of its
-    running value (exponential moving average of the accepted losses, weight 0.1 for the
-    newest) and the loss of the run's first step (the untrained model's: ln V nats for a
-    fresh language model, so a loss above 10 ln V is caught even when the run blows up from
-    its first update; kept across resumes); an evaluation returns a NaN or inf metric.
+    state array holds NaN or inf; the loss exceeds ``spike_factor`` times its reference value,
+    the loss of the run's first step (the untrained model's, kept across resumes: about ln V
+    nats for a fresh language model, so a loss above 10 ln V, ten times worse than guessing,
+    is caught whether the run blows up at once or creeps up); an evaluation returns a NaN or
+    inf metric, or a monitored metric whose name ends in "loss" above that same threshold.
+    (The running mean of the loss, ``ema``, is kept for the record; it does not move the
+    threshold, so a slow divergence cannot raise its own bar.)
 
     The state restored is the newest snapshot, taken at the start of a step once that step's
     loss has passed these checks (and at the start of :meth:`fit`), so it never holds a value
@@ -472,8 +474,8 @@ class Trainer:
         self._pending = None  # a state that led to a failed check is never written
         restored = self._restore_snapshot() if self._snapshot else self.step
         msg = (f"training diverged at step {step}: {what}; back at step {restored}, the last "
-               "state that passed the checks (no checkpoint was written from the bad one). "
-               "Try a lower learning rate, gradient clipping (clip_norm) or float64.")
+               "state that passed the checks. Try a lower learning rate, gradient clipping "
+               "(clip_norm) or float64.")
         return TrainingDivergedError(msg, step=step, tensor=tensor, value=value,
                                      restored_step=restored)
 
@@ -481,7 +483,7 @@ class Trainer:
         st = self._loss_stats
         if self.spike_factor is None or st["n"] < 1:
             return None
-        return self.spike_factor * max(st["ema"], st["ref"])
+        return self.spike_factor * st["ref"]
 
     def _accept_loss(self, loss: float) -> None:
         st = self._loss_stats
@@ -555,8 +557,8 @@ class Trainer:
         limit = self._spike_threshold()
         if limit is not None and loss > limit:
             # the damage was done by an earlier update: go back to before it in any case
-            raise fail("loss", loss, f"loss = {loss:.6g}, more than spike_factor x its "
-                       f"running value ({limit:.6g})")
+            raise fail("loss", loss, f"loss = {loss:.6g}, more than spike_factor "
+                       f"({self.spike_factor:g}) x its reference value = {limit:.6g}")
         if self._pending is not None:
             self._flush_pending()  # its state has now passed this loss check too
         if snap_now:
@@ -592,6 +594,12 @@ class Trainer:
                 # a non-finite validation result is never reported as one: the model diverged
                 raise self._diverged(self.step, f"metric {k}", float(v),
                                      f"evaluation returned {k} = {float(v)}")
+            limit = self._spike_threshold()
+            if k == self.monitor and k.endswith("loss") and limit is not None and v > limit:
+                raise self._diverged(self.step, f"metric {k}", float(v),
+                                     f"evaluation returned {k} = {float(v):.6g}, more than "
+                                     f"spike_factor ({self.spike_factor:g}) x the training "
+                                     f"loss's reference value = {limit:.6g}")
         row = {k: float(v) for k, v in metrics.items()}
         if self.history and self.history[-1].get("step") == self.step:
             self.history[-1].update(row)  # one row per step: the log row of this step

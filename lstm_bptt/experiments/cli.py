@@ -38,6 +38,22 @@ def _number(cast, what: str, ok):
 
 
 _positive_int = _number(int, "a positive integer", lambda v: v > 0)
+
+
+def _int_in(lo: int, hi: int):
+    """An argparse type for an integer in [lo, hi] (sizes and counts are bounded so that a
+    typo cannot ask for terabytes or hang the machine)."""
+    return _number(int, f"an integer in {lo}..{hi:,}", lambda v: lo <= v <= hi)
+
+
+# Limits of the sizes and counts the CLI accepts
+MAX_HIDDEN = 4096  # H: 4 H (V + H) weights, 64 M at the limit
+MAX_EMBEDDING = 4096
+MAX_LAYERS = 16
+MAX_SAMPLE = 1_000_000  # characters generated, one forward step each
+MAX_THREADS = 256
+MAX_BATCH = 4096
+TEMPERATURE_RANGE = (0.01, 100.0)
 _nonneg_int = _number(int, "an integer >= 0", lambda v: v >= 0)
 _positive_float = _number(float, "a positive number", lambda v: v > 0 and math.isfinite(v))
 _nonneg_float = _number(float, "a number >= 0", lambda v: v >= 0 and math.isfinite(v))
@@ -214,9 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "CPython (no download), about 3 minutes on 2 cores.")
     t.add_argument("--text", metavar="FILE", help="UTF-8 text file to train on instead of the "
                    "Python documentation (e.g. Tiny Shakespeare)")
-    t.add_argument("--hidden-size", type=_positive_int, default=256, help="LSTM hidden units H")
-    t.add_argument("--num-layers", type=_positive_int, default=1, help="stacked LSTM layers")
-    t.add_argument("--embedding-dim", type=_positive_int, default=None,
+    t.add_argument("--hidden-size", type=_int_in(1, MAX_HIDDEN), default=256,
+                   help=f"LSTM hidden units H (1..{MAX_HIDDEN})")
+    t.add_argument("--num-layers", type=_int_in(1, MAX_LAYERS), default=1,
+                   help=f"stacked LSTM layers (1..{MAX_LAYERS})")
+    t.add_argument("--embedding-dim", type=_int_in(1, MAX_EMBEDDING), default=None,
                    help="learned embedding size (default: one-hot input, D = V)")
     t.add_argument("--dropout", type=_nonneg_float, default=0.2,
                    help="dropout probability (between layers and before the output layer)")
@@ -224,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="truncated BPTT window k1 (steps per update)")
     t.add_argument("--k2", type=_positive_int, default=None,
                    help="backpropagate through k2 >= k1 steps (default: k2 = k1)")
-    t.add_argument("--batch-size", type=_positive_int, default=32, help="parallel streams B")
+    t.add_argument("--batch-size", type=_int_in(1, MAX_BATCH), default=32,
+                   help="parallel streams B")
     t.add_argument("--steps", type=_positive_int, default=2200, help="optimizer updates")
     t.add_argument("--lr", type=_positive_float, default=5e-3, help="learning rate")
     t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], default="adam",
@@ -242,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of initialisation and sampling")
     t.add_argument("--eval-every", type=_positive_int, default=500,
                    help="steps between validation, sample and checkpoint")
-    t.add_argument("--sample-length", type=_nonneg_int, default=200,
+    t.add_argument("--sample-length", type=_int_in(0, MAX_SAMPLE), default=200,
                    help="characters sampled at each evaluation (0 = none)")
     t.add_argument("--out-dir", default="runs/charlm",
                    help="where checkpoint.npz, history.csv and summary.json go")
@@ -259,8 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=_positive_int, default=None,
                    help="stop early after this many evaluations without a lower validation "
                         "loss")
-    t.add_argument("--threads", type=_positive_int, default=1,
+    t.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1,
                    help="BLAS threads; 1 is fastest for these small matrices on a busy machine")
+    t.add_argument("--on-divergence", choices=["stop", "rollback-and-lower-lr"], default="stop",
+                   help="when training diverges (NaN/inf, or a loss above 10x the untrained "
+                        "model's): stop with the step and the tensor, exit 1, keep the last "
+                        "good checkpoint; or go back to the last good state with a 10x lower "
+                        "learning rate (at most 3 times)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace an existing checkpoint in --out-dir instead of refusing")
     t.add_argument("--no-baselines", action="store_true", help="skip the n-gram baselines")
@@ -272,8 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", formatter_class=fmt, help="generate text from a checkpoint",
                        description="Generate text from a checkpoint written by `train`.")
     s.add_argument("--checkpoint", required=True, help="checkpoint.npz from `train`")
-    s.add_argument("--length", type=_positive_int, default=500, help="characters to generate")
-    s.add_argument("--temperature", type=_positive_float, default=0.8,
+    s.add_argument("--length", type=_int_in(1, MAX_SAMPLE), default=500,
+                   help="characters to generate")
+    s.add_argument("--temperature", default=0.8,
+                   type=_number(float, "a number in {:g}..{:g}".format(*TEMPERATURE_RANGE),
+                                lambda v: TEMPERATURE_RANGE[0] <= v <= TEMPERATURE_RANGE[1]),
                    help="divide logits by this (< 1: more conservative)")
     s.add_argument("--top-k", type=_positive_int, default=None,
                    help="sample only among the k most likely characters")
@@ -326,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quick", action="store_true",
                    help="a much smaller budget (smoke test; exits 0 even if not solved)")
     k.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data and initialisation")
-    k.add_argument("--threads", type=_positive_int, default=1, help="BLAS threads")
+    k.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1, help="BLAS threads")
     k.add_argument("--json", action="store_true", help="print the result as JSON")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     k.add_argument("--plot", nargs="?", const="runs/tasks", default=None, metavar="DIR",
@@ -382,6 +409,10 @@ def main(argv=None) -> int:
             raise
         print(f"lstm-bptt {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        lock = getattr(args, "_lock", None)
+        if lock is not None:
+            lock.close()  # releases the --out-dir lock (the kernel would at exit anyway)
 
 
 if __name__ == "__main__":  # pragma: no cover

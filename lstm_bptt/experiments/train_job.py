@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -336,6 +337,8 @@ def make_trainer(args, corpus, model, optimizer, scheduler, ckpt_path: Path, plo
         clip_norm=args.clip if args.clip > 0 else None, eval_fn=eval_fn,
         eval_every=args.eval_every, log_every=1, patience=args.patience,
         checkpoint_path=ckpt_path, callbacks=callbacks,
+        on_divergence="raise" if args.on_divergence == "stop" else "rollback",
+        max_rollbacks=3, lr_factor=0.1,
         progress=None if not args.quiet else False, perplexity=True,
         extra={"vocab": corpus["vocab"].to_array(), "text": corpus["name"],
                "text_sha256": corpus["sha256"],
@@ -397,6 +400,38 @@ def report(args, trainer, base: dict, out_dir: Path, ckpt_path: Path, elapsed: f
 
 
 # ----------------------------------------------------------------------------- the job
+def _lock_out_dir(out_dir: Path):
+    """Take an advisory lock on ``out_dir/.lock`` (fcntl.flock) and return the open file.
+
+    The kernel drops the lock when the process ends, however it ends, so a lock file left by
+    a dead run is not a lock: the next run simply takes it. A second live run into the same
+    folder is refused at once, naming the holder's pid.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return None
+    try:
+        fh = open(out_dir / ".lock", "a+")
+    except OSError as exc:
+        raise OSError(f"--out-dir {out_dir}: cannot write there ({exc.strerror})") from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise ValueError(f"--out-dir {out_dir} is in use by another run ({holder}); wait for "
+                         "it to finish or choose another --out-dir") from None
+    except OSError:  # a file system without flock: go on without the lock
+        return fh
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
 def cmd_train(args) -> int:
     """`lstm-bptt train`: character LM with truncated BPTT; returns the exit status."""
     from ..train import TrainingDivergedError
@@ -420,6 +455,8 @@ def cmd_train(args) -> int:
         model.load_params(init["params"])
         print(f"initialised from {args.init_from} (step {int(init['step'])} of its run)")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # one run per folder for the whole run (the kernel drops the lock when the process ends)
+    args._lock = _lock_out_dir(out_dir)
     # now, not only in summary.json at the end: `plot` draws them while the run goes on
     (out_dir / "baselines.json").write_text(json.dumps(base, indent=1))
     plot = None
@@ -442,7 +479,14 @@ def cmd_train(args) -> int:
     try:
         code = run_with_signals(trainer)
     except TrainingDivergedError as exc:
-        print(f"error: training diverged: {exc}", file=sys.stderr)
+        trainer.write_history(out_dir / "history.csv")
+        if trainer.saved_step is not None:
+            where = f"the last good checkpoint is {ckpt_path} (step {trainer.saved_step})"
+        elif tree is not None:
+            where = f"{ckpt_path} still holds the resumed step {int(tree['step'])}"
+        else:
+            where = "no checkpoint was written (none had passed the checks)"
+        print(f"lstm-bptt train: error: {exc} {where}.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second signal: no new checkpoint
         trainer.write_history(out_dir / "history.csv")

@@ -1,0 +1,170 @@
+"""The CLI never destroys a good run: divergence stops (or rolls back) with a message and the
+last good checkpoint intact, one run per --out-dir, bounded sizes, clean signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstm_bptt.checkpoint import load_checkpoint
+from lstm_bptt.experiments import cli
+from lstm_bptt.experiments.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--steps", "20", "--eval-every", "10", "--hidden-size", "16", "--quiet",
+         "--sample-length", "0", "--no-baselines", "--threads", "1"]
+
+
+@pytest.fixture
+def small_text(tmp_path):
+    path = tmp_path / "hw.txt"
+    path.write_text("hello world, hello lstm. " * 400)
+    return path
+
+
+def _train(small_text, out, *extra):
+    return main(["train", "--text", str(small_text), "--out-dir", str(out), *SMALL, *extra])
+
+
+@pytest.mark.parametrize("flag, value, pattern", [
+    ("--hidden-size", "100000000", "expected an integer in 1..4,096"),
+    ("--embedding-dim", "100000000", "expected an integer in 1..4,096"),
+    ("--num-layers", "100000", "expected an integer in 1..16"),
+    ("--sample-length", "10000000000", "expected an integer in 0..1,000,000"),
+    ("--threads", "100000", "expected an integer in 1..256"),
+    ("--batch-size", "100000000", "expected an integer in 1..4,096"),
+])
+def test_sizes_and_counts_are_bounded(capsys, flag, value, pattern):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", flag, value])
+    assert exc.value.code == 2
+    assert pattern in capsys.readouterr().err
+
+
+def test_warmup_longer_than_the_run_is_refused(capsys):
+    assert main(["train", "--steps", "10", "--warmup", "11"]) == 2
+    assert "--warmup: expected at most --steps = 10, got 11" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["1e-320", "1e300", "0.001", "inf"])
+def test_sample_temperature_limits(capsys, value):
+    with pytest.raises(SystemExit):
+        main(["sample", "--checkpoint", "x.npz", "--temperature", value])
+    assert "--temperature: expected a number in 0.01..100" in capsys.readouterr().err
+
+
+def test_divergence_stops_with_exit_1_and_keeps_the_good_checkpoint(small_text, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "run"
+    assert _train(small_text, out, "--schedule", "constant") == 0
+    good = (out / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    run2 = tmp_path / "run2"
+    code = _train(small_text, run2, "--optimizer", "sgd", "--lr", "1e3", "--clip", "0",
+                  "--schedule", "constant")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "training diverged at step" in err[0]
+    assert "no checkpoint was written" in err[0]
+    assert not (run2 / "checkpoint.npz").exists()
+    assert (out / "checkpoint.npz").read_bytes() == good
+
+
+def test_divergence_after_a_checkpoint_names_it(small_text, tmp_path, capsys, monkeypatch):
+    """A run that goes bad after its step-10 checkpoint says where that file is; the file is
+    the step-10 one, untouched."""
+    from lstm_bptt import optim
+
+    real = optim.Adam.step
+    calls = []
+
+    def blow_up_at_15(self, grads):
+        real(self, grads)
+        calls.append(1)
+        if len(calls) == 15:
+            next(iter(self.params.values()))[...] = np.inf
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(optim.Adam, "step", blow_up_at_15)
+    code = _train(small_text, out)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"the last good checkpoint is {out / 'checkpoint.npz'} (step 10)" in err
+    assert load_checkpoint(out / "checkpoint.npz")["step"] == 10
+
+
+def test_rollback_and_lower_lr_recovers(small_text, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = _train(small_text, out, "--optimizer", "sgd", "--lr", "1e3", "--clip", "0",
+                  "--schedule", "constant", "--on-divergence", "rollback-and-lower-lr")
+    assert code == 0
+    tree = load_checkpoint(out / "checkpoint.npz")
+    assert 1 <= tree["trainer"]["rollbacks"] <= 3
+    assert tree["optimizer"]["hyperparams"]["lr"] == pytest.approx(
+        1e3 * 0.1 ** tree["trainer"]["rollbacks"])
+    assert all(np.isfinite(p).all() for p in tree["params"].values())
+
+
+def test_second_run_into_a_busy_folder_is_refused_at_once(small_text, tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # another live run holds the folder
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        held.write("pid 4242\n")
+        held.flush()
+        t0 = time.perf_counter()
+        assert _train(small_text, out) == 2
+        assert time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err
+    assert f"--out-dir {out} is in use by another run (pid 4242)" in err
+    assert not (out / "checkpoint.npz").exists()
+
+
+def test_stale_lock_of_a_dead_run_does_not_block(small_text, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("pid 999999\n")  # left by a killed run: no flock held
+    assert _train(small_text, out) == 0
+    assert (out / ".lock").read_text() == f"pid {os.getpid()}\n"
+
+
+def _spawn(args, out):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "lstm_bptt", *args, "--out-dir", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig, code, delay", [(signal.SIGINT, 130, 0.4),
+                                              (signal.SIGTERM, 143, 2.5)])
+def test_signals_exit_cleanly_at_any_moment(tmp_path, small_text, sig, code, delay):
+    """During the imports (0.4 s) and during training (2.5 s): the exit status, one line on
+    stderr, no traceback, no temporary file. A second signal during the clean-up too."""
+    out = tmp_path / "run"
+    proc = _spawn(["train", "--text", str(small_text), *SMALL[2:], "--steps", "100000",
+                   "--eval-every", "5"], out)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    if delay > 1:
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)  # the impatient second Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (code, 130)
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert 1 <= len(lines) <= 2
+    assert not list(tmp_path.rglob("*.tmp"))
+    if (out / "checkpoint.npz").exists():
+        load_checkpoint(out / "checkpoint.npz")  # never half-written
+
+
+def test_cli_bounds_match_the_config_check():
+    assert cli.MAX_HIDDEN == 4096 and cli.MAX_LAYERS == 16
