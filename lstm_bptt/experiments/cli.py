@@ -363,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.formatter_class = _TaskFormatter
     k.set_defaults(func=cmd_task)
     from .plots import add_plot_parser
+    from .report import add_inspect_parser
 
+    add_inspect_parser(sub, fmt, _positive_int, _nonneg_int)
     add_plot_parser(sub, fmt)
     p.train_parser = t
     return p
