@@ -89,17 +89,17 @@ def training_svg(history, baselines=None, unit="nats/char") -> str:
         top = max(float(np.nanmax(s["y"])) for s in series)
         lines = [ln for ln in _baseline_lines(baselines or {}) if ln[0] <= 3 * top]
         charts.append(line_chart(series, title=f"loss ({unit})", xlabel="step", ylabel=unit,
-                                 hlines=lines))
+                                 hlines=lines, width=440, height=300))
     if "lr" in c:
         charts.append(line_chart([{"label": "learning rate", "x": c["lr"][0], "y": c["lr"][1],
                                    "color": PALETTE[2]}], title="learning rate",
-                                 xlabel="step", ylabel="lr", width=400, height=260))
+                                 xlabel="step", ylabel="lr", width=380, height=300))
     if "grad_norm" in c:
         charts.append(line_chart([{"label": "gradient norm (before clipping)",
                                    "x": c["grad_norm"][0], "y": c["grad_norm"][1],
                                    "color": PALETTE[3]}], title="gradient norm",
                                  xlabel="step", ylabel="global L2 norm", log_y=True,
-                                 width=400, height=260))
+                                 width=380, height=300))
     return "\n".join(charts)
 
 

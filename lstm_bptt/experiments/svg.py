@@ -121,14 +121,17 @@ def _axes_svg(ax: _Axes, title, xlabel, ylabel) -> list[str]:
     return out
 
 
-def _legend(ax: _Axes, items) -> list[str]:
-    """Legend box in the top-right corner: items = [(label, color, dash, marker)]."""
+def _legend(ax: _Axes, items, where="top-right") -> list[str]:
+    """Legend box in a corner ("top-right" or "bottom-left"): items = [(label, color, dash,
+    marker)]."""
     if not items:
         return []
     width = 16 + 7 * max(len(lbl) for lbl, *_ in items)
-    x = ax.x1 - width - 6
-    y = ax.y1 + 6
-    out = [f'<rect x="{x}" y="{y}" width="{width}" height="{14 * len(items) + 6}" '
+    height = 14 * len(items) + 6
+    x, y = ax.x1 - width - 6, ax.y1 + 6
+    if where == "bottom-left":
+        x, y = ax.x0 + 6, ax.y0 - height - 6
+    out = [f'<rect x="{x}" y="{y}" width="{width}" height="{height}" '
            'fill="#fff" fill-opacity="0.85" stroke="#ccc"/>']
     for k, (label, color, dash, marker) in enumerate(items):
         yy = y + 12 + 14 * k
@@ -143,7 +146,8 @@ def _legend(ax: _Axes, items) -> list[str]:
 
 
 def line_chart(series, *, title="", xlabel="", ylabel="", log_x=False, log_y=False,
-               hlines=(), width=560, height=320, css_class="chart") -> str:
+               hlines=(), width=560, height=320, legend="top-right",
+               css_class="chart") -> str:
     """An SVG line chart.
 
     Parameters
@@ -153,6 +157,7 @@ def line_chart(series, *, title="", xlabel="", ylabel="", log_x=False, log_y=Fal
         stroke-dasharray}``; NaN/inf (and non-positive values on a log axis) break the line.
     hlines : list of (y, label, color)
         Horizontal reference lines (e.g. n-gram baselines), drawn dashed and labelled.
+    legend : "top-right" or "bottom-left"
 
     Returns
     -------
@@ -162,10 +167,11 @@ def line_chart(series, *, title="", xlabel="", ylabel="", log_x=False, log_y=Fal
     ys = [v for s in series for v in np.asarray(s["y"], float)] + [h[0] for h in hlines]
     ax = _Axes(width, height, _limits(xs, log_x, 0.0), _limits(ys, log_y), log_x, log_y)
     out = [f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" '
-           f'viewBox="0 0 {width} {height}" style="max-width:{width}px" role="img" '
+           f'viewBox="0 0 {width} {height}" style="flex: 1 1 {width}px; max-width:{width}px" '
+           f'role="img" '
            f'aria-label="{escape(title)}">']
     out += _axes_svg(ax, title, xlabel, ylabel)
-    legend = []
+    items = []
     placed = []  # label baselines already used: a close one goes below its line instead
     for k, (yv, label, color) in enumerate(sorted(hlines, key=lambda h: h[0])):
         color = color or PALETTE[(k + 5) % len(PALETTE)]
@@ -202,8 +208,8 @@ def line_chart(series, *, title="", xlabel="", ylabel="", log_x=False, log_y=Fal
             else:
                 out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6"{d} '
                            f'points="{" ".join(seg)}"/>')
-        legend.append((s["label"], color, dash, False))
-    out += _legend(ax, legend)
+        items.append((s["label"], color, dash, False))
+    out += _legend(ax, items, legend)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -216,7 +222,8 @@ def scatter(groups, *, title="", xlabel="", ylabel="", xlim=(0, 1), ylim=(0, 1),
     """
     ax = _Axes(width, height, xlim, ylim, False, False, left=46)
     out = [f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" '
-           f'viewBox="0 0 {width} {height}" style="max-width:{width}px" role="img" '
+           f'viewBox="0 0 {width} {height}" style="flex: 1 1 {width}px; max-width:{width}px" '
+           f'role="img" '
            f'aria-label="{escape(title)}">']
     out += _axes_svg(ax, title, xlabel, ylabel)
     if diagonal:
