@@ -538,10 +538,7 @@ def vanishing_gradient_demo(T: int = 100, hidden_size: int = 32, input_size: int
     about sigmoid(b_f) at initialisation: sigmoid(1)^100 = 2.5e-14, sigmoid(5)^100 = 0.51.
     A tanh RNN multiplies by diag(1 - h^2) W_hh per step, whose norm is below 1 here.
     """
-    try:
-        from . import recurrent as _layers
-    except ImportError:  # pragma: no cover - before the layer seam
-        from . import layers as _layers
+    from . import recurrent as _layers  # core -> core
 
     rng = np.random.default_rng(rng)
     x = rng.normal(size=(T, 1, input_size))
