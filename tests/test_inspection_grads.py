@@ -261,3 +261,50 @@ def test_state_gradients_refuses_bad_input():
         state_gradients(layer, np.zeros((2, 1, 3)), np.zeros((3, 1, 4)))
     with pytest.raises(ValueError, match="positions"):
         lm_gradients(_char_model(), np.array([0, 1, 2]), [2])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_gradients_batch_first_equals_time_major(cell):
+    rng = np.random.default_rng(5)
+    tm = _layer(cell)
+    bf = _layer(cell, batch_first=True)
+    for k in tm.params:
+        bf.params[k][...] = tm.params[k]
+    x = rng.normal(size=(4, 2, 3))
+    dout = rng.normal(size=(4, 2, 4))
+    a = state_gradients(tm, x, dout)
+    b = state_gradients(bf, x.transpose(1, 0, 2), dout.transpose(1, 0, 2))
+    np.testing.assert_allclose(b.dx, a.dx, rtol=1e-13, atol=1e-15)  # dx is time-major
+    for name in a.states:
+        np.testing.assert_allclose(b.states[name], a.states[name], rtol=1e-13, atol=1e-15)
+
+
+def test_lm_saliency_with_an_embedding_is_the_embedding_gradient():
+    """With a learned embedding the saliency is ||dL_t/de_k||, e_k the embedded character."""
+    model = _char_model(L=1, embedding_dim=3)
+    rng = np.random.default_rng(6)
+    for v in model.params.values():
+        v[...] = rng.normal(scale=0.5, size=v.shape)
+    ids = rng.integers(0, 6, size=9)
+    t = 7
+    res = lm_gradients(model, ids, [t], window=4)
+    emb = model.modules["embedding"].forward(ids[:, None])[0]
+    for lag in range(4):
+        num = np.zeros(3)
+        for d in range(3):
+            for sign in (1, -1):
+                e = emb.copy()
+                e[t - lag, 0, d] += sign * 1e-6
+                num[d] += sign * _full_loss(model, ids, t, e) / 2e-6
+        assert res["x"][lag, 0] == pytest.approx(np.linalg.norm(num), rel=1e-7)
+
+
+def test_float32_model_gives_float32_gradients_close_to_float64():
+    m64 = _char_model(L=2)
+    m32 = lstm_bptt.CharLM(6, 5, num_layers=2, dtype=np.float32, rng=0)
+    m32.load_params({k: v.astype(np.float32) for k, v in m64.params.items()})
+    ids = np.array([0, 3, 1, 5, 2, 2, 4, 1])
+    a = lm_gradients(m64, ids, [3, 6], window=5)
+    b = lm_gradients(m32, ids, [3, 6], window=5)
+    np.testing.assert_allclose(b["x"], a["x"], rtol=1e-4)
+    np.testing.assert_allclose(b["h"], a["h"], rtol=1e-4)

@@ -116,3 +116,18 @@ def test_export_lstmvis_refuses_mismatched_lengths(tmp_path):
     pytest.importorskip("h5py")
     with pytest.raises(ValueError, match="expected 3 steps"):
         export_lstmvis(tmp_path, np.array([0, 1, 0]), ["a", "b"], [{"h": np.zeros((2, 1))}])
+
+
+def test_export_lstmvis_without_h5py_says_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_h5py(name, *args, **kwargs):
+        if name == "h5py":
+            raise ImportError("No module named 'h5py'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_h5py)
+    with pytest.raises(ImportError, match=r'pip install "lstm-bptt\[lstmvis\]"'):
+        export_lstmvis(tmp_path, np.array([0]), ["a"], [{"h": np.zeros((1, 1))}])
