@@ -3,8 +3,29 @@
 :class:`Recurrent` stacks ``num_layers`` layers of one cell (:mod:`lstm_bptt.cells`), with
 PyTorch's conventions: parameters ``weight_ih_l{k}`` etc., time-major (T, B, D) data unless
 ``batch_first``, states (num_layers, B, H) either way, dropout between layers only, and ``hx``
-in the cell's form (``(h_0, c_0)`` for an LSTM, one array ``h_0`` for a one-state cell). All of
+in the cell's form (``(h_0, c_0)`` for an LSTM, one array ``h_0`` for a one-state cell),
+``bidirectional`` layers and ``lengths`` (variable-length sequences in a padded batch). All of
 this lives here and nowhere in the cells, so a new cell gets it for free.
+
+How ``lengths`` and ``bidirectional`` are done (once, for every cell), with
+``pack_padded_sequence`` semantics:
+
+* every row runs left-aligned from step 0 up to max(lengths) (steps beyond it are not run at
+  all); the layer's input is zeroed at padded steps (t >= l_b), the outputs there are set to 0
+  and their gradients dropped, so padding changes nothing and receives no gradient;
+* each row's final state is its state after its last valid step l_b - 1: the cell is told
+  each row's final step (``last``, see :meth:`lstm_bptt.cells.base.Cell.forward`), returns the
+  state there and injects dh_n, dc_n there in its backward; a cell whose only state is its
+  output h needs none of this (h_n is read off the output, dh_n added to the output gradient);
+* the reverse direction is the same cell run on each row's valid prefix reversed
+  (x[l_b - 1], ..., x[0], then the padding), made by one gather; its outputs are put back in
+  time order by the same gather (it is its own inverse), and the two directions' outputs are
+  concatenated at every step. So the reverse direction starts at each row's last valid step.
+
+Exact (the padded steps contribute exact zeros to every gradient) and cheap: the extra work is
+one gather of the input and output per reverse direction, and a mask multiply. A padded batch
+still costs max(lengths) * B steps of arithmetic where a packed sequence costs sum(lengths):
+sort sequences into buckets of similar length if that matters (benchmarks/bench_sequences.py).
 
 Internally a state is always a tuple of arrays (one per ``cell.state_names``); only the public
 ``hx``/``h_n`` of :meth:`Recurrent.forward` and :meth:`Recurrent.backward` take PyTorch's form.
@@ -14,6 +35,7 @@ What a model needs from a forward pass it asks the layer for (:meth:`Recurrent.s
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import NamedTuple
 
@@ -37,14 +59,23 @@ class RecurrentCache(NamedTuple):
     batch_first : bool
         The input layout of the forward.
     signature : tuple
-        (cell, input_size, hidden_size, num_layers, bias, dtype) of the layer that made it,
-        so that :meth:`Recurrent.backward` refuses a cache from another layer.
+        (cell, input_size, hidden_size, num_layers, bias, dtype, bidirectional) of the layer
+        that made it, so that :meth:`Recurrent.backward` refuses a cache from another layer.
+    lengths : (B,) intp or None
+        The sequence lengths of the forward (None: all T).
+    steps : int
+        T of the forward's input (the cells ran max(lengths) steps of it).
+
+    With ``bidirectional`` the cell caches are ordered layer by layer, forward direction
+    first: ``layers[2 * l + d]``.
     """
 
     layers: list
     dropout_masks: list
     batch_first: bool
     signature: tuple = ()
+    lengths: np.ndarray | None = None
+    steps: int = 0
 
 
 #: The name of the LSTM layer's cache before the layer became generic.
@@ -69,6 +100,12 @@ class Recurrent:
     batch_first : bool
         Input and output are (B, T, .) instead of (T, B, .). States are (L, B, H) either
         way, as in PyTorch.
+    bidirectional : bool
+        Each layer also runs a second copy of the cell (parameters ``*_reverse``) over each
+        sequence backwards; the output concatenates both directions at every step (2H
+        features), layer l > 0 reads those 2H features, and the states are
+        (L * 2, B, H), ordered layer by layer with the forward direction first (PyTorch's
+        layout).
     dtype : float32 or float64
         Parameter dtype; inputs must have the same dtype and outputs keep it.
     rng : numpy Generator, int seed or None
@@ -89,7 +126,12 @@ class Recurrent:
     cell : Cell
     params : dict
         ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (shapes from
-        ``cell.param_shapes``), in PyTorch's order.
+        ``cell.param_shapes``), then the same with ``_reverse`` if bidirectional, layer by
+        layer: PyTorch's names and order.
+    num_directions : int
+        2 if bidirectional, else 1.
+    output_size : int
+        Features of the output: num_directions * (the size of the cell's h).
 
     Raises
     ------
@@ -106,7 +148,8 @@ class Recurrent:
 
     def __init__(self, cell, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dtype=np.float64, rng=None,
-                 dropout: float = 0.0, checkpoint_every: int | None = None, **options):
+                 dropout: float = 0.0, checkpoint_every: int | None = None,
+                 bidirectional: bool = False, **options):
         init = {k: options.pop(k) for k in list(options)
                 if not isinstance(cell, str) or k in _init_names(cell)}
         self.cell = get_cell(cell, **options)
@@ -128,18 +171,25 @@ class Recurrent:
         self.init_options = self.cell.check_init_options(self.bias, **init)
         self.rng = as_rng(rng)
         self.checkpoint_every = checkpoint_every
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        self.output_size = self.num_directions * self.cell.state_sizes(self.hidden_size)[0]
         self.params: dict[str, np.ndarray] = {}
+        self._param_names: dict[tuple[int, int], list[str]] = {}
         for layer in range(self.num_layers):
-            d_in = self.input_size if layer == 0 else self.hidden_size
-            p = self.cell.init_params(d_in, self.hidden_size, self.bias, self.dtype, self.rng,
-                                      **init)
-            self.params.update({f"{name}_l{layer}": v for name, v in p.items()})
+            d_in = self.input_size if layer == 0 else self.output_size
+            for d in range(self.num_directions):
+                p = self.cell.init_params(d_in, self.hidden_size, self.bias, self.dtype,
+                                          self.rng, **init)
+                self._param_names[layer, d] = list(p)
+                self.params.update({f"{name}{_suffix(layer, d)}": v for name, v in p.items()})
 
     def __repr__(self) -> str:
+        bidir = ", bidirectional=True" if self.bidirectional else ""
         return (
             f"{type(self).__name__}({self._cell_repr()}{self.input_size}, {self.hidden_size}, "
-            f"num_layers={self.num_layers}, bias={self.bias}, batch_first={self.batch_first}, "
-            f"dtype={self.dtype.name})"
+            f"num_layers={self.num_layers}, bias={self.bias}, batch_first={self.batch_first}"
+            f"{bidir}, dtype={self.dtype.name})"
         )
 
     def _cell_repr(self) -> str:
@@ -152,18 +202,19 @@ class Recurrent:
         """The cell's state names, e.g. ``("h", "c")``."""
         return self.cell.state_names
 
-    def layer_params(self, layer: int) -> dict[str, np.ndarray]:
-        """Layer ``layer``'s parameters keyed without the suffix (``weight_ih`` etc.)."""
-        suffix = f"_l{layer}"
-        return {k[: -len(suffix)]: v for k, v in self.params.items() if k.endswith(suffix)}
+    def layer_params(self, layer: int, direction: int = 0) -> dict[str, np.ndarray]:
+        """Layer ``layer``'s parameters keyed without the suffix (``weight_ih`` etc.); those of
+        the reverse direction (``*_reverse``) with ``direction=1``."""
+        return {name: self.params[f"{name}{_suffix(layer, direction)}"]
+                for name in self._param_names[layer, direction]}
 
     def _signature(self) -> tuple:
         return (self.cell, self.input_size, self.hidden_size, self.num_layers, self.bias,
-                self.dtype)
+                self.dtype, self.bidirectional)
 
     def _check_state(self, name: str, s, B: int, size: int) -> np.ndarray:
         s = as_float_array(name, s, self.dtype)
-        L = self.num_layers
+        L = self.num_layers * self.num_directions
         hint = ""
         if s.ndim == 3 and s.shape[0] == B and s.shape[1] == L and L != B:
             hint = "states are (num_layers, B, H) even when batch_first=True, as in PyTorch"
@@ -172,7 +223,10 @@ class Recurrent:
                 f"the batch size of the input is {B}"
                 + ("; did you mean batch_first=True?" if not self.batch_first else "")
             )
-        check_shape(name, s, (L, B, size), "(num_layers, B, H)", hint)
+        what = "(num_layers * 2, B, H)" if self.bidirectional else "(num_layers, B, H)"
+        if size != self.hidden_size:
+            what = what.replace("H)", "P)")
+        check_shape(name, s, (L, B, size), what, hint)
         return s
 
     def _unpack_hx(self, hx, B: int, prefix: str, suffix: str):
@@ -197,22 +251,30 @@ class Recurrent:
 
     # ------------------------------------------------------------------------ forward, backward
 
-    def forward(self, x, hx=None, *, train: bool = False):
+    def forward(self, x, hx=None, *, lengths=None, train: bool = False):
         """Run all layers over the sequence.
 
         Parameters
         ----------
         x : ndarray (T, B, D), or (B, T, D) if ``batch_first``; dtype = ``self.dtype``
         hx : None (zeros), or the initial states as in PyTorch: a tuple ``(h_0, c_0)`` of
-            (L, B, H) arrays for an LSTM, one (L, B, H) array ``h_0`` for a one-state cell
+            (L * dirs, B, H) arrays for an LSTM (h_0 (L * dirs, B, P) with a projection), one
+            (L * dirs, B, H) array ``h_0`` for a one-state cell (dirs = 2 if bidirectional)
+        lengths : integer array_like (B,), or None
+            Valid length l_b of each sequence, 1 <= l_b <= T, in any order (PyTorch's
+            ``pack_padded_sequence(..., enforce_sorted=False)``): steps t >= l_b of row b are
+            padding. They do not change the state, their output is 0 and they get no gradient;
+            the final states are each row's states after its step l_b - 1, and the reverse
+            direction of a bidirectional layer starts at step l_b - 1. None: all T.
         train : bool
             Apply inter-layer dropout (if ``dropout > 0``), drawing masks from ``self.rng``.
 
         Returns
         -------
-        output : ndarray (T, B, H), or (B, T, H) if ``batch_first``
-            Hidden states of the last layer at every step.
-        h_n : the final states of every layer, in the form of ``hx``
+        output : ndarray (T, B, F), or (B, T, F) if ``batch_first``; F = ``output_size``
+            Hidden states of the last layer at every step (both directions concatenated,
+            forward first, if bidirectional); 0 at padded steps.
+        h_n : the final states of every layer and direction, in the form of ``hx``
         cache : RecurrentCache
             For :meth:`backward`, :meth:`state_at` and :meth:`per_step`.
 
@@ -220,9 +282,10 @@ class Recurrent:
         ------
         TypeError
             Wrong dtype (e.g. float32 input to a float64 model, or integer token ids: use an
-            Embedding first); ``hx`` not of the cell's form.
+            Embedding first); ``hx`` not of the cell's form; ``lengths`` not integers.
         ValueError
-            Wrong rank or sizes, with a hint when the batch_first layout looks swapped.
+            Wrong rank or sizes, with a hint when the batch_first layout looks swapped;
+            ``lengths`` of the wrong shape or outside [1, T].
         """
         D = self.input_size
         x = as_float_array("x", x, self.dtype)
@@ -238,29 +301,53 @@ class Recurrent:
         if self.batch_first:
             x = x.transpose(1, 0, 2)  # (T, B, D)
         T, B, _ = x.shape
-        L = self.num_layers
+        L, dirs = self.num_layers, self.num_directions
         state0 = self._unpack_hx(hx, B, "", "_0")
+        lengths = check_lengths(lengths, T, B)
+        steps = _Steps(lengths, T, dirs)
+        if lengths is not None:
+            if not self.cell.supports_last and len(self.state_names) > 1:
+                raise ValueError(f"lengths: the {self.cell!r} cell does not support lengths "
+                                 "(it has several states and no `last` in its forward)")
+            x = steps.mask(x[: steps.n])  # padding never enters a cell
         caches, masks, finals = [], [], []
         inp = x
         for layer in range(L):
-            out, state_n, cache = self.cell.forward(
-                inp,
-                None if state0 is None else tuple(s[layer] for s in state0),
-                self.layer_params(layer),
-                checkpoint_every=self.checkpoint_every,
-            )
-            caches.append(cache)
-            finals.append(state_n)
+            outs = []
+            for d in range(dirs):
+                i = layer * dirs + d
+                out, state_n, cache = self._run_cell(
+                    steps.order(inp, d),
+                    None if state0 is None else tuple(s[i] for s in state0),
+                    self.layer_params(layer, d), steps)
+                outs.append(steps.order(out, d))
+                caches.append(cache)
+                finals.append(state_n)
+            out = outs[0] if dirs == 1 else np.concatenate(outs, axis=2)  # (n, B, F)
+            if lengths is not None:
+                out = steps.mask(out)  # 0 at padded steps
             mask = None
             if layer < L - 1:
                 # between layers only, as PyTorch (Zaremba, Sutskever & Vinyals 2014)
                 out, mask = dropout_forward(out, self.dropout, self.rng, train)
             masks.append(mask)
             inp = out
+        inp = steps.pad(inp)
         output = inp.transpose(1, 0, 2) if self.batch_first else inp
         h_n = tuple(np.stack(s) for s in zip(*finals, strict=True))
         return output, self._pack(h_n), RecurrentCache(caches, masks, self.batch_first,
-                                                       self._signature())
+                                                       self._signature(), lengths, T)
+
+    def _run_cell(self, x, state0, params, steps):
+        """One direction of one layer: the cell's forward, told each row's final step."""
+        if steps.last is None or self.cell.supports_last:
+            kw = {} if steps.last is None else {"last": steps.last}
+            return self.cell.forward(x, state0, params, checkpoint_every=self.checkpoint_every,
+                                     **kw)
+        # a one-state cell: h_n is the output at each row's final step
+        out, _, cache = self.cell.forward(x, state0, params,
+                                          checkpoint_every=self.checkpoint_every)
+        return out, (out[steps.last, np.arange(x.shape[1])],), cache
 
     def _check_cache(self, cache) -> None:
         """Refuse a cache that :meth:`forward` of this layer cannot have produced."""
@@ -272,7 +359,8 @@ class Recurrent:
         mine = self._signature()
         if cache.signature == mine:
             return
-        names = ("cell", "input_size", "hidden_size", "num_layers", "bias", "dtype")
+        names = ("cell", "input_size", "hidden_size", "num_layers", "bias", "dtype",
+                 "bidirectional")
         for name, theirs, ours in zip(names, cache.signature, mine, strict=False):
             if theirs != ours:
                 def fmt(v):
@@ -285,24 +373,26 @@ class Recurrent:
         raise ValueError("cache: comes from another layer (no signature)")
 
     def backward(self, doutput, cache: RecurrentCache, dhx=None, *, need_dx: bool = True):
-        """Backpropagation through time through all layers.
+        """Backpropagation through time through all layers (and both directions).
 
         Parameters
         ----------
-        doutput : ndarray (T, B, H), or (B, T, H) if ``batch_first``; or None for zero
-            dL/d output.
+        doutput : ndarray (T, B, F), or (B, T, F) if ``batch_first``; or None for zero
+            dL/d output (F = ``output_size``). Entries at padded steps are ignored (the
+            output there is the constant 0).
         cache : RecurrentCache
             From :meth:`forward`; not modified.
         dhx : gradient at the final states in the form of ``hx`` (``(dh_n, dc_n)`` for an
-            LSTM), each (L, B, H), or None
-            From a later chunk or a head on h_n.
+            LSTM), each (L * dirs, B, H), or None
+            From a later chunk or a head on h_n. With ``lengths`` it is the gradient of each
+            row's state after its last valid step, and enters there.
         need_dx : bool
             Compute the gradient of the input (False: ``dx`` is None and the first layer's
             input GEMM may be skipped, e.g. for one-hot inputs).
 
         Returns
         -------
-        dx : ndarray shaped like the input x, or None if not ``need_dx``
+        dx : ndarray shaped like the input x (0 at padded steps), or None if not ``need_dx``
         dh_0 : gradient at the initial states, in the form of ``hx``
         grads : dict keyed exactly like ``params``
 
@@ -316,36 +406,54 @@ class Recurrent:
         """
         self._check_cache(cache)
         layers = cache.layers
-        L = len(layers)
-        T, B = self.cell.cache_dims(layers[0])
-        H = self.hidden_size
+        L, dirs = self.num_layers, self.num_directions
+        _, B = self.cell.cache_dims(layers[0])
+        T = cache.steps
+        F = self.output_size
+        steps = _Steps(cache.lengths, T, dirs)
         if doutput is not None:
             doutput = as_float_array("doutput", doutput, self.dtype)
-            want = (B, T, H) if cache.batch_first else (T, B, H)
+            want = (B, T, F) if cache.batch_first else (T, B, F)
             check_shape("doutput", doutput, want,
                         "(B, T, H)" if cache.batch_first else "(T, B, H)")
             if cache.batch_first:
                 doutput = doutput.transpose(1, 0, 2)
+            if cache.lengths is not None:
+                doutput = steps.mask(doutput[: steps.n])  # the padded outputs are constants
         dstate_n = self._unpack_hx(dhx, B, "d", "_n")
-        sizes = self.cell.state_sizes(H)
+        sizes = self.cell.state_sizes(self.hidden_size)
+        P = sizes[0]
         grads: dict[str, np.ndarray] = {}
-        dstate_0 = tuple(np.empty((L, B, s), self.dtype) for s in sizes)
+        dstate_0 = tuple(np.empty((L * dirs, B, s), self.dtype) for s in sizes)
         dout = doutput
         for layer in reversed(range(L)):
             if cache.dropout_masks[layer] is not None and dout is not None:
                 dout = dout * cache.dropout_masks[layer]
-            dx, ds0, g = self.cell.backward(
-                dout, layers[layer],
-                None if dstate_n is None else tuple(s[layer] for s in dstate_n),
-                need_dx=need_dx or layer > 0,
-            )
-            for buf, d in zip(dstate_0, ds0, strict=True):
-                buf[layer] = d
-            for k, v in g.items():
-                grads[f"{k}_l{layer}"] = v
+            dx = None
+            for d in range(dirs):
+                i = layer * dirs + d
+                dd = None if dout is None else steps.order(dout[:, :, d * P : (d + 1) * P], d)
+                dsn = None if dstate_n is None else tuple(s[i] for s in dstate_n)
+                if steps.last is not None and not self.cell.supports_last and dsn is not None:
+                    # a one-state cell: dh_n joins the output gradient at the final step
+                    dd = np.zeros((steps.n, B, P), self.dtype) if dd is None else dd.copy()
+                    dd[steps.last, np.arange(B)] += dsn[0]
+                    dsn = None
+                dxd, ds0, g = self.cell.backward(dd, layers[i], dsn,
+                                                 need_dx=need_dx or layer > 0)
+                for buf, v in zip(dstate_0, ds0, strict=True):
+                    buf[i] = v
+                for k, v in g.items():
+                    grads[f"{k}{_suffix(layer, d)}"] = v
+                if dxd is not None:
+                    dxd = steps.order(dxd, d)
+                    dx = dxd if dx is None else dx + dxd
             dout = dx
-        if cache.batch_first and dout is not None:
-            dout = dout.transpose(1, 0, 2)
+        if dout is not None:
+            if cache.lengths is not None:
+                dout = steps.pad(steps.mask(dout))
+            if cache.batch_first:
+                dout = dout.transpose(1, 0, 2)
         return dout, self._pack(dstate_0), {k: grads[k] for k in self.params}
 
     # ------------------------------------------------------------------- reading a forward pass
@@ -358,7 +466,8 @@ class Recurrent:
         cache : RecurrentCache
         t : int
             0 <= t <= T: 0 is the initial state, T the final one (what truncated BPTT carries
-            into the next window when the windows overlap).
+            into the next window when the windows overlap). With ``lengths``, row b's state
+            after step min(t, l_b) (padding does not change the state).
 
         Returns
         -------
@@ -368,29 +477,67 @@ class Recurrent:
         Raises
         ------
         TypeError, ValueError
-            A cache of another layer; ``t`` not an int in [0, T].
+            A cache of another layer; ``t`` not an int in [0, T]; a bidirectional layer and
+            t < T (its reverse direction has no state "after step t": it reads the future).
         """
         self._check_cache(cache)
-        T, _ = self.cell.cache_dims(cache.layers[0])
+        T = cache.steps
         if isinstance(t, bool) or not isinstance(t, int | np.integer):
             raise TypeError(f"t: expected an int, got {type(t).__name__}")
         if not 0 <= t <= T:
             raise ValueError(f"t: expected 0 <= t <= T = {T}, got {t}")
-        per_layer = [self.cell.state_at(lc, int(t)) for lc in cache.layers]
+        t = int(t)
+        if self.bidirectional and t < T:
+            raise ValueError(f"t: a bidirectional layer has a state only at t = T = {T} (the "
+                             f"reverse direction reads the steps after t), got {t}")
+        if self.bidirectional or (cache.lengths is not None and t >= int(cache.lengths.max())):
+            # the final states, one per row's last valid step (and the reverse directions')
+            per_layer = [self._final_state(lc, cache.lengths) for lc in cache.layers]
+        elif cache.lengths is None:
+            per_layer = [self.cell.state_at(lc, t) for lc in cache.layers]
+        else:  # row b: after step min(t, l_b)
+            upto = np.minimum(t, cache.lengths)
+            per_layer = []
+            for lc in cache.layers:
+                out = [np.empty((len(upto), s), self.dtype)
+                       for s in self.cell.state_sizes(self.hidden_size)]
+                for u in np.unique(upto):
+                    rows = upto == u
+                    for buf, v in zip(out, self.cell.state_at(lc, int(u)), strict=True):
+                        buf[rows] = v[rows]
+                per_layer.append(tuple(out))
         return tuple(np.stack(s) for s in zip(*per_layer, strict=True))
 
-    def per_step(self, cache: RecurrentCache, layer: int = -1) -> dict[str, np.ndarray]:
+    def _final_state(self, layer_cache, lengths):
+        """The state tuple after each row's last valid step (length l_b, or all of them)."""
+        n, B = self.cell.cache_dims(layer_cache)
+        if lengths is None:
+            return tuple(np.array(v) for v in self.cell.state_at(layer_cache, n))
+        out = [np.empty((B, s), self.dtype) for s in self.cell.state_sizes(self.hidden_size)]
+        for u in np.unique(lengths):
+            rows = lengths == u
+            for buf, v in zip(out, self.cell.state_at(layer_cache, int(u)), strict=True):
+                buf[rows] = v[rows]
+        return tuple(out)
+
+    def per_step(self, cache: RecurrentCache, layer: int = -1,
+                 direction: int = 0) -> dict[str, np.ndarray]:
         """Per-step values of one layer: the cell's :meth:`~lstm_bptt.cells.base.Cell.per_step`.
 
         Keys: ``"h"`` and the other states after each step, and the gates in PyTorch's public
-        order (LSTM: ``h, c, i, f, g, o``), each (T, B, H), or (B, T, H) if the forward was
-        ``batch_first``. Read-only views where the cache holds them.
+        order (LSTM: ``h, c, i, f, g, o``), each (T, B, .), or (B, T, .) if the forward was
+        ``batch_first``. Read-only views where the cache holds them. For the reverse direction
+        (``direction=1``) the values are put back in time order (the reverse direction's value
+        at step t is the one it computed on reading x_t); with ``lengths`` they are 0 at the
+        padded steps.
 
         Parameters
         ----------
         cache : RecurrentCache
         layer : int
             Which layer (negative counts from the last, default the last).
+        direction : int
+            0 (forward) or 1 (reverse, for a bidirectional layer).
         """
         self._check_cache(cache)
         if isinstance(layer, bool) or not isinstance(layer, int | np.integer):
@@ -398,10 +545,92 @@ class Recurrent:
         L = self.num_layers
         if not -L <= layer < L:
             raise ValueError(f"layer: expected -{L} <= layer < {L}, got {layer}")
-        values = self.cell.per_step(cache.layers[layer])
+        if direction not in range(self.num_directions):
+            raise ValueError(f"direction: expected 0 or {self.num_directions - 1}, got "
+                             f"{direction!r}")
+        values = self.cell.per_step(cache.layers[(layer % L) * self.num_directions + direction])
+        if self.bidirectional or cache.lengths is not None:
+            steps = _Steps(cache.lengths, cache.steps, self.num_directions)
+            values = {k: steps.order(v, direction) for k, v in values.items()}
+            if cache.lengths is not None:
+                values = {k: steps.pad(steps.mask(v)) for k, v in values.items()}
         if cache.batch_first:
             values = {k: v.transpose(1, 0, 2) for k, v in values.items()}
         return values
+
+
+def check_lengths(lengths, T: int, B: int):
+    """``lengths`` of :meth:`Recurrent.forward`: None, or (B,) integers in [1, T] (as intp).
+
+    Raises
+    ------
+    TypeError
+        Not an integer array (floats are refused even when whole, as are booleans).
+    ValueError
+        Not of shape (B,), or a value outside [1, T] (the message names the first one).
+    """
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected an integer array of shape ({B},), got "
+                        f"{'dtype ' + str(arr.dtype) if arr.size else 'an empty array'}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths: expected shape ({B},) (one length per sequence), got "
+                         f"{arr.shape}")
+    bad = (arr < 1) | (arr > T)
+    if bad.any():
+        b = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"lengths: expected values in [1, T] = [1, {T}], got {arr[b]} at "
+                         f"index {b}")
+    return arr.astype(np.intp)
+
+
+class _Steps:
+    """Time bookkeeping of one forward with ``lengths`` and/or a reverse direction.
+
+    ``n`` = max(lengths) (the steps the cells run), ``last`` = lengths - 1 (each row's final
+    step; None without lengths), ``valid`` (n, B) bool, ``rev`` (n, B) the time index that
+    reverses each row's valid prefix and leaves its padding in place (an involution).
+    """
+
+    def __init__(self, lengths, T: int, dirs: int):
+        self.T = T
+        if lengths is None:
+            self.n, self.last, self.valid, self.rev = T, None, None, None
+            return
+        self.n = int(lengths.max())
+        self.last = lengths - 1
+        t = np.arange(self.n)[:, None]
+        self.valid = t < lengths[None, :]  # (n, B)
+        self.rev = np.where(self.valid, self.last[None, :] - t, t) if dirs == 2 else None
+        self.cols = np.arange(len(lengths))[None, :]
+
+    def order(self, a, direction: int):
+        """a (n, B, .) in the time order of ``direction``: as is for the forward direction,
+        each row's valid prefix reversed for the reverse one (a view without lengths)."""
+        if direction == 0:
+            return a
+        if self.rev is None:
+            return a[::-1]
+        return a[self.rev, self.cols]
+
+    def mask(self, a):
+        """a (n, B, .) with the padded steps set to 0 (a new array)."""
+        return np.where(self.valid[:, :, None], a, 0)
+
+    def pad(self, a):
+        """a (n, B, .) extended with zeros to T steps (a itself if n = T)."""
+        if self.n == self.T:
+            return a
+        out = np.zeros((self.T, *a.shape[1:]), a.dtype)
+        out[: self.n] = a
+        return out
+
+
+def _suffix(layer: int, direction: int) -> str:
+    """``_l{layer}``, plus ``_reverse`` for the reverse direction (PyTorch's names)."""
+    return f"_l{layer}" + ("_reverse" if direction else "")
 
 
 def _init_names(cell_name: str) -> tuple[str, ...]:
@@ -420,13 +649,19 @@ class LSTM(Recurrent):
     """Multi-layer LSTM with PyTorch ``nn.LSTM`` parameter names, shapes and gate order.
 
     ``Recurrent("lstm", ...)`` with the LSTM's init options as named arguments; the math is in
-    :mod:`lstm_bptt.cells.lstm`. ``hx`` is a tuple ``(h_0, c_0)`` of (L, B, H) arrays.
+    :mod:`lstm_bptt.cells.lstm`. ``hx`` is a tuple ``(h_0, c_0)`` of (L * dirs, B, H) arrays
+    (h_0 (L * dirs, B, P) with a projection), dirs = 2 if bidirectional, else 1.
 
     Parameters
     ----------
     input_size, hidden_size, num_layers, bias, batch_first, dtype, rng, dropout,
-    checkpoint_every :
+    checkpoint_every, bidirectional :
         As for :class:`Recurrent`.
+    proj_size : int
+        P, 0 <= P < H: LSTM with a projection layer (LSTMP; Sak, Senior & Beaufays 2014, as
+        PyTorch's ``proj_size``): ``weight_hr_l{k}`` (P, H) maps o * tanh(c) to h of size P,
+        which is the output and the recurrent input (``weight_hh_l{k}`` (4H, P)); c stays of
+        size H. 0: no projection.
     forget_bias : float or None
         Forget-gate bias (``bias_ih`` block set to it, ``bias_hh`` block to 0; Gers et al.
         2000; 1.0 recommended by Jozefowicz et al. 2015, 3 to 5 for long lags).
@@ -438,14 +673,17 @@ class LSTM(Recurrent):
     Attributes
     ----------
     params : dict
-        ``weight_ih_l{k}`` (4H, D or H), ``weight_hh_l{k}`` (4H, H), ``bias_ih_l{k}`` and
-        ``bias_hh_l{k}`` (4H,), gates stacked i, f, g, o.
+        ``weight_ih_l{k}`` (4H, D or dirs * (P or H)), ``weight_hh_l{k}`` (4H, P or H),
+        ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (4H,), gates stacked i, f, g, o,
+        ``weight_hr_l{k}`` (P, H) with a projection; the same with ``_reverse`` if
+        bidirectional. PyTorch's names and order.
 
     Raises
     ------
     TypeError, ValueError
         As :class:`Recurrent`; ``forget_bias``/``input_bias`` not a finite real number or given
-        with ``bias=False``; an unknown ``recurrent_init``.
+        with ``bias=False``; an unknown ``recurrent_init`` ("orthogonal" with a projection);
+        ``proj_size`` not an int in [0, hidden_size).
 
     References
     ----------
@@ -455,11 +693,20 @@ class LSTM(Recurrent):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dtype=np.float64, rng=None, dropout: float = 0.0,
                  forget_bias: float | None = None, recurrent_init: str = "uniform",
-                 checkpoint_every: int | None = None, input_bias: float | None = None):
+                 checkpoint_every: int | None = None, input_bias: float | None = None,
+                 bidirectional: bool = False, proj_size: int = 0):
+        if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
+            raise TypeError(f"proj_size: expected an int, got {proj_size!r}")
+        hidden = check_positive_int("hidden_size", hidden_size)
+        if not 0 <= proj_size < hidden:
+            raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size = {hidden}, "
+                             f"got {proj_size}")
         super().__init__("lstm", input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
-                         checkpoint_every=checkpoint_every, forget_bias=forget_bias,
-                         input_bias=input_bias, recurrent_init=recurrent_init)
+                         checkpoint_every=checkpoint_every, bidirectional=bidirectional,
+                         forget_bias=forget_bias, input_bias=input_bias,
+                         recurrent_init=recurrent_init, proj_size=int(proj_size))
+        self.proj_size = int(proj_size)
 
     def _cell_repr(self) -> str:
         return ""

@@ -63,6 +63,10 @@ __all__ = [
     "check_checkpoint_every",
     "segments",
     "read_only",
+    "check_last",
+    "final_steps",
+    "backward_pieces",
+    "add_final_grads",
 ]
 
 
@@ -85,6 +89,11 @@ class Cell:
     gate_names: ClassVar[tuple[str, ...]] = ()
     #: Keyword arguments of :meth:`init_params` beyond PyTorch's default initialisation.
     init_option_names: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`forward` accepts ``last`` (each row's final step; see there). A cell
+    #: whose only state is h (its output) does not need it: the layer then reads h_n off the
+    #: output and adds dh_n to the output's gradient itself. A cell with another state (the
+    #: LSTM's c) must implement ``last`` for the layer's ``lengths`` to work.
+    supports_last: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -187,7 +196,7 @@ class Cell:
         """
         raise NotImplementedError
 
-    def reference_forward(self, x, state0, params: dict):
+    def reference_forward(self, x, state0, params: dict, last=None):
         """The plain sequence forward: :meth:`step_forward` called for t = 0 .. T-1.
 
         Parameters
@@ -195,24 +204,30 @@ class Cell:
         x : ndarray (T, B, D)
         state0 : tuple of (B, S_k) arrays, or None for zeros
         params : dict keyed like :meth:`param_shapes`
+        last : (B,) integers in [0, T), or None (T - 1 for every row)
+            Row b's final step: its returned state is the one after step last[b].
 
         Returns
         -------
         output : ndarray (T, B, H), the h of every step
-        state_n : tuple, the state after the last step
+        state_n : tuple, the state after the last step (of each row's final step)
         step_caches : list of the T step caches, for :meth:`reference_backward`
         """
         T, B = x.shape[:2]
         state = self.zero_state(B, self.hidden_size_of(params), x.dtype) if state0 is None \
             else tuple(state0)
-        outputs, step_caches = [], []
+        outputs, step_caches, states = [], [], []
         for t in range(T):
             state, step_cache = self.step_forward(x[t], state, params)  # state_t from state_t-1
             outputs.append(state[0])  # the output at step t is h_t
             step_caches.append(step_cache)
+            states.append(state)
+        if last is not None:  # row b's state after its own final step
+            state = tuple(np.stack([s[k] for s in states])[last, np.arange(B)]
+                          for k in range(len(state)))
         return np.stack(outputs), state, step_caches
 
-    def reference_backward(self, doutput, step_caches: list, dstate_n=None):
+    def reference_backward(self, doutput, step_caches: list, dstate_n=None, last=None):
         """Backpropagation through time in its plain form (Werbos 1990): the steps in reverse.
 
         Parameters
@@ -222,7 +237,10 @@ class Cell:
         step_caches : list
             From :meth:`reference_forward`.
         dstate_n : tuple or None
-            dL/d state_T arriving from later (None: zero).
+            dL/d state_T arriving from later (None: zero); with ``last``, row b's entry is
+            dL/d(its state after step last[b]) and joins the walk there.
+        last : (B,) integers in [0, T), or None
+            As for :meth:`reference_forward`.
 
         Returns
         -------
@@ -232,7 +250,19 @@ class Cell:
         """
         T = len(step_caches)
         dstate, dxs, grads = dstate_n, [None] * T, {}
+        if last is not None and dstate_n is not None:
+            dstate = None
         for t in reversed(range(T)):
+            if last is not None and dstate_n is not None:  # rows whose final step is t
+                ends = np.asarray(last) == t
+                if ends.any():
+                    if dstate is None:
+                        dstate = (None,) * len(self.state_names)
+                    dstate = tuple(
+                        d if g is None else
+                        (np.where(ends[:, None], g, 0) if d is None
+                         else d + np.where(ends[:, None], g, 0))
+                        for d, g in zip(dstate, dstate_n, strict=True))
             if dstate is None:  # nothing arrives from after the last step
                 dstate = (None,) * len(self.state_names)
             dh = dstate[0]
@@ -245,7 +275,7 @@ class Cell:
 
     # ---------------------------------------------------------------------- the fast sequence path
 
-    def forward(self, x, state0, params: dict, *, checkpoint_every=None):
+    def forward(self, x, state0, params: dict, *, checkpoint_every=None, last=None):
         """Subclass: one layer over a whole sequence, keeping a cache for :meth:`backward`.
 
         Parameters
@@ -256,12 +286,23 @@ class Cell:
         checkpoint_every : int or None
             Keep only part of the cache and recompute the rest in the backward (optional:
             a cell without recomputation may raise ValueError for a non-None value).
+        last : (B,) integer array or None (only if ``supports_last``)
+            Row b's final step, 0 <= last[b] < T (None: T - 1 for every row). The returned
+            ``state_n`` holds, for row b, its state after step last[b], and :meth:`backward`
+            adds ``dstate_n`` for row b to the carried gradient at that step (the walk then
+            continues to step 0 as usual). Steps after last[b] are computed as any other: the
+            layer feeds zeros there, discards their outputs and zeroes their output
+            gradient, so the gradient flowing through them is exactly 0. This is how the
+            layer implements ``lengths`` once for every cell. Helpers: :func:`check_last`,
+            :func:`final_steps`, :func:`backward_pieces`, :func:`add_final_grads` (the
+            backward splits its time loop where rows end; see the LSTM for an example).
 
         Returns
         -------
         output : ndarray (T, B, H) (read-only)
         state_n : tuple of (B, S_k) arrays
-        cache : NamedTuple of read-only arrays; nothing is stored on the cell
+        cache : NamedTuple of read-only arrays; nothing is stored on the cell (it records
+            ``last`` when given, for the backward)
         """
         raise NotImplementedError
 
@@ -273,6 +314,8 @@ class Cell:
         doutput : ndarray (T, B, H) or None
         cache : from :meth:`forward`
         dstate_n : tuple of (B, S_k) arrays (entries may be None), or None
+            Gradient of the returned ``state_n``: enters after step T - 1, or after step
+            last[b] for row b if the forward was given ``last``.
         need_dx : bool
             False may skip the input-gradient GEMM; ``dx`` is then None.
 
@@ -369,3 +412,61 @@ def read_only(*arrays) -> None:
     for a in arrays:
         if a is not None:
             a.flags.writeable = False
+
+
+# ------------------------------------------------------- each row's final step (lengths)
+
+
+def check_last(last, T: int, B: int):
+    """``last`` for :meth:`Cell.forward`: None, or (B,) integers in [0, T) as an intp array.
+
+    Returns None when every row ends at T - 1 (the plain case, so cells take their plain path).
+    """
+    if last is None:
+        return None
+    arr = np.asarray(last)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"last: expected an integer array of shape ({B},), got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"last: expected shape ({B},), got {arr.shape}")
+    if arr.min() < 0 or arr.max() >= T:
+        raise ValueError(f"last: expected values in [0, T) = [0, {T}), got "
+                         f"{arr.min()}..{arr.max()}")
+    return None if np.all(arr == T - 1) else arr.astype(np.intp)
+
+
+def final_steps(last, T: int) -> dict:
+    """{t: rows} for every step t that is some row's final step (rows: an index array, or
+    ``slice(None)`` for all rows when ``last`` is None, i.e. every row ends at T - 1)."""
+    if last is None:
+        return {T - 1: slice(None)}
+    order = np.argsort(last, kind="stable")
+    steps, starts = np.unique(last[order], return_index=True)
+    ends = [*starts[1:], len(last)]
+    return {int(t): order[a:b] for t, a, b in zip(steps, starts, ends, strict=True)}
+
+
+def backward_pieces(t0: int, t1: int, stops: dict) -> list:
+    """How a backward walk over steps t1 - 1 down to t0 meets the rows' final steps.
+
+    Returns ``[(a, b, rows), ...]`` in the order of the walk: for each piece, first add the
+    final-state gradient of ``rows`` (None: of no row) to the carried gradient, which at that
+    point is dL/d(state after step b - 1), then backpropagate through steps b - 1 down to a.
+    ``stops`` is :func:`final_steps`.
+    """
+    bounds = sorted({t + 1 for t in stops if t0 <= t < t1} | {t1}, reverse=True)
+    return [(bounds[i + 1] if i + 1 < len(bounds) else t0, b, stops.get(b - 1))
+            for i, b in enumerate(bounds)]
+
+
+def add_final_grads(dstate: tuple, dstate_n, rows) -> tuple:
+    """dstate + dstate_n on ``rows`` (new arrays; entries of ``dstate_n`` may be None)."""
+    if rows is None or dstate_n is None:
+        return dstate
+    out = []
+    for carried, given in zip(dstate, dstate_n, strict=True):
+        if given is not None:
+            carried = carried.copy()
+            carried[rows] += given[rows]
+        out.append(carried)
+    return tuple(out)

@@ -40,6 +40,16 @@ and, through the affine map, dx = da W_ih, dh = da W_hh, dW_ih = da^T x, dW_hh =
 db_ih = db_hh = sum_b da. ``weight_ih`` stacks [W_ii; W_if; W_ig; W_io] into (4H, D),
 ``weight_hh`` stacks the W_h* into (4H, H), and each bias is (4H,), exactly as ``nn.LSTM``'s
 ``weight_ih_l0`` etc.
+
+With a projection (LSTMP, ``proj_size`` P > 0; Sak, Senior & Beaufays 2014, "Long Short-Term
+Memory Recurrent Neural Network Architectures for Large Scale Acoustic Modeling", Interspeech:
+their m_t = o_t * h(c_t), r_t = W_rm m_t, with r_t the recurrent input; PyTorch's ``proj_size``
+also makes r_t the output), (6) becomes m' = o * tanh(c') and the hidden state, output and
+recurrent input is its projection::
+
+    h' = W_hr m'                        (7)     dm' = dh' W_hr,  dW_hr = dh'^T m'
+
+with ``weight_hr`` (P, H), h of size P and ``weight_hh`` (4H, P); c stays of size H.
 """
 
 from __future__ import annotations
@@ -55,8 +65,12 @@ from .._checks import as_float_array, check_shape
 from ..activations import sigmoid, tanh
 from .base import (
     Cell,
+    add_final_grads,
+    backward_pieces,
     check_checkpoint_every,
+    check_last,
     check_sequence_input,
+    final_steps,
     orthogonal,
     read_only,
     segments,
@@ -87,7 +101,8 @@ class CellCache(NamedTuple):
     Post-activation values are stored, so local derivatives come from them
     (sigmoid' = s (1 - s), tanh' = 1 - t^2). Shapes: x (B, D); h_prev, c_prev, i, f, g, o,
     tanh_c (B, H); weight_ih (4H, D); weight_hh (4H, H). ``has_bias`` records whether the
-    step used biases (they get gradients only then).
+    step used biases (they get gradients only then). With a projection h_prev is (B, P),
+    weight_hh (4H, P), ``weight_hr`` (P, H) and ``m`` = o * tanh_c (B, H); otherwise both None.
     """
 
     x: np.ndarray
@@ -101,25 +116,41 @@ class CellCache(NamedTuple):
     weight_ih: np.ndarray
     weight_hh: np.ndarray
     has_bias: bool
+    weight_hr: np.ndarray | None = None
+    m: np.ndarray | None = None
 
 
-def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where=""):
+def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where="",
+                       weight_hr=None):
     """Validate one layer's LSTM parameters; return them as arrays plus (H, D, dtype).
+
+    ``weight_hr`` (P, H), if given, is checked too (then weight_hh must be (4H, P)); convert
+    it with ``as_float_array`` yourself (it is not returned, so the return value is the same
+    with and without a projection).
 
     Raises
     ------
     TypeError
         Non-float or mixed dtypes.
     ValueError
-        Shapes that do not follow weight_ih (4H, D), weight_hh (4H, H), biases (4H,); NaN/inf.
+        Shapes that do not follow weight_ih (4H, D), weight_hh (4H, H) (or (4H, P) with
+        weight_hr (P, H)), biases (4H,); NaN/inf.
     """
     weight_hh = as_float_array(f"{where}weight_hh", weight_hh, dtype)
     dtype = weight_hh.dtype
-    if weight_hh.ndim != 2 or weight_hh.shape[0] != 4 * weight_hh.shape[1]:
-        raise ValueError(
-            f"{where}weight_hh: expected shape (4H, H), got {weight_hh.shape}"
-        )
-    H = weight_hh.shape[1]
+    if weight_hr is None:
+        if weight_hh.ndim != 2 or weight_hh.shape[0] != 4 * weight_hh.shape[1]:
+            raise ValueError(
+                f"{where}weight_hh: expected shape (4H, H), got {weight_hh.shape}"
+            )
+        H = weight_hh.shape[1]
+    else:
+        weight_hr = as_float_array(f"{where}weight_hr", weight_hr, dtype)
+        if weight_hr.ndim != 2:
+            raise ValueError(f"{where}weight_hr: expected shape (P, H), got {weight_hr.shape}")
+        P, H = weight_hr.shape
+        check_shape(f"{where}weight_hh", weight_hh, (4 * H, P), "(4H, P)",
+                    f"weight_hr is (P, H) = {weight_hr.shape}")
     weight_ih = as_float_array(f"{where}weight_ih", weight_ih, dtype)
     if weight_ih.ndim != 2 or weight_ih.shape[0] != 4 * H:
         raise ValueError(
@@ -137,8 +168,9 @@ def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where
     return weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype
 
 
-def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
-    """One LSTM step, equations (1)-(6) of the module docstring.
+def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
+                      weight_hr=None):
+    """One LSTM step, equations (1)-(6) of the module docstring (and (7) with a projection).
 
     Parameters
     ----------
@@ -150,10 +182,12 @@ def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bia
         Gate weights stacked in the order i, f, g, o (PyTorch layout).
     bias_ih, bias_hh : ndarray (4H,) or None
         Both biases, or both None for an LSTM without bias.
+    weight_hr : ndarray (P, H) or None
+        Projection (LSTMP): then h_prev and h are (B, P) and weight_hh is (4H, P).
 
     Returns
     -------
-    h : ndarray (B, H)
+    h : ndarray (B, H), or (B, P) with a projection
     c : ndarray (B, H)
     cache : CellCache
         Everything :func:`lstm_step_backward` needs; the function stores nothing elsewhere.
@@ -171,8 +205,11 @@ def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bia
     Gers, Schmidhuber & Cummins (2000), "Learning to Forget"; PyTorch ``torch.nn.LSTM`` docs.
     """
     weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype = check_lstm_weights(
-        weight_ih, weight_hh, bias_ih, bias_hh
+        weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=weight_hr
     )
+    if weight_hr is not None:
+        weight_hr = as_float_array("weight_hr", weight_hr, dtype)
+    P = weight_hh.shape[1]  # H, or the projection size
     x = as_float_array("x", x, dtype)
     if x.ndim != 2:
         raise ValueError(f"x: expected shape (B, D) = (B, {D}), got {x.shape}")
@@ -180,7 +217,7 @@ def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bia
     B = x.shape[0]
     h_prev = as_float_array("h_prev", h_prev, dtype)
     c_prev = as_float_array("c_prev", c_prev, dtype)
-    check_shape("h_prev", h_prev, (B, H), "(B, H)")
+    check_shape("h_prev", h_prev, (B, P), "(B, P)" if weight_hr is not None else "(B, H)")
     check_shape("c_prev", c_prev, (B, H), "(B, H)")
 
     a = x @ weight_ih.T + h_prev @ weight_hh.T  # (B, 4H) pre-activations
@@ -193,8 +230,12 @@ def lstm_step_forward(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bia
     c = f * c_prev + i * g  # (5)
     tanh_c = tanh(c)
     h = o * tanh_c  # (6)
+    m = None
+    if weight_hr is not None:
+        m = h
+        h = m @ weight_hr.T  # (7) projection, (B, P)
     cache = CellCache(x, h_prev, c_prev, i, f, g, o, tanh_c, weight_ih, weight_hh,
-                      bias_ih is not None)
+                      bias_ih is not None, weight_hr, m)
     return h, c, cache
 
 
@@ -204,7 +245,7 @@ def lstm_step_backward(dh, dc, cache: CellCache):
     Parameters
     ----------
     dh : ndarray (B, H) or None
-        dL/dh for this step's hidden output (None means zero).
+        dL/dh for this step's hidden output (None means zero); (B, P) with a projection.
     dc : ndarray (B, H) or None
         dL/dc arriving from the next step's cell (None means zero).
     cache : CellCache
@@ -213,10 +254,11 @@ def lstm_step_backward(dh, dc, cache: CellCache):
     Returns
     -------
     dx : ndarray (B, D)
-    dh_prev, dc_prev : ndarray (B, H)
+    dh_prev, dc_prev : ndarray (B, H) (dh_prev (B, P) with a projection)
     grads : dict
         Keys ``weight_ih`` (4H, D), ``weight_hh`` (4H, H), ``bias_ih`` and ``bias_hh`` (4H,)
-        (the bias keys only when the forward used biases). Same dtype as the cache.
+        (the bias keys only when the forward used biases), ``weight_hr`` (P, H) with a
+        projection. Same dtype as the cache.
 
     Raises
     ------
@@ -234,21 +276,27 @@ def lstm_step_backward(dh, dc, cache: CellCache):
         dc_prev = dc_t * f
         dx = da @ W_ih,  dh_prev = da @ W_hh,  dW_ih = da^T x,  dW_hh = da^T h_prev,
         db_ih = db_hh = sum_b da
+
+    and with a projection first dm = dh @ W_hr, dW_hr = dh^T m, then the above with dm for dh.
     """
-    x, h_prev, c_prev, i, f, g, o, tanh_c, weight_ih, weight_hh, has_bias = cache
-    B, H = h_prev.shape
+    x, h_prev, c_prev, i, f, g, o, tanh_c, weight_ih, weight_hh, has_bias, weight_hr, m = cache
+    B, H = c_prev.shape
+    P = h_prev.shape[1]
     dtype = h_prev.dtype
     if dh is None:
-        dh = np.zeros((B, H), dtype)
+        dh = np.zeros((B, P), dtype)
     if dc is None:
         dc = np.zeros((B, H), dtype)
     dh = as_float_array("dh", dh, dtype)
     dc = as_float_array("dc", dc, dtype)
-    check_shape("dh", dh, (B, H), "(B, H)")
+    check_shape("dh", dh, (B, P), "(B, P)" if weight_hr is not None else "(B, H)")
     check_shape("dc", dc, (B, H), "(B, H)")
 
-    do = dh * tanh_c  # through (6) to the output gate
-    dc_t = dc + dh * o * (1 - tanh_c**2)  # through (6) to c, plus the carried dc
+    dm = dh  # dL/d(o * tanh(c)): the output itself without a projection
+    if weight_hr is not None:
+        dm = dh @ weight_hr  # through (7), (B, H)
+    do = dm * tanh_c  # through (6) to the output gate
+    dc_t = dc + dm * o * (1 - tanh_c**2)  # through (6) to c, plus the carried dc
     di = dc_t * g  # through (5)
     df = dc_t * c_prev  # through (5)
     dg = dc_t * i  # through (5)
@@ -257,12 +305,14 @@ def lstm_step_backward(dh, dc, cache: CellCache):
         [di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=1
     )  # (B, 4H), through the nonlinearities (1)-(4)
     dx = da @ weight_ih  # (B, D)
-    dh_prev = da @ weight_hh  # (B, H)
+    dh_prev = da @ weight_hh  # (B, H), or (B, P) with a projection
     grads = {"weight_ih": da.T @ x, "weight_hh": da.T @ h_prev}
     if has_bias:
         db = da.sum(axis=0)
         grads["bias_ih"] = db
         grads["bias_hh"] = db.copy()
+    if weight_hr is not None:
+        grads["weight_hr"] = dh.T @ m  # (P, H), through (7)
     return dx, dh_prev, dc_prev, grads
 
 
@@ -320,7 +370,7 @@ class LSTMCache(NamedTuple):
 
     x : (T, B, D)
         The layer input (not copied: do not modify it in place before the backward).
-    h : (T + 1, B, H)
+    h : (T + 1, B, H), or (T + 1, B, P) with a projection
         Hidden states, ``h[0]`` = h_0, ``h[1:]`` = the layer output.
     c : (T + 1, B, H), or (ceil(T / k) + 1, B, H) with checkpointing
         Cell states, ``c[0]`` = c_0; with checkpointing c at t = 0, k, 2k, ... and c_T last.
@@ -328,7 +378,7 @@ class LSTMCache(NamedTuple):
         Post-activation gates in the internal order (o, i, f, g); None with checkpointing.
     tanh_c : (T, B, H) or None
         tanh(c_t) for t = 1..T; None with checkpointing.
-    weight_ih : (4H, D), weight_hh : (4H, H)
+    weight_ih : (4H, D), weight_hh : (4H, H) or (4H, P)
         The weights in the internal gate order.
     has_bias : bool
         Whether biases were used (their gradients are returned only then).
@@ -336,6 +386,10 @@ class LSTMCache(NamedTuple):
         b_ih + b_hh in the internal order (needed to recompute a segment), None without bias.
     checkpoint_every : int or None
         k, or None when everything is stored.
+    weight_hr : (P, H) or None
+        The projection (LSTMP), None without.
+    last : (B,) intp or None
+        Each row's final step (its h_n, c_n are the states after it), None for T - 1 for all.
 
     The arrays are marked read-only: the output handed to the user is a view of ``h`` and
     writing into it would silently corrupt the gradients.
@@ -351,6 +405,8 @@ class LSTMCache(NamedTuple):
     has_bias: bool
     bias: np.ndarray | None = None
     checkpoint_every: int | None = None
+    weight_hr: np.ndarray | None = None
+    last: np.ndarray | None = None
 
 
 def _half_sigmoid_rows(H: int, dtype) -> np.ndarray:
@@ -380,13 +436,15 @@ def _recurrent_weights(w_hh, H):
     return np.ascontiguousarray((w_hh * _half_sigmoid_rows(H, w_hh.dtype)[:, None]).T)
 
 
-def _run_steps(gates, h, c, tanh_c, w_hh_t):
+def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None):
     """The time loop of the forward, in place: n = len(gates) steps.
 
     gates : (n, B, 4H), pre-activations without the recurrent term on entry (sigmoid rows
         halved), post-activations (o, i, f, g) on exit.
-    h, c : (n + 1, B, H); row 0 holds the initial state, rows 1..n are written.
+    h, c : (n + 1, B, H) (h (n + 1, B, P) with a projection); row 0 holds the initial
+        state, rows 1..n are written.
     tanh_c : (n, B, H), written.
+    w_hh_t : (P or H, 4H); w_hr_t : (H, P) = W_hr^T, or None without a projection.
 
     The forward and the recomputation of the checkpointed backward both call this, so a
     recomputed segment is bitwise equal to the original.
@@ -394,6 +452,7 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t):
     n, B, H4 = gates.shape
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)  # h_{t-1} W_hh^T
+    m = None if w_hr_t is None else np.empty((B, H), gates.dtype)  # o * tanh(c), projected
     ig = np.empty((B, H), gates.dtype)  # i * g
     # A 0-d array of the gates' dtype: a Python float operand costs a type resolution per
     # call (1.1 vs 0.56 us per float32 call at B = 1, where the loop is call-overhead bound).
@@ -414,7 +473,11 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t):
         np.multiply(i_l[t], g_l[t], out=ig)  # i * g
         C[t + 1] += ig  # (5)
         np.tanh(C[t + 1], out=TC[t])
-        np.multiply(o_l[t], TC[t], out=Hs[t + 1])  # (6)
+        if m is None:
+            np.multiply(o_l[t], TC[t], out=Hs[t + 1])  # (6)
+        else:
+            np.multiply(o_l[t], TC[t], out=m)  # (6)
+            np.dot(m, w_hr_t, out=Hs[t + 1])  # (7) h = W_hr m
 
 
 def recompute_segment(cache: LSTMCache, pre: np.ndarray, seg: int):
@@ -434,21 +497,27 @@ def recompute_segment(cache: LSTMCache, pre: np.ndarray, seg: int):
     gates : (n, B, 4H), c : (n + 1, B, H) (c[0] = the checkpoint), tanh_c : (n, B, H)
     """
     T, B, _ = cache.x.shape
-    H = cache.h.shape[2]
+    H = cache.weight_hh.shape[0] // 4
     t0, t1 = segments(T, cache.checkpoint_every)[seg]
     n = t1 - t0
-    h = np.empty((n + 1, B, H), pre.dtype)  # scratch: the cache is not written
+    h = np.empty((n + 1, B, cache.h.shape[2]), pre.dtype)  # scratch: the cache is not written
     c = np.empty((n + 1, B, H), pre.dtype)
     tanh_c = np.empty((n, B, H), pre.dtype)
     h[0] = cache.h[t0]
     c[0] = cache.c[seg]
     gates = pre[t0:t1]
-    _run_steps(gates, h, c, tanh_c, _recurrent_weights(cache.weight_hh, H))
+    _run_steps(gates, h, c, tanh_c, _recurrent_weights(cache.weight_hh, H),
+               _projection_weights(cache.weight_hr))
     return gates, c, tanh_c
 
 
+def _projection_weights(w_hr):
+    """(H, P) = W_hr^T, contiguous, or None without a projection."""
+    return None if w_hr is None else np.ascontiguousarray(w_hr.T)
+
+
 def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
-                 checkpoint_every=None):
+                 checkpoint_every=None, weight_hr=None, last=None):
     """Run one LSTM layer over a whole sequence and keep the cache for BPTT.
 
     Parameters
@@ -456,8 +525,8 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     x : ndarray (T, B, D), float32 or float64
         Input sequence, time-major.
     h_0, c_0 : ndarray (B, H) or None
-        Initial hidden and cell state (None means zeros).
-    weight_ih : ndarray (4H, D); weight_hh : ndarray (4H, H)
+        Initial hidden and cell state (None means zeros); h_0 is (B, P) with a projection.
+    weight_ih : ndarray (4H, D); weight_hh : ndarray (4H, H), or (4H, P) with a projection
         Gate weights stacked in PyTorch's order i, f, g, o.
     bias_ih, bias_hh : ndarray (4H,) or None
         Both biases, or both None.
@@ -465,13 +534,19 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
         If k, keep only h and the cell state every k steps (cache ~H instead of ~7H numbers
         per token); the backward then recomputes each k-step segment's forward (about one
         more forward pass of work) and returns bitwise the same gradients. None keeps all.
+    weight_hr : ndarray (P, H) or None
+        Projection (LSTMP, equation (7)): the output and recurrent state is h = W_hr m (P).
+    last : integer ndarray (B,) or None
+        Row b's final step, in [0, T) (None: T - 1 for every row): its (h_n, c_n) are the
+        states after step last[b], and :func:`lstm_backward` injects dh_n, dc_n there (see
+        :meth:`lstm_bptt.cells.base.Cell.forward`; how the layer implements ``lengths``).
 
     Returns
     -------
-    output : ndarray (T, B, H)
+    output : ndarray (T, B, H) or (T, B, P)
         h_1 .. h_T (read-only view into the cache).
-    (h_n, c_n) : tuple of ndarray (B, H)
-        Final hidden and cell state (read-only views).
+    (h_n, c_n) : tuple of ndarray (B, H) (h_n (B, P) with a projection)
+        Final hidden and cell state (read-only views without ``last``).
     cache : LSTMCache
         Input of :func:`lstm_backward`.
 
@@ -496,34 +571,41 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     Chen et al. (2016), "Training deep nets with sublinear memory cost" (recomputation).
     """
     weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype = check_lstm_weights(
-        weight_ih, weight_hh, bias_ih, bias_hh
+        weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=weight_hr
     )
+    if weight_hr is not None:
+        weight_hr = as_float_array("weight_hr", weight_hr, dtype)
+    P = weight_hh.shape[1]  # H, or the projection size
     x = check_sequence_input(x, D, dtype)
     T, B, _ = x.shape
     checkpoint_every = check_checkpoint_every(checkpoint_every)
+    last = check_last(last, T, B)
     w_ih = to_internal(weight_ih, H)
     w_hh = to_internal(weight_hh, H)
     bias = None if bias_ih is None else to_internal(bias_ih + bias_hh, H)
 
-    h = np.empty((T + 1, B, H), dtype)
+    h = np.empty((T + 1, B, P), dtype)
     state0 = []
     for name, s0, buf in (("h_0", h_0, h[0]), ("c_0", c_0, np.empty((B, H), dtype))):
         if s0 is None:
             buf[...] = 0
         else:
             s0 = as_float_array(name, s0, dtype)
-            check_shape(name, s0, (B, H), "(B, H)")
+            check_shape(name, s0, buf.shape, "(B, P)" if P != H and name == "h_0" else
+                        "(B, H)")
             buf[...] = s0
         state0.append(buf)
 
     gates = _projection(x, w_ih, bias, H)  # (T, B, 4H), activated in place by _run_steps
-    w_hh_t = _recurrent_weights(w_hh, H)  # (H, 4H)
+    w_hh_t = _recurrent_weights(w_hh, H)  # (P, 4H)
+    w_hr_t = _projection_weights(weight_hr)  # (H, P) or None
+    rows = np.arange(B)
     if checkpoint_every is None:
         c = np.empty((T + 1, B, H), dtype)
         c[0] = state0[1]
         tanh_c = np.empty((T, B, H), dtype)
-        _run_steps(gates, h, c, tanh_c, w_hh_t)
-        c_n = c[T]
+        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t)
+        c_n = c[T] if last is None else c[last + 1, rows]
     else:
         segs = segments(T, checkpoint_every)
         c = np.empty((len(segs) + 1, B, H), dtype)  # c at t = 0, k, 2k, ..., T
@@ -531,18 +613,23 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
         k = checkpoint_every
         c_seg = np.empty((min(k, T) + 1, B, H), dtype)
         tanh_seg = np.empty((min(k, T), B, H), dtype)
+        c_n = c[-1] if last is None else np.empty((B, H), dtype)
         for s, (t0, t1) in enumerate(segs):
             n = t1 - t0
             c_seg[0] = c[s]
-            _run_steps(gates[t0:t1], h[t0 : t1 + 1], c_seg[: n + 1], tanh_seg[:n], w_hh_t)
+            _run_steps(gates[t0:t1], h[t0 : t1 + 1], c_seg[: n + 1], tanh_seg[:n], w_hh_t,
+                       w_hr_t)
             c[s + 1] = c_seg[n]
+            if last is not None:  # the rows whose final step is in this segment
+                ends = np.flatnonzero((last >= t0) & (last < t1))
+                c_n[ends] = c_seg[last[ends] - t0 + 1, ends]
         gates = tanh_c = None
-        c_n = c[-1]
 
     read_only(h, c, gates, tanh_c)
     cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, bias_ih is not None, bias,
-                      checkpoint_every)
-    return h[1:], (h[T], c_n), cache
+                      checkpoint_every, weight_hr, last)
+    h_n = h[T] if last is None else h[last + 1, rows]
+    return h[1:], (h_n, c_n), cache
 
 
 
@@ -592,14 +679,15 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
 
     Parameters
     ----------
-    doutput : ndarray (T, B, H) or None
+    doutput : ndarray (T, B, H) (or (T, B, P) with a projection) or None
         dL/d output_t for every step (None means the loss does not depend on the outputs,
         only on ``dh_n``/``dc_n``).
     cache : LSTMCache
         From :func:`lstm_forward`; not modified.
-    dh_n, dc_n : ndarray (B, H) or None
-        dL/dh_T and dL/dc_T arriving from later (e.g. the next chunk of a longer sequence, or
-        a head that reads the final state). None means zero.
+    dh_n, dc_n : ndarray (B, H) or None (dh_n (B, P) with a projection)
+        dL/dh_n and dL/dc_n arriving from later (e.g. the next chunk of a longer sequence, or
+        a head that reads the final state). None means zero. They enter at step T - 1, or,
+        if the forward had ``last``, at step last[b] for row b.
     need_dx : bool
         Compute dx. False skips one (T*B, 4H) @ (4H, D) GEMM when the input needs no gradient
         (e.g. one-hot characters); ``dx`` is then None.
@@ -607,10 +695,11 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     Returns
     -------
     dx : ndarray (T, B, D), or None if not ``need_dx``
-    dh_0, dc_0 : ndarray (B, H)
+    dh_0, dc_0 : ndarray (B, H) (dh_0 (B, P) with a projection)
     grads : dict
         ``weight_ih`` (4H, D), ``weight_hh`` (4H, H) and, if the forward used biases,
-        ``bias_ih`` and ``bias_hh`` (4H,), in PyTorch's gate order i, f, g, o.
+        ``bias_ih`` and ``bias_hh`` (4H,), in PyTorch's gate order i, f, g, o; ``weight_hr``
+        (P, H) with a projection.
 
     Raises
     ------
@@ -635,33 +724,44 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     and after the loop dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_t^T h_{t-1},
     db = sum_{t,b} da_t, dx_t = da_t @ W_ih.
     """
-    x, h, c, gates, tanh_c, w_ih, w_hh, has_bias, bias, k = cache
+    x, h, c, gates, tanh_c, w_ih, w_hh, has_bias, bias, k, w_hr, last = cache
     T, B, D = x.shape
-    H = h.shape[2]
+    H = w_hh.shape[0] // 4
+    P = h.shape[2]  # H, or the projection size
     dtype = h.dtype
     if doutput is not None:
         doutput = as_float_array("doutput", doutput, dtype)
-        check_shape("doutput", doutput, (T, B, H), "(T, B, H)")
-    dh = np.zeros((B, H), dtype)
-    dc = np.zeros((B, H), dtype)
-    for name, given, buf in (("dh_n", dh_n, dh), ("dc_n", dc_n, dc)):
+        check_shape("doutput", doutput, (T, B, P), "(T, B, H)")
+    dstate_n = []
+    for name, given, size in (("dh_n", dh_n, P), ("dc_n", dc_n, H)):
         if given is not None:
             given = as_float_array(name, given, dtype)
-            check_shape(name, given, (B, H), "(B, H)")
-            buf[...] = given
+            check_shape(name, given, (B, size), "(B, H)")
+        dstate_n.append(given)
+    stops = final_steps(last, T)  # {t: rows whose dh_n, dc_n enter after step t}
+    dh, dc = np.zeros((B, P), dtype), np.zeros((B, H), dtype)
 
     # Per step and row: [u | da_o | da_i | da_f | da_g | dc_prev], u = dh_t * dtanh/dc scratch
     work = _workspace((T, B, 6 * H), dtype)
+    dhs = None if w_hr is None else np.empty((T, B, P), dtype)  # dL/dh_t, for dW_hr
+    m = None if w_hr is None else np.empty((T, B, H), dtype)  # o * tanh(c_t), for dW_hr
     pre = None if k is None else _projection(x, w_ih, bias, H)  # recomputation input
     segs = segments(T, k)
     for s in reversed(range(len(segs))):
         t0, t1 = segs[s]
         if k is None:
-            g_s, c_s, tc_s = gates, c, tanh_c
+            g_s, c_s, tc_s = gates[t0:t1], c[t0 : t1 + 1], tanh_c[t0:t1]
         else:
             g_s, c_s, tc_s = recompute_segment(cache, pre, s)
-        dh, dc = _backward_steps(g_s, c_s, tc_s, w_hh, work[t0:t1],
-                                 None if doutput is None else doutput[t0:t1], dh, dc)
+        if m is not None:
+            np.multiply(g_s[:, :, :H], tc_s, out=m[t0:t1])  # (6), the same op as the forward
+        # split where rows end: there their dh_n, dc_n join the carried gradient
+        for a, b, rows in backward_pieces(t0, t1, stops):
+            dh, dc = add_final_grads((dh, dc), dstate_n, rows)
+            i, j = a - t0, b - t0
+            dh, dc = _backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh, work[a:b],
+                                     None if doutput is None else doutput[a:b], dh, dc,
+                                     w_hr, None if dhs is None else dhs[a:b])
     del pre
     dc = dc.copy()  # a view into `work`
 
@@ -671,25 +771,28 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     grads = {
         "weight_ih": to_pytorch((x.reshape(T * B, D).T @ da).T, H),  # (4H, D)
-        "weight_hh": to_pytorch((h[:-1].reshape(T * B, H).T @ da).T, H),  # (4H, H)
+        "weight_hh": to_pytorch((h[:-1].reshape(T * B, P).T @ da).T, H),  # (4H, P)
     }
     if has_bias:
         db = to_pytorch(da.sum(axis=0), H)  # (4H,)
         grads["bias_ih"] = db
         grads["bias_hh"] = db.copy()
+    if w_hr is not None:
+        grads["weight_hr"] = (m.reshape(T * B, H).T @ dhs.reshape(T * B, P)).T  # (P, H), (7)
     return dx, dh, dc, grads
 
 
-def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc):
+def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc, w_hr=None, dhs=None):
     """BPTT over n consecutive steps (one checkpoint segment, or the whole sequence).
 
     Parameters
     ----------
     gates : (n, B, 4H) post-activations (o, i, f, g); c : (n + 1, B, H); tanh_c : (n, B, H)
-    w_hh : (4H, H), internal order
+    w_hh : (4H, H), internal order ((4H, P) with a projection)
     work : (n, B, 6H), written: per row [u, da_o, da_i, da_f, da_g, dc_{t-1}]
-    doutput : (n, B, H) or None
-    dh, dc : (B, H), carried in from step n (not modified)
+    doutput : (n, B, H) or None ((n, B, P) with a projection)
+    dh, dc : (B, H), carried in from step n (not modified); dh (B, P) with a projection
+    w_hr : (P, H) or None, the projection; dhs : (n, B, P), written with dL/dh_t when given
 
     Returns
     -------
@@ -701,7 +804,7 @@ def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc):
     i (1 - g^2), f] precomputed for a chunk of steps, one step is::
 
         dh_t = doutput_t + dh
-        [u, da_o] = dh_t * Q_t
+        [u, da_o] = dh_t * Q_t                   (with a projection: dh_t @ W_hr * Q_t)
         u += dc                                  (u is now dc_t)
         [da_i, da_f, da_g, dc] = dc_t * P_t      (dc is now dc_{t-1})
         dh = da_t @ W_hh                         (dh_{t-1})
@@ -725,9 +828,11 @@ def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc):
     da = list(work[:, :, H : 5 * H])
     Ql, Pl = list(Q), list(P)
     douts = None if doutput is None else list(doutput)
-    dh_t = np.empty((B, H), dtype)
+    n_out = w_hh.shape[1]  # P with a projection, else H
+    dh_t = np.empty((B, H), dtype)  # dL/dm_t, m = o * tanh(c) (= h_t without projection)
     dh_t3 = dh_t[:, None, :]
-    dh_bufs = (np.empty((B, H), dtype), np.empty((B, H), dtype))  # dh_{t-1}, alternating
+    dh_bufs = (np.empty((B, n_out), dtype), np.empty((B, n_out), dtype))  # dh_{t-1}
+    dhs_l = None if w_hr is None else list(dhs)
     j = 0
     for s1 in range(n, 0, -m):
         s0 = max(0, s1 - m)
@@ -752,10 +857,17 @@ def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc):
         np.multiply(ic, tm, out=p2)  # da_g / dc_t = i (1 - g^2)
         P[:r, :, 3] = fc  # dc_{t-1} / dc_t = f
         for t in reversed(range(s0, s1)):
-            if douts is not None:
-                np.add(douts[t], dh, out=dh_t)  # output gradient plus carried dh
+            if dhs_l is None:
+                if douts is not None:
+                    np.add(douts[t], dh, out=dh_t)  # output gradient plus carried dh
+                else:
+                    dh_t[...] = dh
             else:
-                dh_t[...] = dh
+                if douts is not None:
+                    np.add(douts[t], dh, out=dhs_l[t])  # dL/dh_t, h_t = W_hr m_t
+                else:
+                    dhs_l[t][...] = dh
+                np.dot(dhs_l[t], w_hr, out=dh_t)  # dL/dm_t = dL/dh_t W_hr, through (7)
             np.multiply(dh_t3, Ql[t - s0], out=w2[t])  # u, da_o
             u[t] += dc  # dc_t
             np.multiply(u3[t], Pl[t - s0], out=w4[t])  # da_i, da_f, da_g, dc_{t-1}
@@ -775,7 +887,16 @@ class LSTMCell(Cell):
     """The LSTM behind the common cell interface (PyTorch ``nn.LSTM`` layout, gates i, f, g, o).
 
     Stateless: it holds no parameters (the layer passes them in as a dict keyed ``weight_ih``,
-    ``weight_hh``, ``bias_ih``, ``bias_hh``). State tuple ``(h, c)``, both (B, H).
+    ``weight_hh``, ``bias_ih``, ``bias_hh``, and ``weight_hr`` with a projection). State tuple
+    ``(h, c)``, both (B, H), or h (B, P) with a projection.
+
+    Parameters
+    ----------
+    proj_size : int
+        P > 0 adds the projection of LSTMP (Sak, Senior & Beaufays 2014; PyTorch's
+        ``proj_size``): ``weight_hr`` (P, H), h = W_hr (o * tanh(c)) of size P is the output
+        and the recurrent input (``weight_hh`` (4H, P)); c stays of size H. 0 (default): none.
+        The layer requires P < H, as PyTorch.
 
     Init options (keyword arguments of :meth:`init_params`, and of the layer
     :class:`lstm_bptt.recurrent.LSTM`):
@@ -798,6 +919,32 @@ class LSTMCell(Cell):
     num_gates = 4
     gate_names = ("i", "f", "g", "o")
     init_option_names = ("forget_bias", "input_bias", "recurrent_init")
+    supports_last = True
+
+    def __init__(self, proj_size: int = 0):
+        if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
+            raise TypeError(f"proj_size: expected an int >= 0, got {proj_size!r}")
+        if proj_size < 0:
+            raise ValueError(f"proj_size: expected an int >= 0, got {proj_size}")
+        self.proj_size = int(proj_size)
+
+    def __repr__(self) -> str:
+        return f"LSTMCell(proj_size={self.proj_size})" if self.proj_size else "LSTMCell()"
+
+    def param_shapes(self, input_size, hidden_size, bias):
+        """PyTorch's order: ``weight_ih`` (4H, D), ``weight_hh`` (4H, H or P), ``bias_ih``,
+        ``bias_hh`` (4H,), then ``weight_hr`` (P, H) with a projection."""
+        H, P = hidden_size, self.proj_size
+        shapes = {"weight_ih": (4 * H, input_size), "weight_hh": (4 * H, P or H)}
+        if bias:
+            shapes.update(bias_ih=(4 * H,), bias_hh=(4 * H,))
+        if P:
+            shapes["weight_hr"] = (P, H)
+        return shapes
+
+    def state_sizes(self, hidden_size):
+        """(H, H), or (P, H) with a projection."""
+        return (self.proj_size or hidden_size, hidden_size)
 
     def check_init_options(self, bias, forget_bias=None, input_bias=None,
                            recurrent_init="uniform", **unknown):
@@ -818,6 +965,9 @@ class LSTMCell(Cell):
             raise ValueError(
                 f"recurrent_init: expected 'uniform' or 'orthogonal', got {recurrent_init!r}"
             )
+        if recurrent_init == "orthogonal" and self.proj_size:
+            raise ValueError("recurrent_init: 'orthogonal' needs square (H, H) blocks of "
+                             "weight_hh, with proj_size they are (H, P); use 'uniform'")
         return {"forget_bias": forget_bias, "input_bias": input_bias,
                 "recurrent_init": recurrent_init}
 
@@ -838,7 +988,7 @@ class LSTMCell(Cell):
     def step_forward(self, x, state, params):
         h, c, cache = lstm_step_forward(x, state[0], state[1], params["weight_ih"],
                                         params["weight_hh"], params.get("bias_ih"),
-                                        params.get("bias_hh"))
+                                        params.get("bias_hh"), params.get("weight_hr"))
         return (h, c), cache
 
     def step_backward(self, dstate, step_cache):
@@ -846,11 +996,12 @@ class LSTMCell(Cell):
         return dx, (dh_prev, dc_prev), grads
 
     # --- the fast sequence path
-    def forward(self, x, state0, params, *, checkpoint_every=None):
+    def forward(self, x, state0, params, *, checkpoint_every=None, last=None):
         h_0, c_0 = (None, None) if state0 is None else state0
         output, (h_n, c_n), cache = lstm_forward(
             x, h_0, c_0, params["weight_ih"], params["weight_hh"], params.get("bias_ih"),
-            params.get("bias_hh"), checkpoint_every=checkpoint_every)
+            params.get("bias_hh"), checkpoint_every=checkpoint_every,
+            weight_hr=params.get("weight_hr"), last=last)
         return output, (h_n, c_n), cache
 
     def backward(self, doutput, cache, dstate_n=None, *, need_dx=True):
@@ -873,15 +1024,16 @@ class LSTMCell(Cell):
             c_t = cache.c[t if k is None else (len(cache.c) - 1 if t == T else t // k)]
         else:
             s = t // k
-            _, c_seg, _ = recompute_segment(cache, _projection(cache.x, cache.weight_ih,
-                                                               cache.bias, cache.h.shape[2]), s)
+            H = cache.weight_hh.shape[0] // 4
+            pre = _projection(cache.x, cache.weight_ih, cache.bias, H)
+            _, c_seg, _ = recompute_segment(cache, pre, s)
             c_t = c_seg[t - s * k]
         return cache.h[t], c_t
 
     def per_step(self, cache):
         """``h``, ``c`` (T, B, H) for steps 1..T and the gates ``i``, ``f``, ``g``, ``o``
         (post-activation, PyTorch's order; recomputed when the cache was checkpointed)."""
-        H = cache.h.shape[2]
+        H = cache.weight_hh.shape[0] // 4
         gates, c = cache.gates, cache.c
         if gates is None:  # checkpointed: recompute every segment
             T, B = self.cache_dims(cache)
