@@ -6,9 +6,17 @@ Every model exposes
   ``"head.weight"``) holding the *same* arrays as its modules, so an optimizer updating
   ``params`` in place updates the model;
 * ``loss(inputs, targets, state=None, ...) -> (loss, grads, state)``: forward, loss and BPTT
-  backward in one call, ``grads`` keyed like ``params``, ``state`` the (h, c) to carry into the
-  next chunk (plain arrays: the gradient is cut there, as truncated BPTT requires);
+  backward in one call, ``grads`` keyed like ``params``, ``state`` the recurrent state to carry
+  into the next chunk: a tuple of (L, B, H) arrays, one per state of the cell (``(h, c)`` for
+  an LSTM, ``(h,)`` for a GRU or RNN; plain arrays: the gradient is cut there, as truncated
+  BPTT requires);
 * ``config()``: the constructor arguments, so a checkpoint can rebuild the model.
+
+The recurrent part is a :class:`~lstm_bptt.recurrent.Recurrent` layer of any registered cell:
+pass ``cell="lstm"`` (the default), another name, a cell object, or a ready ``Recurrent``
+layer. The models read what they need from it through its methods (``state_at``,
+``pack_state``), never through the fields of its cache. The layer's parameters are named
+``"<cell name>.<param>"`` (``"lstm.weight_ih_l0"``).
 
 Dimension letters: T time, B batch, D input features, H hidden units, L layers, V vocabulary
 size, C classes, K regression outputs.
@@ -29,7 +37,7 @@ from ._checks import (
 )
 from .layers import Embedding, Linear, check_dropout
 from .losses import mse_loss, softmax_cross_entropy, softmax_probs
-from .recurrent import LSTM
+from .recurrent import Recurrent
 
 
 class _Model:
@@ -89,20 +97,83 @@ class _Model:
         for k, p in self.params.items():
             np.copyto(p, params[k])
 
+    def _build_recurrent(self, cell, input_size, dropout, forget_bias, cell_options):
+        """The recurrent layer: ``cell`` a name, a Cell object or a ready Recurrent layer."""
+        if isinstance(cell, Recurrent):
+            layer = cell
+            if cell_options or forget_bias is not None:
+                raise TypeError("cell: forget_bias/cell_options given with a ready Recurrent "
+                                "layer; set them when building the layer")
+            for name, want in (("input_size", input_size), ("hidden_size", self.hidden_size),
+                               ("num_layers", self.num_layers)):
+                if getattr(layer, name) != want:
+                    raise ValueError(f"cell: expected a layer with {name} = {want}, got "
+                                     f"{getattr(layer, name)}")
+            if layer.dtype != self.dtype:
+                raise TypeError(f"cell: expected a layer of dtype {self.dtype}, got "
+                                f"{layer.dtype}")
+            if layer.batch_first:
+                raise ValueError("cell: expected a time-major layer (batch_first=False)")
+        else:
+            options = dict(cell_options or {})
+            if forget_bias is not None:
+                options["forget_bias"] = forget_bias
+            layer = Recurrent(cell, input_size, self.hidden_size, self.num_layers,
+                              dtype=self.dtype, rng=self.rng, dropout=dropout, **options)
+        if isinstance(cell, Recurrent):
+            self.forget_bias = layer.init_options.get("forget_bias")
+        self.recurrent = layer
+        return layer
+
+    def _cell_config(self) -> dict:
+        """``cell`` and ``cell_options`` for :meth:`config` (JSON-serialisable): the cell's
+        constructor options and the init options that differ from the defaults."""
+        layer = self.recurrent
+        defaults = layer.cell.check_init_options(layer.bias)
+        options = dict(layer.cell.options())
+        options.update({k: v for k, v in layer.init_options.items()
+                        if k != "forget_bias" and v != defaults.get(k)})
+        return {"cell": layer.cell.name, "cell_options": options}
+
+    @property
+    def lstm(self):
+        """The recurrent layer (its name before the models took any cell)."""
+        return self.recurrent
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the carried state arrays: ``("h", "c")`` for an LSTM, ``("h",)`` else."""
+        return self.recurrent.cell.state_names
+
     def _check_state(self, state, B):
         if state is None:
             return None
-        if not (isinstance(state, tuple | list) and len(state) == 2):
-            raise TypeError("state: expected a tuple (h, c) of (num_layers, B, H) arrays, or None")
-        return state
+        names = self.state_names
+        if not (isinstance(state, tuple | list) and len(state) == len(names)):
+            raise TypeError(f"state: expected a tuple ({', '.join(names)}) of "
+                            f"(num_layers, B, H) arrays, or None, got {_describe_state(state)}")
+        return self.recurrent.pack_state(tuple(state))
+
+    def _run_recurrent(self, x, state, train):
+        """(output, state tuple, cache) of the recurrent layer."""
+        out, h_n, cache = self.recurrent.forward(x, self._check_state(state, x.shape[1]),
+                                                 train=train)
+        return out, self.recurrent.unpack_state(h_n), cache
 
     @staticmethod
-    def _copy_state(h_n, c_n):
-        return (np.array(h_n), np.array(c_n))
+    def _copy_state(state):
+        return tuple(np.array(s) for s in state)
+
+
+def _describe_state(state):
+    if isinstance(state, tuple | list):
+        return f"a {type(state).__name__} of length {len(state)}"
+    return type(state).__name__
 
 
 class CharLM(_Model):
-    """Character (or token) language model: one-hot or Embedding -> LSTM -> Linear -> softmax.
+    """Character (or token) language model: one-hot or Embedding -> LSTM (or another recurrent
+    cell) -> Linear -> softmax.
 
     Parameters
     ----------
@@ -122,7 +193,13 @@ class CharLM(_Model):
     rng : Generator, seed or None
         Initialisation, dropout and (by default) sampling.
     forget_bias : float or None
-        See :class:`~lstm_bptt.recurrent.LSTM`.
+        See :class:`~lstm_bptt.recurrent.LSTM` (LSTM cells only).
+    cell : str, Cell or Recurrent
+        The recurrent cell: a registered name (``"lstm"``, ...), a cell object, or a ready
+        :class:`~lstm_bptt.recurrent.Recurrent` layer (its sizes and dtype must match).
+    cell_options : dict, optional
+        More options of the cell and its initialisation (e.g. ``{"input_bias": -1.0,
+        "recurrent_init": "orthogonal"}`` for an LSTM).
 
     Notes
     -----
@@ -132,7 +209,8 @@ class CharLM(_Model):
     """
 
     def __init__(self, vocab_size, hidden_size=128, num_layers=1, embedding_dim=None,
-                 dropout=0.0, dtype=np.float32, rng=None, forget_bias=None):
+                 dropout=0.0, dtype=np.float32, rng=None, forget_bias=None, cell="lstm",
+                 cell_options=None):
         # checked here, under their own names, before the modules see them as e.g. input_size
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
@@ -148,13 +226,12 @@ class CharLM(_Model):
             self.modules["embedding"] = Embedding(vocab_size, self.embedding_dim, self.dtype,
                                                   self.rng)
         d_in = self.embedding_dim if self.embedding_dim is not None else self.vocab_size
-        # the LSTM's dropout acts between layers only; the head dropout is applied in forward,
+        # the layer's dropout acts between layers only; the head dropout is applied in forward,
         # so a one-layer model passes 0 (nn.LSTM-style warning otherwise)
-        self.lstm = LSTM(d_in, self.hidden_size, self.num_layers, dtype=self.dtype, rng=self.rng,
-                         dropout=self.dropout if self.num_layers > 1 else 0.0,
-                         forget_bias=forget_bias)
+        rec = self._build_recurrent(cell, d_in, self.dropout if self.num_layers > 1 else 0.0,
+                                    forget_bias, cell_options)
         self.head = Linear(self.hidden_size, self.vocab_size, dtype=self.dtype, rng=self.rng)
-        self.modules["lstm"] = self.lstm
+        self.modules[rec.cell.name] = rec
         self.modules["head"] = self.head
         self._collect_params()
 
@@ -163,7 +240,7 @@ class CharLM(_Model):
         return {"vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "embedding_dim": self.embedding_dim,
                 "dropout": self.dropout, "dtype": self.dtype.name,
-                "forget_bias": self.forget_bias}
+                "forget_bias": self.forget_bias, **self._cell_config()}
 
     def __repr__(self) -> str:
         return (f"CharLM(V={self.vocab_size}, H={self.hidden_size}, L={self.num_layers}, "
@@ -182,14 +259,15 @@ class CharLM(_Model):
         Parameters
         ----------
         inputs : integer ndarray (T, B), ids in [0, V)
-        state : tuple (h, c) of (L, B, H) arrays, or None for zeros
+        state : tuple of (L, B, H) arrays (``(h, c)`` for an LSTM, ``(h,)`` for a one-state
+            cell), or None for zeros
         train : bool
             Apply dropout.
 
         Returns
         -------
         logits : ndarray (T, B, V)
-        (h_n, c_n) : tuple of (L, B, H) arrays
+        state : tuple of (L, B, H) arrays, the final state
         cache : tuple, for the backward inside :meth:`loss`
 
         Raises
@@ -203,16 +281,14 @@ class CharLM(_Model):
         if ids.ndim != 2:
             raise ValueError(f"inputs: expected integer ids of shape (T, B), got {ids.shape}")
         x, emb_cache = self._embed(ids)
-        out, (h_n, c_n), lstm_cache = self.lstm.forward(
-            x, self._check_state(state, ids.shape[1]), train=train
-        )
+        out, state_n, rec_cache = self._run_recurrent(x, state, train)
         mask = None
         if train and self.dropout > 0:
             keep = 1.0 - self.dropout
             mask = (self.rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
             out = out * mask
         logits, head_cache = self.head.forward(out)  # (T, B, V)
-        return logits, (h_n, c_n), (emb_cache, lstm_cache, mask, head_cache)
+        return logits, state_n, (emb_cache, rec_cache, mask, head_cache)
 
     def loss(self, inputs, targets, state=None, mask=None, *, train: bool = True,
              state_at: int | None = None):
@@ -221,7 +297,7 @@ class CharLM(_Model):
         Parameters
         ----------
         inputs, targets : integer ndarrays (T, B), ids in [0, V)
-        state : tuple (h, c) of (L, B, H), or None for zeros
+        state : tuple of (L, B, H) arrays (``(h, c)`` for an LSTM), or None for zeros
         mask : bool ndarray (T, B), optional
             Positions whose loss counts (used by truncated BPTT with k2 > k1 to backpropagate
             through steps whose loss was already counted).
@@ -234,9 +310,9 @@ class CharLM(_Model):
         -------
         loss : float, nats per token
         grads : dict keyed like ``params``
-        state : tuple (h, c) of (L, B, H) arrays (copies; no gradient flows through them)
+        state : tuple of (L, B, H) arrays (copies; no gradient flows through them)
         """
-        logits, (h_n, c_n), (emb_cache, lstm_cache, drop_mask, head_cache) = self.forward(
+        logits, state_n, (emb_cache, rec_cache, drop_mask, head_cache) = self.forward(
             inputs, state, train=train
         )
         targets = check_int_array("targets", targets, 0, self.vocab_size)
@@ -245,18 +321,17 @@ class CharLM(_Model):
         if drop_mask is not None:
             dout = dout * drop_mask
         # one-hot inputs need no gradient: skip the input GEMM of the first layer
-        dx, _, lstm_grads = self.lstm.backward(dout, lstm_cache,
-                                               need_dx=self.embedding_dim is not None)
-        per_module = {"lstm": lstm_grads, "head": head_grads}
+        dx, _, rec_grads = self.recurrent.backward(dout, rec_cache,
+                                                   need_dx=self.embedding_dim is not None)
+        per_module = {self.recurrent.cell.name: rec_grads, "head": head_grads}
         if self.embedding_dim is not None:
             per_module["embedding"] = self.modules["embedding"].backward(dx, emb_cache)
         grads = self._split_grads(per_module)
         grads = {k: grads[k] for k in self.params}
         if state_at is None:
-            new_state = self._copy_state(h_n, c_n)
+            new_state = self._copy_state(state_n)
         else:
-            new_state = (np.stack([lc.h[state_at] for lc in lstm_cache.layers]),
-                         np.stack([lc.c[state_at] for lc in lstm_cache.layers]))
+            new_state = self.recurrent.state_at(rec_cache, state_at)
         return loss, grads, new_state
 
     def evaluate(self, ids, batch_size: int = 32, k1: int = 256) -> float:
@@ -367,51 +442,55 @@ def _last_index(lengths, T, B):
     return lengths - 1
 
 
-class _LSTMWithHead(_Model):
-    """LSTM -> Linear on float inputs (T, B, D): the shared body of the classifier and regressor."""
+class _RecurrentWithHead(_Model):
+    """Recurrent layer -> Linear on float inputs (T, B, D): the shared body of the classifier
+    and the regressor."""
 
     def _build(self, input_size, hidden_size, out_size, num_layers, dtype, rng, forget_bias,
-               dropout):
+               dropout, cell, cell_options):
         self.input_size = check_positive_int("input_size", input_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.forget_bias, self.dropout = forget_bias, check_dropout(dropout)
         self.dtype = check_dtype_arg(dtype)
         self.rng = as_rng(rng)
-        self.lstm = LSTM(self.input_size, self.hidden_size, self.num_layers, dtype=self.dtype,
-                         rng=self.rng, forget_bias=forget_bias, dropout=self.dropout)
+        rec = self._build_recurrent(cell, self.input_size, self.dropout, forget_bias,
+                                    cell_options)
         self.head = Linear(self.hidden_size, out_size, dtype=self.dtype, rng=self.rng)
-        self.modules = {"lstm": self.lstm, "head": self.head}
+        self.modules = {rec.cell.name: rec, "head": self.head}
         self._collect_params()
 
     def _common_config(self) -> dict:
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "dtype": self.dtype.name,
-                "forget_bias": self.forget_bias, "dropout": self.dropout}
+                "forget_bias": self.forget_bias, "dropout": self.dropout,
+                **self._cell_config()}
 
-    def _run_lstm(self, inputs, state, train):
-        """Validate (T, B, D) inputs and run the LSTM: (T, B, out, (h_n, c_n), cache)."""
+    def _run(self, inputs, state, train):
+        """Validate (T, B, D) inputs and run the recurrent layer: (T, B, out, state, cache)."""
         x = as_float_array("inputs", inputs, self.dtype)
         if x.ndim != 3:
             raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
                              f"got {x.shape}")
         T, B, _ = x.shape
-        out, hc, cache = self.lstm.forward(x, self._check_state(state, B), train=train)
-        return T, B, out, hc, cache
+        out, state_n, cache = self._run_recurrent(x, state, train)
+        return T, B, out, state_n, cache
 
-    def _backward(self, dout, head_grads, lstm_cache, last=None):
-        """BPTT from dL/d(LSTM output); ``last`` scatters (B, H) into (T, B, H) first."""
+    def _backward(self, dout, head_grads, cache):
+        """BPTT from dL/d(recurrent output); with a read-out step ``last`` the (B, H) gradient
+        is scattered into (T, B, H) first."""
+        rec_cache, _, last, T = cache
         if last is not None:
-            T, B = len(lstm_cache.layers[0].x), dout.shape[0]
+            B = dout.shape[0]
             full = np.zeros((T, B, self.hidden_size), self.dtype)
             full[last, np.arange(B)] = dout  # only the read-out step gets a gradient
             dout = full
-        _, _, lstm_grads = self.lstm.backward(dout, lstm_cache)
-        grads = self._split_grads({"lstm": lstm_grads, "head": head_grads})
+        _, _, rec_grads = self.recurrent.backward(dout, rec_cache)
+        grads = self._split_grads({self.recurrent.cell.name: rec_grads, "head": head_grads})
         return {k: grads[k] for k in self.params}
 
 
-class SequenceClassifier(_LSTMWithHead):
+class SequenceClassifier(_RecurrentWithHead):
     """Many-to-one classifier: LSTM over (T, B, D), Linear head on the last valid hidden state.
 
     Parameters
@@ -420,6 +499,7 @@ class SequenceClassifier(_LSTMWithHead):
         D, H, C.
     num_layers : int
     dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.recurrent.LSTM`.
+    cell, cell_options : see :class:`CharLM`.
 
     Notes
     -----
@@ -429,10 +509,10 @@ class SequenceClassifier(_LSTMWithHead):
     """
 
     def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
-                 rng=None, forget_bias=None, dropout=0.0):
+                 rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
-                    dropout)
+                    dropout, cell, cell_options)
 
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable)."""
@@ -446,11 +526,11 @@ class SequenceClassifier(_LSTMWithHead):
         inputs : float ndarray (T, B, D)
         lengths : integer ndarray (B,) in [1, T], optional (default: all T)
         """
-        T, B, out, hc, lstm_cache = self._run_lstm(inputs, state, train)
+        T, B, out, state_n, rec_cache = self._run(inputs, state, train)
         last = _last_index(lengths, T, B)
         h_last = out[last, np.arange(B)]  # (B, H)
         logits, head_cache = self.head.forward(h_last)  # (B, C)
-        return logits, hc, (lstm_cache, head_cache, last)
+        return logits, state_n, (rec_cache, head_cache, last, T)
 
     def predict(self, inputs, lengths=None):
         """Predicted class ids (B,) (argmax of the logits)."""
@@ -465,15 +545,14 @@ class SequenceClassifier(_LSTMWithHead):
         targets : integer ndarray (B,), class ids in [0, C)
         lengths : integer ndarray (B,), optional
         """
-        logits, (h_n, c_n), (lstm_cache, head_cache, last) = self.forward(
-            inputs, state, lengths, train=train)
+        logits, state_n, cache = self.forward(inputs, state, lengths, train=train)
         loss, dlogits = softmax_cross_entropy(logits, targets)
-        dh_last, head_grads = self.head.backward(dlogits, head_cache)
-        grads = self._backward(dh_last, head_grads, lstm_cache, last)
-        return loss, grads, self._copy_state(h_n, c_n)
+        dh_last, head_grads = self.head.backward(dlogits, cache[1])
+        grads = self._backward(dh_last, head_grads, cache)
+        return loss, grads, self._copy_state(state_n)
 
 
-class SequenceRegressor(_LSTMWithHead):
+class SequenceRegressor(_RecurrentWithHead):
     """LSTM regressor with MSE loss: per-step outputs (T, B, K), or one output per sequence.
 
     Parameters
@@ -485,6 +564,7 @@ class SequenceRegressor(_LSTMWithHead):
         If True, predict (B, K) from the last (valid) step (e.g. the adding problem); else
         (T, B, K) at every step (e.g. one-step-ahead forecasting of a time series).
     dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.recurrent.LSTM`.
+    cell, cell_options : see :class:`CharLM`.
 
     Notes
     -----
@@ -493,11 +573,12 @@ class SequenceRegressor(_LSTMWithHead):
     """
 
     def __init__(self, input_size, hidden_size, output_size=1, num_layers=1, many_to_one=False,
-                 dtype=np.float64, rng=None, forget_bias=None, dropout=0.0):
+                 dtype=np.float64, rng=None, forget_bias=None, dropout=0.0, cell="lstm",
+                 cell_options=None):
         self.output_size = check_positive_int("output_size", output_size)
         self.many_to_one = bool(many_to_one)
         self._build(input_size, hidden_size, output_size, num_layers, dtype, rng, forget_bias,
-                    dropout)
+                    dropout, cell, cell_options)
 
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable)."""
@@ -506,13 +587,13 @@ class SequenceRegressor(_LSTMWithHead):
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
         """Predictions (T, B, K), or (B, K) if ``many_to_one``; returns (pred, state, cache)."""
-        T, B, out, hc, lstm_cache = self._run_lstm(inputs, state, train)
+        T, B, out, state_n, rec_cache = self._run(inputs, state, train)
         last = None
         if self.many_to_one:
             last = _last_index(lengths, T, B)
             out = out[last, np.arange(B)]  # (B, H)
         pred, head_cache = self.head.forward(out)
-        return pred, hc, (lstm_cache, head_cache, last)
+        return pred, state_n, (rec_cache, head_cache, last, T)
 
     def predict(self, inputs, lengths=None):
         """Predictions only."""
@@ -529,8 +610,7 @@ class SequenceRegressor(_LSTMWithHead):
             Valid lengths: the read-out step (many-to-one) or a mask of t < l_b (per step).
         mask : bool ndarray (T, B) or (T, B, K), optional (per-step mode)
         """
-        pred, (h_n, c_n), (lstm_cache, head_cache, last) = self.forward(
-            inputs, state, lengths, train=train)
+        pred, state_n, cache = self.forward(inputs, state, lengths, train=train)
         targets = as_float_array("targets", targets, self.dtype)
         if lengths is not None and not self.many_to_one:
             T, B = pred.shape[:2]
@@ -542,9 +622,9 @@ class SequenceRegressor(_LSTMWithHead):
             else:
                 mask = valid
         loss, dpred = mse_loss(pred, targets, mask)
-        dout, head_grads = self.head.backward(dpred, head_cache)
-        grads = self._backward(dout, head_grads, lstm_cache, last)
-        return loss, grads, self._copy_state(h_n, c_n)
+        dout, head_grads = self.head.backward(dpred, cache[1])
+        grads = self._backward(dout, head_grads, cache)
+        return loss, grads, self._copy_state(state_n)
 
 
 MODELS = {"CharLM": CharLM, "SequenceClassifier": SequenceClassifier,

@@ -249,6 +249,26 @@ class Recurrent:
         """Internal state tuple -> PyTorch form: the tuple, or its single array."""
         return states[0] if len(states) == 1 else tuple(states)
 
+    def pack_state(self, state):
+        """A state tuple (one array per ``state_names``) -> this layer's ``hx`` form.
+
+        ``(h, c)`` stays a tuple for an LSTM; ``(h,)`` becomes the array ``h`` for a one-state
+        cell. None stays None. (Models and the trainer carry states as tuples of any length.)
+        """
+        if state is None:
+            return None
+        state = tuple(state)
+        if len(state) != len(self.state_names):
+            raise TypeError(f"state: expected a tuple ({', '.join(self.state_names)}), got "
+                            f"{len(state)} array(s)")
+        return self._pack(state)
+
+    def unpack_state(self, hx) -> tuple:
+        """This layer's ``hx``/``h_n`` form -> a state tuple (inverse of :meth:`pack_state`)."""
+        if hx is None:
+            return None
+        return (hx,) if len(self.state_names) == 1 else tuple(hx)
+
     # ------------------------------------------------------------------------ forward, backward
 
     def forward(self, x, hx=None, *, lengths=None, train: bool = False):

@@ -7,8 +7,9 @@ so a run can be resumed from a checkpoint at any step and continue bit for bit.
 
 Truncated BPTT (Williams & Peng 1990, "An efficient gradient-based algorithm for on-line
 training of recurrent network trajectories"; Sutskever 2013, thesis section 2.8.6): the stream
-is read in windows of k1 steps; (h, c) is carried from one window to the next as plain arrays,
-so the gradient stops at the window edge. With k2 > k1 each update backpropagates the loss of
+is read in windows of k1 steps; the recurrent state (a tuple of arrays: (h, c) for an LSTM,
+(h,) for a GRU or RNN) is carried from one window to the next as plain arrays, so the
+gradient stops at the window edge. With k2 > k1 each update backpropagates the loss of
 the newest k1 steps through the last k2 steps: the window is extended k2 - k1 steps into the
 past (recomputed from the state carried at that point) and the loss there is masked out.
 """
@@ -89,7 +90,7 @@ _ON_DIVERGENCE = ("raise", "rollback")
 class Batch:
     """One training batch: ``model.loss(inputs, targets, state, **kwargs)``.
 
-    ``reset_state`` says the carried (h, c) must be dropped before this batch (start of a
+    ``reset_state`` says the carried state must be dropped before this batch (start of a
     stream or of an epoch).
     """
 

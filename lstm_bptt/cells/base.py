@@ -96,7 +96,13 @@ class Cell:
     supports_last: ClassVar[bool] = False
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({args})"
+
+    def options(self) -> dict:
+        """The constructor options of this cell object (``CELLS[name](**options)`` rebuilds
+        it); by default its instance attributes, so a cell stores exactly its options there."""
+        return dict(vars(self))
 
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and vars(self) == vars(other)
