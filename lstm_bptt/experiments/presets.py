@@ -195,6 +195,15 @@ class Preset:
 # --------------------------------------------------------------------------------------------
 
 
+def _init_options(p: Preset) -> dict:
+    """The model's initialisation arguments of a preset: forget-gate and input-gate biases
+    (arguments of the recurrent layer; nothing writes into the parameters afterwards)."""
+    opts: dict = {"forget_bias": p.forget_bias}
+    if p.input_bias is not None:
+        opts["cell_options"] = {"input_bias": p.input_bias}
+    return opts
+
+
 def _stream_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
     """Independent generator per (seed, stream, index): 0 train, 1 monitor, 2 test, 3 init."""
     return np.random.default_rng([seed, stream, index])
@@ -231,7 +240,7 @@ def _reber(p: Preset, o: dict, seed: int, dt):
         return x, y, {"mask": mask}
 
     model = SequenceRegressor(7, p.hidden_size, 7, dtype=dt, rng=_stream_rng(seed, 3),
-                              forget_bias=p.forget_bias)
+                              **_init_options(p))
 
     def evaluator(stream, n):
         x, y, mask = batch(tk.reber_strings(n, _stream_rng(seed, stream)))
@@ -257,7 +266,7 @@ def _adding_le(p: Preset, o: dict, seed: int, dt):
         return x, y, {}
 
     model = SequenceRegressor(2, p.hidden_size, 1, many_to_one=True, dtype=dt,
-                              rng=_stream_rng(seed, 3), forget_bias=p.forget_bias)
+                              rng=_stream_rng(seed, 3), **_init_options(p))
 
     def evaluator(stream, n):
         x, y = tk.adding_problem_le(n, T, _stream_rng(seed, stream), dtype=dt)
@@ -280,7 +289,7 @@ def _hochreiter_regression(p: Preset, o: dict, seed: int, dt, generator):
         return x, y, {}
 
     model = SequenceRegressor(2, p.hidden_size, 1, many_to_one=True, dtype=dt,
-                              rng=_stream_rng(seed, 3), forget_bias=p.forget_bias)
+                              rng=_stream_rng(seed, 3), **_init_options(p))
 
     def evaluator(stream, n):
         # The paper draws each sequence's length in T .. T + T/10; the generator draws one
@@ -316,7 +325,7 @@ def _temporal_order(p: Preset, o: dict, seed: int, dt):
         return x, y, {}
 
     model = SequenceClassifier(8, p.hidden_size, 4, dtype=dt, rng=_stream_rng(seed, 3),
-                               forget_bias=p.forget_bias)
+                               **_init_options(p))
 
     def evaluator(stream, n):
         rng = _stream_rng(seed, stream)
@@ -345,7 +354,7 @@ def _copy_memory(p: Preset, o: dict, seed: int, dt):
         return x, y, {}
 
     model = CharLM(10, p.hidden_size, dtype=dt, rng=_stream_rng(seed, 3),
-                   forget_bias=p.forget_bias)
+                   **_init_options(p))
 
     def evaluator(stream, n):
         x, y = tk.copy_memory(n, T, _stream_rng(seed, stream))
@@ -378,7 +387,7 @@ def _classification(p: Preset, o: dict, seed: int, dt, data):
     source = MinibatchSource(data.x_train, data.y_train, p.batch_size, seed=seed)
     model = SequenceClassifier(data.x_train.shape[2], p.hidden_size,
                                int(data.y_train.max()) + 1, dtype=dt, rng=_stream_rng(seed, 3),
-                               forget_bias=p.forget_bias)
+                               **_init_options(p))
     n_mon = min(1000, len(data.y_train))
 
     def monitor(m):
@@ -423,7 +432,7 @@ def _forecast(p: Preset, o: dict, seed: int, dt, series: ds.TimeSeriesData):
     target_index = np.arange(w, len(un)) + diff  # index into raw of each target
     train = target_index < series.n_train
     model = SequenceRegressor(1, p.hidden_size, 1, many_to_one=True, dtype=dt,
-                              rng=_stream_rng(seed, 3), forget_bias=p.forget_bias)
+                              rng=_stream_rng(seed, 3), **_init_options(p))
     source = MinibatchSource(x_all[:, train], y_all[train], p.batch_size, seed=seed)
 
     def to_values(pred, idx):
@@ -671,10 +680,6 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
     history: list[dict] = []
     with _blas_threads(blas_threads):
         model, source, monitor, test = task.build(p, options, int(seed), dt)
-        if p.input_bias is not None:
-            H = p.hidden_size
-            model.lstm.params["bias_ih_l0"][:H] = p.input_bias  # gate order i, f, g, o
-            model.lstm.params["bias_hh_l0"][:H] = 0.0
         trainer = Trainer(model, Adam(model.params, lr=p.lr), source, max_steps=int(budget),
                           clip_norm=p.clip_norm, progress=progress, log_every=p.eval_every)
 
