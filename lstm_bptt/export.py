@@ -512,7 +512,7 @@ def load_safetensors(path) -> dict:
     if len(buf) != nbuf:  # pragma: no cover - file shrank while reading
         raise ValueError(f"{path}: file changed while reading")
     out = {}
-    for b, end, name, code, shape in sorted(entries, key=lambda e: list(header).index(e[2])):
+    for b, end, name, code, shape in entries:  # header order
         if code == "BF16":
             bits = np.frombuffer(buf, "<u2", (end - b) // 2, b).astype(np.uint32) << 16
             out[name] = bits.view(np.float32).reshape(shape)
