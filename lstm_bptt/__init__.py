@@ -31,6 +31,7 @@ from .cells.lstm import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
+from .export import load_safetensors, save_safetensors
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient, rel_error
 from .layers import Embedding, Linear, dropout_backward, dropout_forward
 from .losses import mse_loss, softmax_cross_entropy
@@ -76,7 +77,7 @@ __all__ = [
     "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm", "clip_grad_value",
     "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearWarmup", "ReduceLROnPlateau",
     "Trainer", "MinibatchSource", "TBPTTStream", "TrainingDivergedError",
-    "save_checkpoint", "load_checkpoint",
+    "save_checkpoint", "load_checkpoint", "save_safetensors", "load_safetensors",
     "CharVocab", "load_pydoc_text", "load_text", "split_train_val", "batchify",
     "ngram_baselines", "format_baselines",
 ]

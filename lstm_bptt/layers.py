@@ -22,6 +22,7 @@ from ._checks import (
     check_positive_int,
     check_shape,
 )
+from .export import StateDictMixin
 
 
 def _is_real(v) -> bool:
@@ -38,7 +39,7 @@ def check_dropout(dropout, name: str = "dropout") -> float:
     return float(dropout)
 
 
-class Linear:
+class Linear(StateDictMixin):
     """Affine map y = x W^T + b over the last axis (PyTorch ``nn.Linear`` layout).
 
     Parameters
@@ -124,7 +125,7 @@ class Linear:
         return dx, grads
 
 
-class Embedding:
+class Embedding(StateDictMixin):
     """Lookup table from integer ids to vectors (PyTorch ``nn.Embedding``; init N(0, 1)).
 
     Parameters

@@ -35,12 +35,13 @@ from ._checks import (
     check_positive_int,
     check_shape,
 )
+from .export import StateDictMixin
 from .layers import Embedding, Linear, check_dropout
 from .losses import mse_loss, softmax_cross_entropy, softmax_probs
 from .recurrent import Recurrent
 
 
-class _Model:
+class _Model(StateDictMixin):
     """Shared plumbing: merged params, loading, state copies."""
 
     modules: dict

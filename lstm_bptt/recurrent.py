@@ -43,6 +43,7 @@ import numpy as np
 
 from ._checks import as_float_array, as_rng, check_dtype_arg, check_positive_int, check_shape
 from .cells import get_cell
+from .export import StateDictMixin
 from .layers import check_dropout, dropout_forward
 
 __all__ = ["Recurrent", "LSTM", "RecurrentCache", "LSTMStackCache"]
@@ -82,7 +83,7 @@ class RecurrentCache(NamedTuple):
 LSTMStackCache = RecurrentCache
 
 
-class Recurrent:
+class Recurrent(StateDictMixin):
     """A stack of recurrent layers of one cell type (PyTorch ``nn.LSTM``/``nn.GRU``/``nn.RNN``).
 
     Parameters

@@ -33,6 +33,7 @@ from lstm_bptt.export import (
     lstm_to_cs231n,
     lstm_to_flax,
     lstm_to_keras,
+    module_metadata,
     safetensors_metadata,
     save_npz,
     save_safetensors,
@@ -56,7 +57,7 @@ def weights_of(arrays):
 def lstm_with(sd, cfg, batch_first=False, bias=True):
     lstm = LSTM(cfg["D"], cfg["H"], cfg["L"], bias=bias, batch_first=batch_first,
                 dtype=cfg["dtype"])
-    load_state_dict_into(lstm.params, sd)
+    lstm.load_state_dict(sd)
     return lstm
 
 
@@ -481,7 +482,7 @@ def test_file_saved_here_is_the_one_pytorch_loaded(tmp_path):
     params = {k[len("param/"):]: v for k, v in a.items() if k.startswith("param/")}
     lstm = lstm_with(params, cfg)
     metadata = json.loads(str(a["metadata"]))
-    p = save_safetensors(tmp_path / "lstm.safetensors", dict(lstm.params), metadata)
+    p = save_safetensors(tmp_path / "lstm.safetensors", lstm.state_dict(), metadata)
     assert p.read_bytes() == (FIX / "ours_lstm.safetensors").read_bytes()
     out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
     assert max_err(out, a["output"]) < 1e-12
@@ -570,6 +571,99 @@ def test_model_exported_by_the_cli_is_a_pytorch_modules_state_dict():
     cfg = json.loads(str(TORCH["charlm/config"]))
     model = CharLM(cfg["V"], hidden_size=cfg["H"], num_layers=cfg["L"],
                    embedding_dim=cfg["E"], dtype=np.float64, rng=0)
-    load_state_dict_into(model.params, load_safetensors(FIX / "ours_charlm.safetensors"))
+    model.load_state_dict(load_safetensors(FIX / "ours_charlm.safetensors"))
     logits, _, _ = model.forward(TORCH["charlm/ids"])
     assert max_err(logits, TORCH["charlm/logits"]) < 1e-12
+
+
+# -------------------------------------------------------- state_dict on modules and models
+
+
+def _modules():
+    from lstm_bptt import (
+        LSTM,
+        CharLM,
+        Embedding,
+        Linear,
+        SequenceClassifier,
+        SequenceRegressor,
+    )
+
+    return {
+        "LSTM": lambda s: LSTM(3, 4, 2, rng=s),
+        "LSTM_nobias_f32": lambda s: LSTM(3, 4, bias=False, dtype=np.float32, rng=s),
+        "Linear": lambda s: Linear(4, 3, rng=s),
+        "Embedding": lambda s: Embedding(5, 2, rng=s),
+        "CharLM": lambda s: CharLM(6, hidden_size=4, num_layers=2, embedding_dim=3, rng=s),
+        "CharLM_onehot": lambda s: CharLM(6, hidden_size=4, rng=s),
+        "SequenceClassifier": lambda s: SequenceClassifier(3, 4, 5, num_layers=2, rng=s),
+        "SequenceRegressor": lambda s: SequenceRegressor(3, 4, 2, rng=s),
+    }
+
+
+# the key lists PyTorch's state_dict() gives for the equivalent modules (from the nn.LSTM /
+# nn.Linear / nn.Embedding documentation: attributes weight_ih_l[k], weight_hh_l[k],
+# bias_ih_l[k], bias_hh_l[k]; weight, bias; weight)
+TORCH_KEYS = {
+    "LSTM": ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+             "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"],
+    "LSTM_nobias_f32": ["weight_ih_l0", "weight_hh_l0"],
+    "Linear": ["weight", "bias"],
+    "Embedding": ["weight"],
+    "CharLM": ["embedding.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
+               "lstm.bias_hh_l0", "lstm.weight_ih_l1", "lstm.weight_hh_l1", "lstm.bias_ih_l1",
+               "lstm.bias_hh_l1", "head.weight", "head.bias"],
+    "CharLM_onehot": ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
+                      "lstm.bias_hh_l0", "head.weight", "head.bias"],
+    "SequenceClassifier": ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
+                           "lstm.bias_hh_l0", "lstm.weight_ih_l1", "lstm.weight_hh_l1",
+                           "lstm.bias_ih_l1", "lstm.bias_hh_l1", "head.weight", "head.bias"],
+    "SequenceRegressor": ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
+                          "lstm.bias_hh_l0", "head.weight", "head.bias"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_KEYS))
+def test_state_dict_names_copies_and_in_place_load(name, tmp_path):
+    make = _modules()[name]
+    a, b = make(0), make(1)
+    sd = a.state_dict()
+    assert list(sd) == TORCH_KEYS[name]
+    assert all(sd[k] is not a.params[k] and np.array_equal(sd[k], a.params[k]) for k in sd)
+    sd[next(iter(sd))][...] = 7.0  # a copy: the module does not change
+    assert not np.any(a.params[next(iter(sd))] == 7.0)
+    ids = {k: id(v) for k, v in b.params.items()}
+    parts = {k: v for k, v in b.params.items()}
+    path = save_safetensors(tmp_path / "m.safetensors", a.state_dict(), module_metadata(a))
+    assert b.load_state_dict(load_safetensors(path)) == ([], [])
+    assert {k: id(v) for k, v in b.params.items()} == ids  # in place: optimizers keep them
+    assert all(parts[k] is b.params[k] for k in parts)
+    assert all(np.array_equal(b.params[k], a.params[k]) for k in sd)
+    for mname, module in getattr(b, "modules", {}).items():  # the modules' own arrays too
+        assert all(np.array_equal(v, a.params[f"{mname}.{k}"]) for k, v in module.params.items())
+    meta = safetensors_metadata(path)
+    assert meta["lstm_bptt.class"] == type(a).__name__
+
+
+def test_load_state_dict_errors_name_the_key():
+    from lstm_bptt import CharLM
+
+    m = CharLM(6, hidden_size=4, embedding_dim=3, rng=0)
+    sd = m.state_dict()
+    with pytest.raises(ValueError, match=r"state_dict for CharLM.*missing key\(s\) "
+                                         r"\['head.bias'\]"):
+        m.load_state_dict({k: v for k, v in sd.items() if k != "head.bias"})
+    with pytest.raises(ValueError, match=r"state_dict\['head.weight'\]: expected shape \(6, 4\)"):
+        m.load_state_dict({**sd, "head.weight": sd["head.weight"].T})
+    with pytest.raises(ValueError, match=r"prefix 'lstm.'"):
+        m.lstm.load_state_dict({k: v for k, v in sd.items() if k.startswith("lstm.")})
+    res = m.lstm.load_state_dict(sd, strict=False)
+    assert sorted(res.missing_keys) == sorted(m.lstm.params) and len(res.unexpected_keys) == 7
+
+
+def test_pytorch_file_loads_into_our_lstm_by_the_method():
+    cfg, a = case(TORCH, "from_torch_f64")
+    lstm = LSTM(cfg["D"], cfg["H"], cfg["L"])
+    lstm.load_state_dict(load_safetensors(FIX / "torch_lstm_f64.safetensors"))
+    out, _, _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
+    assert max_err(out, a["output"]) < 1e-12

@@ -125,7 +125,7 @@ def cmd_export(args) -> int:
         vocab = tree.get("extra", {}).get("vocab")
         if vocab is not None:  # the characters of the ids, so the model can be used elsewhere
             meta["lstm_bptt.vocab"] = json.dumps("".join(map(chr, np.asarray(vocab).tolist())))
-        weights = {k: np.array(v) for k, v in model.params.items()}
+        weights = model.state_dict()
         path = save_safetensors(args.out, weights, meta, overwrite=args.overwrite)
     else:
         weights = export_weights(model, args.format)
