@@ -667,3 +667,39 @@ def test_pytorch_file_loads_into_our_lstm_by_the_method():
     lstm.load_state_dict(load_safetensors(FIX / "torch_lstm_f64.safetensors"))
     out, _, _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
     assert max_err(out, a["output"]) < 1e-12
+
+
+# ------------------------------------------------------------ bidirectional and proj_size
+
+
+def test_pytorch_bidirectional_proj_size_file_loads_strictly():
+    """``torch.nn.LSTM(3, 5, 2, bidirectional=True, proj_size=2)`` saved by
+    ``safetensors.torch.save_file``: the same names (``*_reverse``, ``weight_hr_l{k}``) and
+    shapes here, and PyTorch's outputs."""
+    cfg, a = case(TORCH, "from_torch_bidir_proj")
+    lstm = LSTM(cfg["D"], cfg["H"], cfg["L"], bidirectional=True, proj_size=cfg["proj_size"])
+    sd = load_safetensors(FIX / "torch_lstm_bidir_proj.safetensors")
+    assert sorted(sd) == sorted(lstm.params)
+    lstm.load_state_dict(sd)
+    out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
+    assert max_err(out, a["output"]) < 1e-12
+    assert max_err(h_n, a["h_n"]) < 1e-12 and max_err(c_n, a["c_n"]) < 1e-12
+    with pytest.raises(ValueError, match="proj_size"):
+        export_weights(lstm, "keras")
+
+
+def test_keras_bidirectional_stack_matches_after_conversion():
+    cfg, a = case(KF, "keras_bidir_f64")
+    w = weights_of(a)
+    sd = lstm_from_keras(w)
+    assert sorted(k for k in sd if k.endswith("_reverse")) == sorted(
+        f"{n}_l{k}_reverse" for k in range(cfg["L"])
+        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    lstm = LSTM(cfg["D"], cfg["H"], cfg["L"], batch_first=True, bidirectional=True)
+    lstm.load_state_dict(sd)
+    out, (h_n, c_n), _ = lstm.forward(a["x"], (a["h_0"], a["c_0"]))
+    assert max_err(out, a["output"]) < 1e-12
+    assert max_err(h_n, a["h_n"]) < 1e-12 and max_err(c_n, a["c_n"]) < 1e-12
+    back = export_weights(lstm, "keras")
+    assert sorted(back) == sorted(w)
+    assert all(np.array_equal(back[k], w[k]) for k in w)
