@@ -308,11 +308,14 @@ def save_safetensors(path, tensors: Mapping, metadata: Mapping | None = None, *,
     ----------
     path : str or Path
         Target file (conventionally ``*.safetensors``); its directory is created if needed.
-    tensors : Mapping str -> ndarray
+    tensors : Mapping str -> ndarray, or a module / model
         Any shapes (0-d and empty included) of dtype float64, float32, float16, int8..int64,
-        uint8..uint64 or bool. Stored little-endian, C order, in the mapping's order.
+        uint8..uint64 or bool. Stored little-endian, C order, in the mapping's order. A module
+        or model (anything with ``state_dict()``) stores its ``state_dict()`` and, in the
+        metadata, its config (:func:`module_metadata`: class, sizes, dtype, layout).
     metadata : Mapping str -> str, optional
-        The header's ``__metadata__`` (the format allows str values only: JSON-encode others).
+        The header's ``__metadata__`` (the format allows str values only: JSON-encode others);
+        with a module, added to (and overriding) :func:`module_metadata`.
     overwrite : bool
         Replace an existing file. Without it an existing ``path`` is refused.
 
@@ -335,8 +338,11 @@ def save_safetensors(path, tensors: Mapping, metadata: Mapping | None = None, *,
     aligned, as the reference writer does. References: the safetensors format description,
     https://github.com/huggingface/safetensors#format.
     """
+    if not isinstance(tensors, Mapping) and callable(getattr(tensors, "state_dict", None)):
+        metadata = {**module_metadata(tensors), **(metadata or {})}
+        tensors = tensors.state_dict()
     if not isinstance(tensors, Mapping):
-        raise TypeError(f"tensors: expected a mapping of names to arrays, got "
+        raise TypeError(f"tensors: expected a mapping of names to arrays or a module, got "
                         f"{type(tensors).__name__}")
     header: dict = {}
     if metadata is not None:

@@ -634,7 +634,7 @@ def test_state_dict_names_copies_and_in_place_load(name, tmp_path):
     assert not np.any(a.params[next(iter(sd))] == 7.0)
     ids = {k: id(v) for k, v in b.params.items()}
     parts = {k: v for k, v in b.params.items()}
-    path = save_safetensors(tmp_path / "m.safetensors", a.state_dict(), module_metadata(a))
+    path = save_safetensors(tmp_path / "m.safetensors", a)  # state_dict + module_metadata
     assert b.load_state_dict(load_safetensors(path)) == ([], [])
     assert {k: id(v) for k, v in b.params.items()} == ids  # in place: optimizers keep them
     assert all(parts[k] is b.params[k] for k in parts)
@@ -642,7 +642,12 @@ def test_state_dict_names_copies_and_in_place_load(name, tmp_path):
     for mname, module in getattr(b, "modules", {}).items():  # the modules' own arrays too
         assert all(np.array_equal(v, a.params[f"{mname}.{k}"]) for k, v in module.params.items())
     meta = safetensors_metadata(path)
-    assert meta["lstm_bptt.class"] == type(a).__name__
+    assert meta == module_metadata(a) and meta["lstm_bptt.class"] == type(a).__name__
+    config = json.loads(meta["lstm_bptt.config"])
+    if hasattr(a, "config"):
+        assert config == json.loads(json.dumps(a.config()))
+    else:
+        assert all(config[k] == getattr(a, k) for k in config if k != "cell")
 
 
 def test_load_state_dict_errors_name_the_key():

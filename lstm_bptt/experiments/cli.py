@@ -104,7 +104,7 @@ def cmd_export(args) -> int:
     import numpy as np
 
     from ..checkpoint import load_checkpoint
-    from ..export import export_weights, module_metadata, save_npz, save_safetensors
+    from ..export import export_weights, save_npz, save_safetensors
     from ..models import MODELS, build_model
 
     if Path(args.checkpoint).is_dir():
@@ -121,12 +121,12 @@ def cmd_export(args) -> int:
     model = build_model(cls, tree["model"]["config"])
     model.load_params(tree["params"])
     if args.format == "safetensors":
-        meta = module_metadata(model)
+        meta = {}
         vocab = tree.get("extra", {}).get("vocab")
         if vocab is not None:  # the characters of the ids, so the model can be used elsewhere
             meta["lstm_bptt.vocab"] = json.dumps("".join(map(chr, np.asarray(vocab).tolist())))
         weights = model.state_dict()
-        path = save_safetensors(args.out, weights, meta, overwrite=args.overwrite)
+        path = save_safetensors(args.out, model, meta, overwrite=args.overwrite)
     else:
         weights = export_weights(model, args.format)
         path = save_npz(args.out, weights, overwrite=args.overwrite)
