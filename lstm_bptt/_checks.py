@@ -8,6 +8,7 @@ broadcasting traceback from deep inside the math.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -68,6 +69,37 @@ def as_float_array(name: str, x, dtype=None, *, finite: bool = True) -> np.ndarr
         n_inf = int(np.isinf(x).sum())
         raise ValueError(f"{name}: contains {n_nan} NaN and {n_inf} inf values")
     return x
+
+
+def as_input_array(name: str, x, dtype, *, finite: bool = True) -> np.ndarray:
+    """An input at a module's or model's entry point, in the module's dtype.
+
+    The one dtype rule of the library: a module (``LSTM``, ``Linear``, a model) computes in the
+    dtype it was built with, end to end. Its float inputs follow it: an array of the other
+    precision is converted with a ``UserWarning`` saying so (e.g. a PyTorch user's float32
+    batch into a float64 ``LSTM``); lists and scalars are converted silently. The functions
+    of the math (``lstm_forward``, the step references, the losses) never convert: there
+    mixed precision is a ``TypeError``, as in :func:`as_float_array`.
+
+    Raises
+    ------
+    TypeError
+        Integer, boolean or other non-float values (see :func:`as_float_array`).
+    ValueError
+        NaN or inf (when ``finite``).
+    """
+    want = np.dtype(dtype)
+    if isinstance(x, np.ndarray):
+        if x.dtype in FLOAT_DTYPES and x.dtype != want:
+            warnings.warn(
+                f"{name}: {x.dtype} input converted to the module's {want} (build it with "
+                f"dtype=np.{x.dtype} to compute in {x.dtype})", UserWarning, stacklevel=3)
+            x = x.astype(want)
+    elif x is not None:
+        arr = np.asarray(x)
+        if arr.dtype.kind == "f":
+            x = arr.astype(want)
+    return as_float_array(name, x, want, finite=finite)
 
 
 def check_shape(name: str, x: np.ndarray, expected: tuple, axes: str, hint: str = "") -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._checks import (
     as_float_array,
+    as_input_array,
     as_rng,
     check_dtype_arg,
     check_int_array,
@@ -89,7 +90,7 @@ class Linear(StateDictMixin):
         TypeError, ValueError
             Wrong dtype, last axis != in_features, NaN/inf.
         """
-        x = as_float_array("x", x, self.dtype)
+        x = as_input_array("x", x, self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"x: expected shape (..., {self.in_features}) (last axis = in_features), "

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import (
-    as_float_array,
+    as_input_array,
     as_rng,
     check_bool,
     check_dtype_arg,
@@ -469,7 +469,7 @@ class _RecurrentWithHead(_Model):
 
     def _run(self, inputs, state, train):
         """Validate (T, B, D) inputs and run the recurrent layer: (T, B, out, state, cache)."""
-        x = as_float_array("inputs", inputs, self.dtype)
+        x = as_input_array("inputs", inputs, self.dtype)
         if x.ndim != 3:
             raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
                              f"got {x.shape}")
@@ -612,7 +612,7 @@ class SequenceRegressor(_RecurrentWithHead):
         mask : bool ndarray (T, B) or (T, B, K), optional (per-step mode)
         """
         pred, state_n, cache = self.forward(inputs, state, lengths, train=train)
-        targets = as_float_array("targets", targets, self.dtype)
+        targets = as_input_array("targets", targets, self.dtype)
         if lengths is not None and not self.many_to_one:
             T, B = pred.shape[:2]
             valid = np.arange(T)[:, None] <= _last_index(lengths, T, B)[None, :]  # (T, B)

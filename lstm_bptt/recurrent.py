@@ -41,7 +41,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, as_rng, check_dtype_arg, check_positive_int, check_shape
+from ._checks import (
+    as_float_array,
+    as_input_array,
+    as_rng,
+    check_dtype_arg,
+    check_positive_int,
+    check_shape,
+)
 from .cells import get_cell
 from .export import StateDictMixin
 from .layers import check_dropout, dropout_forward
@@ -214,7 +221,7 @@ class Recurrent(StateDictMixin):
                 self.dtype, self.bidirectional)
 
     def _check_state(self, name: str, s, B: int, size: int) -> np.ndarray:
-        s = as_float_array(name, s, self.dtype)
+        s = as_input_array(name, s, self.dtype)
         L = self.num_layers * self.num_directions
         hint = ""
         if s.ndim == 3 and s.shape[0] == B and s.shape[1] == L and L != B:
@@ -309,7 +316,7 @@ class Recurrent(StateDictMixin):
             ``lengths`` of the wrong shape or outside [1, T].
         """
         D = self.input_size
-        x = as_float_array("x", x, self.dtype)
+        x = as_input_array("x", x, self.dtype)
         layout = "(B, T, D)" if self.batch_first else "(T, B, D)"
         if x.ndim != 3:
             raise ValueError(
