@@ -43,8 +43,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import jax_lstm  # noqa: E402
 import naive_lstm  # noqa: E402
 
+from lstm_bptt import _fast  # noqa: E402
 from lstm_bptt.cells.lstm import lstm_backward, lstm_forward  # noqa: E402
 
 try:
@@ -63,7 +65,10 @@ CONFIGS = {  # name: (T, B, D, H)
     "medium": (100, 64, 128, 256),
     "large": (50, 128, 512, 512),
 }
-IMPLS = ("lib", "naive", "torch")
+# lib: the library as installed (compiled path when numba is importable); numpy: the library
+# with the compiled path switched off (the default without the "fast" extra); jax: jax_lstm.py
+IMPLS = ("lib", "numpy", "naive", "torch", "jax")
+RATIOS = ("lib/torch", "lib/jax", "numpy/torch", "numpy/jax", "lib/numpy")
 
 
 def train_flops(T, B, D, H):
@@ -172,6 +177,17 @@ def build_impls(T, B, D, H, dtype, impls):
         _, _, cache = lstm_forward(x, h_0, c_0, **w)
         skip = [id(a) for a in (x, *w.values(), cache.weight_ih, cache.weight_hh)]
         out["lib"] = (lib_train, lib_forward, cache_nbytes(tuple(cache), skip) / (T * B))
+    if "numpy" in impls and _fast.fast_path_enabled():
+        def numpy_path(fn):
+            def call():
+                previous = _fast.set_fast_path(False)
+                try:
+                    return fn()
+                finally:
+                    _fast.set_fast_path(previous)
+            return call
+
+        out["numpy"] = (numpy_path(lib_train), numpy_path(lib_forward), out["lib"][2])
     if "naive" in impls:
         p = naive_lstm.split_params(**w)
 
@@ -208,6 +224,8 @@ def build_impls(T, B, D, H, dtype, impls):
             return lstm(tx, (th, tc))
 
         out["torch"] = (torch_train, torch_forward, None)
+    if "jax" in impls and jax_lstm.available():
+        out["jax"] = (*jax_lstm.build(x, h_0, c_0, w, dout), None)
     return out
 
 
@@ -258,11 +276,15 @@ def environment():
         "cpu_count": os.cpu_count(),
         "env": env,
         "blas": [],
-        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "fast_path": _fast.fast_path_enabled(),
     }
     import scipy
 
     info["scipy"] = scipy.__version__
+    for mod in ("numba", "jax"):
+        with contextlib.suppress(ImportError):
+            info[mod] = __import__(mod).__version__
     if threadpool_info is not None:
         info["blas"] = [
             {k: d.get(k) for k in ("internal_api", "prefix", "version", "architecture",
@@ -273,15 +295,21 @@ def environment():
 
 
 def run(args):
-    impls = [i for i in args.impls if not (i == "torch" and torch is None)]
-    if "torch" in args.impls and torch is None:
-        print("PyTorch not importable: skipping the torch column")
+    missing = {"torch": torch is None, "jax": not jax_lstm.available(),
+               "numpy": not _fast.fast_path_enabled()}
+    impls = [i for i in args.impls if not missing.get(i)]
+    for i in args.impls:
+        if missing.get(i):
+            print(f"{i}: not available (numpy: numba missing or LSTM_BPTT_FAST=0, so 'lib' "
+                  "is the NumPy path); skipping that column" if i == "numpy"
+                  else f"{i} not importable: skipping its column")
     dtypes = [np.dtype(d) for d in args.dtypes]
     results = {"environment": environment(), "peak_gflops": {}, "small_gemm_us": {},
                "rows": [], "args": vars(args)}
     env = results["environment"]
     print(f"CPU: {env['cpu']} ({env['cpu_count']} cores); numpy {env['numpy']}, "
-          f"scipy {env['scipy']}, torch {env['torch']}")
+          f"scipy {env['scipy']}, torch {env['torch']}, numba {env.get('numba')}, "
+          f"jax {env.get('jax')}; lib uses the compiled path: {env['fast_path']}")
     print("env: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()))
     for b in env["blas"]:
         print(f"threadpool: {b['internal_api']} {b['prefix']} {b['version']} "
@@ -313,9 +341,10 @@ def run(args):
                                "cache_bytes_per_token": {i: fns[i][2] for i in cimpls
                                                          if fns[i][2] is not None}}
                         row["pct_peak_lib"] = 100 * row["gflops"].get("lib", np.nan) / peak
-                        for other in ("torch", "naive"):
-                            if "lib" in med and other in med:
-                                row[f"lib/{other}"] = med["lib"] / med[other]
+                        for rkey in (*RATIOS, "lib/naive"):
+                            a, b = rkey.split("/")
+                            if a in med and b in med:
+                                row[rkey] = med[a] / med[b]
                         results["rows"].append(row)
                         print_row(row)
                 again = gemm_peak(dtype, args.gemm_n, 3 if args.quick else 5)
@@ -332,9 +361,10 @@ def run(args):
     return results
 
 
-HEADER = (f"{'config':7} {'dtype':7} {'thr':>3} {'mode':7} {'lib ms':>9} {'naive ms':>9} "
-          f"{'torch ms':>9} {'lib/torch':>9} {'lib/naive':>9} {'lib tok/s':>10} "
-          f"{'lib GF/s':>8} {'%peak':>6} {'cacheB/tok':>10}")
+HEADER = (f"{'config':7} {'dtype':7} {'thr':>3} {'mode':7} "
+          + " ".join(f"{i + ' ms':>9}" for i in IMPLS) + " "
+          + " ".join(f"{k:>11}" for k in RATIOS)
+          + f" {'lib GF/s':>8} {'%peak':>6} {'cacheB/tok':>10}")
 
 
 def print_row(row):
@@ -344,13 +374,12 @@ def print_row(row):
         return f"{1e3 * s[i]:9.3f}" if i in s else f"{'-':>9}"
 
     def ratio(k):
-        return f"{row[k]:9.3f}" if k in row else f"{'-':>9}"
+        return f"{row[k]:11.3f}" if k in row else f"{'-':>11}"
 
     cb = row["cache_bytes_per_token"].get("lib")
     print(f"{row['config']:7} {row['dtype']:7} {row['threads']:3d} {row['mode']:7} "
-          f"{ms('lib')} {ms('naive')} {ms('torch')} {ratio('lib/torch')} {ratio('lib/naive')} "
-          f"{row['tokens_per_s'].get('lib', np.nan):10.0f} "
-          f"{row['gflops'].get('lib', np.nan):8.1f} {row['pct_peak_lib']:6.1f} "
+          + " ".join(ms(i) for i in IMPLS) + " " + " ".join(ratio(k) for k in RATIOS)
+          + f" {row['gflops'].get('lib', np.nan):8.1f} {row['pct_peak_lib']:6.1f} "
           f"{'-' if cb is None else f'{cb:.0f}':>10}")
 
 
@@ -435,6 +464,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.isolate:
         return run_isolated(args)
+    if "jax" in args.impls and jax_lstm.available():
+        if len(args.threads) > 1:
+            print("warning: XLA's threads are set once per process: JAX runs with "
+                  f"{args.threads[0]} thread(s) throughout (the default, isolated mode does "
+                  "not have this problem)")
+        jax_lstm.configure_threads(args.threads[0])
     if args.retain_memory:
         from lstm_bptt.experiments._runtime import retain_freed_memory
 
