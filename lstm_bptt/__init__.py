@@ -20,6 +20,7 @@ if _sys.argv[:1] == ["-m"] or _sys.argv[0].endswith("lstm-bptt"):
     _signal.signal(_signal.SIGINT, _quiet_exit)
     _signal.signal(_signal.SIGTERM, _quiet_exit)
 
+from ._fast import fast_path_enabled, set_fast_path  # noqa: E402
 from .cells import CELLS, Cell, LSTMCell, get_cell  # noqa: E402
 from .cells.lstm import (
     lstm_backward,
@@ -80,4 +81,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "save_safetensors", "load_safetensors",
     "CharVocab", "load_pydoc_text", "load_text", "split_train_val", "batchify",
     "ngram_baselines", "format_baselines",
+    "set_fast_path", "fast_path_enabled",
 ]

@@ -1,7 +1,7 @@
 """The switch for the optional compiled path (``pip install "lstm-bptt[fast]"``, numba).
 
 When numba is importable the sequence loops of the cells run as compiled kernels
-(:mod:`lstm_bptt._kernels`): per step the GEMM stays in BLAS and the elementwise work is one
+(:mod:`lstm_bptt.cells._kernels`): per step the GEMM stays in BLAS and the elementwise work is one
 fused loop. Without numba, or when switched off, the NumPy code is used; it is the reference
 and the default without the extra. Switch off with the environment variable
 ``LSTM_BPTT_FAST=0`` (read at each call, so it may be set at any time) or from Python with
@@ -68,7 +68,7 @@ def _load():
     global _kernels
     if _kernels is None:
         try:
-            from . import _kernels as module
+            from .cells import _kernels as module
         except ImportError:
             module = False
         _kernels = module

@@ -61,6 +61,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _fast
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid, tanh
 from .base import (
@@ -447,8 +448,12 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None):
     w_hh_t : (P or H, 4H); w_hr_t : (H, P) = W_hr^T, or None without a projection.
 
     The forward and the recomputation of the checkpointed backward both call this, so a
-    recomputed segment is bitwise equal to the original.
+    recomputed segment is bitwise equal to the original. With the compiled path on
+    (:mod:`lstm_bptt._fast`) the loop is the kernel ``lstm_forward_steps``.
     """
+    kernels = _fast.kernels()
+    if kernels is not None:
+        return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t)
     n, B, H4 = gates.shape
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)  # h_{t-1} W_hh^T
@@ -741,8 +746,13 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     stops = final_steps(last, T)  # {t: rows whose dh_n, dc_n enter after step t}
     dh, dc = np.zeros((B, P), dtype), np.zeros((B, H), dtype)
 
-    # Per step and row: [u | da_o | da_i | da_f | da_g | dc_prev], u = dh_t * dtanh/dc scratch
-    work = _workspace((T, B, 6 * H), dtype)
+    kernels = _fast.kernels()  # the compiled loop (optional extra), else the NumPy loop
+    if kernels is None:
+        # Per step and row: [u | da_o | da_i | da_f | da_g | dc_prev], u = dh_t * dtanh/dc
+        work = _workspace((T, B, 6 * H), dtype)
+        da = work[:, :, H : 5 * H]  # (T, B, 4H), row stride 6H
+    else:
+        da = _workspace((T, B, 4 * H), dtype)
     dhs = None if w_hr is None else np.empty((T, B, P), dtype)  # dL/dh_t, for dW_hr
     m = None if w_hr is None else np.empty((T, B, H), dtype)  # o * tanh(c_t), for dW_hr
     pre = None if k is None else _projection(x, w_ih, bias, H)  # recomputation input
@@ -759,13 +769,19 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
         for a, b, rows in backward_pieces(t0, t1, stops):
             dh, dc = add_final_grads((dh, dc), dstate_n, rows)
             i, j = a - t0, b - t0
-            dh, dc = _backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh, work[a:b],
-                                     None if doutput is None else doutput[a:b], dh, dc,
-                                     w_hr, None if dhs is None else dhs[a:b])
+            dout = None if doutput is None else doutput[a:b]
+            dhs_ab = None if dhs is None else dhs[a:b]
+            if kernels is None:
+                dh, dc = _backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh, work[a:b],
+                                         dout, dh, dc, w_hr, dhs_ab)
+            else:
+                dh, dc = kernels.lstm_backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh,
+                                                     da[a:b], dout, dh, dc, w_hr, dhs_ab)
     del pre
-    dc = dc.copy()  # a view into `work`
+    if kernels is None:
+        dc = dc.copy()  # a view into `work`
 
-    da = work[:, :, H : 5 * H].reshape(T * B, 4 * H)  # (T*B, 4H), row stride 6H
+    da = da.reshape(T * B, 4 * H)  # (T*B, 4H)
     dx = (da @ w_ih).reshape(T, B, D) if need_dx else None  # (T*B, 4H) @ (4H, D)
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).

@@ -1,4 +1,4 @@
-"""Compiled time loops (numba) for the optional fast path; imported only through ``_fast``.
+"""Compiled time loops (numba) for the optional fast path; imported only by ``lstm_bptt._fast``.
 
 Each kernel is the whole time loop of one cell's sequence forward or BPTT backward: per step one
 BLAS GEMM (``np.dot`` with ``out``, which numba sends to the BLAS that SciPy ships) and one fused
@@ -127,16 +127,18 @@ def tanh_array(x, out):
 # left scalar (unknown sign of the start index); offsets are added inside ``range(H)`` loops.
 
 @njit(**_JIT)
-def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t):
+def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t):
     """The forward time loop of ``lstm._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 4H) pre-activations without the recurrent term (sigmoid rows halved) on
-    entry, post-activations (o, i, f, g) on exit; h, c : (n + 1, B, H), row 0 read, rows 1..n
-    written; tanh_c : (n, B, H) written; w_hh_t : (H, 4H).
+    entry, post-activations (o, i, f, g) on exit; h (n + 1, B, P or H), c (n + 1, B, H):
+    row 0 read, rows 1..n written; tanh_c : (n, B, H) written; w_hh_t : (P or H, 4H);
+    w_hr_t : (H, P) or None (no projection).
     """
     n, B, H4 = gates.shape
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)
+    m = np.empty((B, H), gates.dtype)  # o * tanh(c), projected to h with w_hr_t
     half = like(gates[0, 0, 0], 0.5)
     for t in range(n):
         np.dot(h[t], w_hh_t, rec)  # h_{t-1} W_hh^T, (B, H) @ (H, 4H)
@@ -149,20 +151,37 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t):
             c_prev, c_t = c[t, b], c[t + 1, b]
             for j in range(H):
                 c_t[j] = a[2 * H + j] * c_prev[j] + a[H + j] * a[3 * H + j]  # (5) f c + i g
-            tc, h_t = tanh_c[t, b], h[t + 1, b]
+            tc = tanh_c[t, b]
+            out = h[t + 1, b] if w_hr_t is None else m[b]
             for j in range(H):
                 y = tanh_(c_t[j])
                 tc[j] = y
-                h_t[j] = a[j] * y  # (6)
+                out[j] = a[j] * y  # (6)
+        if w_hr_t is not None:
+            np.dot(m, w_hr_t, h[t + 1])  # (7) h = W_hr m
 
 
 @njit(**_JIT)
-def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc):
-    """The BPTT loop of ``bptt._backward_steps`` over n steps, fused per step.
+def _add_or_copy(doutput, t, dh, out):
+    """out = doutput[t] + dh (the output gradient plus the carried dh), or dh without doutput."""
+    if doutput is None:
+        out[:] = dh
+    else:
+        B, n = dh.shape
+        for b in range(B):
+            dout, dhb, ob = doutput[t, b], dh[b], out[b]
+            for j in range(n):
+                ob[j] = dout[j] + dhb[j]
+
+
+@njit(**_JIT)
+def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
+    """The BPTT loop of ``lstm._backward_steps`` over n steps, fused per step.
 
     gates : (n, B, 4H) post-activations (o, i, f, g); c : (n + 1, B, H); tanh_c : (n, B, H);
-    w_hh : (4H, H) internal order; da : (n, B, 4H) written (dL/da_t, contiguous);
-    doutput : (n, B, H) or None; dh, dc : (B, H) carried in (not modified).
+    w_hh : (4H, P or H) internal order; da : (n, B, 4H) written (dL/da_t, contiguous);
+    doutput : (n, B, P or H) or None; dh (B, P or H), dc (B, H): carried in (not modified);
+    w_hr : (P, H) or None; dhs : (n, B, P) written with dL/dh_t when w_hr is given.
     Returns the new arrays (dh, dc) carried to the step before the first.
     The products are those of the NumPy loop, in the same order (bitwise equal results).
     """
@@ -171,20 +190,19 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc):
     dh = dh.copy()
     dc = dc.copy()  # holds dc_t (u) within a step, then dc_{t-1}
     one = like(gates[0, 0, 0], 1.0)
-    dh_t = np.empty(H, gates.dtype)
+    dm = np.empty((B, H), gates.dtype)  # dL/dm_t, m = o tanh(c_t) (= h_t without projection)
     for t in range(n - 1, -1, -1):
+        if w_hr is None:
+            _add_or_copy(doutput, t, dh, dm)  # dL/dh_t = dL/dm_t
+        else:
+            _add_or_copy(doutput, t, dh, dhs[t])  # dL/dh_t, h_t = W_hr m_t
+            np.dot(dhs[t], w_hr, dm)  # dL/dm_t = dL/dh_t W_hr, through (7)
         for b in range(B):
-            gt, tc, d, u = gates[t, b], tanh_c[t, b], da[t, b], dc[b]
-            if doutput is None:
-                dh_t[:] = dh[b]
-            else:
-                dout, dhb = doutput[t, b], dh[b]
-                for j in range(H):
-                    dh_t[j] = dout[j] + dhb[j]  # output gradient plus carried dh
+            gt, tc, d, u, dhb = gates[t, b], tanh_c[t, b], da[t, b], dc[b], dm[b]
             for j in range(H):
-                d[j] = dh_t[j] * ((tc[j] * gt[j]) * (one - gt[j]))  # da_o = dh tanh_c o (1-o)
+                d[j] = dhb[j] * ((tc[j] * gt[j]) * (one - gt[j]))  # da_o = dh tanh_c o (1-o)
             for j in range(H):
-                u[j] = dh_t[j] * ((one - tc[j] * tc[j]) * gt[j]) + u[j]  # dc_t, through (6)
+                u[j] = dhb[j] * ((one - tc[j] * tc[j]) * gt[j]) + u[j]  # dc_t, through (6)
             c_prev = c[t, b]
             for j in range(H):
                 i, f, g = gt[H + j], gt[2 * H + j], gt[3 * H + j]

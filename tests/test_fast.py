@@ -1,0 +1,225 @@
+"""The optional compiled path (``lstm-bptt[fast]``, numba) and its switch.
+
+Without numba only the switch tests run (and the NumPy path is what every other test checks);
+with numba the kernels are checked against the NumPy path, which stays the reference:
+
+* forward outputs, states and every gradient within a few eps of the NumPy path, at the scale
+  of each array (the kernels' tanh is not NumPy's; it is within 2 ulp of it);
+* the backward of one cache is bitwise the NumPy backward (same products, same order);
+* tanh_ within 2 ulp of np.tanh, exact at the special values (+-0, +-inf, NaN, 1e3, 1e4), and
+  the time loops reproduce the NumPy path's saturation and NaN pattern at |a| = 1e3, 1e4, inf,
+  NaN pre-activations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lstm_bptt import _fast
+from lstm_bptt.cells import lstm as lstm_module
+from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
+
+
+@pytest.fixture(autouse=True)
+def _restore_switch(monkeypatch):
+    monkeypatch.delenv(_fast.ENV_VAR, raising=False)
+    previous = _fast._setting
+    yield
+    _fast._setting = previous
+
+
+def make(T, B, D, H, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    p = {
+        "weight_ih": rng.standard_normal((4 * H, D)) * 0.5,
+        "weight_hh": rng.standard_normal((4 * H, H)) * 0.5,
+        "bias_ih": rng.standard_normal(4 * H) * 0.5,
+        "bias_hh": rng.standard_normal(4 * H) * 0.5,
+    }
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    h_0, c_0, dh_n, dc_n = (rng.standard_normal((B, H)).astype(dtype) for _ in range(4))
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    return x, h_0, c_0, p, dout, dh_n, dc_n
+
+
+def run(flag, x, h_0, c_0, p, dout, dh_n, dc_n, **kw):
+    """Forward + backward with the compiled path on (True) or off (False): a flat dict."""
+    _fast.set_fast_path(flag)
+    out, (h_n, c_n), cache = lstm_forward(x, h_0, c_0, **p, **kw)
+    dx, dh_0, dc_0, grads = lstm_backward(dout, cache, dh_n, dc_n)
+    return {"out": out, "h_n": h_n, "c_n": c_n, "dx": dx, "dh_0": dh_0, "dc_0": dc_0, **grads}
+
+
+# --- the switch (no numba needed) -------------------------------------------------------------
+
+class _Tripwire:
+    """Stands in for the kernel module: any use of a kernel fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"compiled kernel {name} used although the fast path is off")
+
+
+class _Recorder:
+    def __init__(self):
+        self.used = []
+
+    def __getattr__(self, name):
+        def kernel(*args):
+            self.used.append(name)
+            raise _Used
+
+        return kernel
+
+
+class _Used(Exception):
+    pass
+
+
+@pytest.mark.parametrize("how", ["setting", "env"])
+def test_numpy_path_used_when_disabled(monkeypatch, how):
+    monkeypatch.setattr(_fast, "_kernels", _Tripwire())
+    if how == "setting":
+        _fast.set_fast_path(False)
+    else:
+        monkeypatch.setenv(_fast.ENV_VAR, "0")
+    assert not _fast.fast_path_enabled()
+    args = make(5, 2, 3, 4, np.float64)
+    res = run(False if how == "setting" else None, *args)
+    assert np.all(np.isfinite(res["out"]))
+
+
+def test_kernels_used_when_enabled(monkeypatch):
+    recorder = _Recorder()
+    monkeypatch.setattr(_fast, "_kernels", recorder)
+    x, h_0, c_0, p, dout, *_ = make(3, 2, 3, 4, np.float64)
+    with pytest.raises(_Used):
+        lstm_forward(x, h_0, c_0, **p)
+    _fast.set_fast_path(False)
+    _, _, cache = lstm_forward(x, h_0, c_0, **p)
+    _fast.set_fast_path(None)
+    with pytest.raises(_Used):
+        lstm_backward(dout, cache)
+    assert recorder.used == ["lstm_forward_steps", "lstm_backward_steps"]
+
+
+def test_without_numba(monkeypatch):
+    monkeypatch.setattr(_fast, "_kernels", False)  # as if numba were not importable
+    assert not _fast.fast_path_enabled()
+    with pytest.raises(ImportError, match=r'pip install "lstm-bptt\[fast\]"'):
+        _fast.set_fast_path(True)
+    monkeypatch.setenv(_fast.ENV_VAR, "1")
+    with pytest.raises(ImportError, match="LSTM_BPTT_FAST=1"):
+        _fast.fast_path_enabled()
+
+
+def test_switch_rejects_bad_values():
+    with pytest.raises(TypeError, match="enabled: expected True, False or None, got int"):
+        _fast.set_fast_path(1)
+    assert _fast.set_fast_path(False) is None  # returns the previous setting
+    assert _fast.set_fast_path(None) is False
+
+
+# --- the kernels (numba) ----------------------------------------------------------------------
+
+def _kernels():
+    pytest.importorskip("numba")
+    from lstm_bptt.cells import _kernels
+
+    return _kernels
+
+
+# |fast - numpy| <= TOL * eps * max(1, max |numpy|), per array. Measured at the benchmark sizes
+# (T*B*H up to 1.6e6, benchmarks/README.md): at most 4.2 eps (bias gradients, float32).
+TOL = 8
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("T, B, D, H, k", [(9, 3, 5, 4, None), (1, 1, 2, 3, None),
+                                           (12, 2, 3, 33, None), (10, 3, 4, 5, 3)])
+def test_compiled_path_equals_numpy_path(dtype, T, B, D, H, k):
+    _kernels()
+    args = make(T, B, D, H, dtype, seed=T + H)
+    fast = run(True, *args, checkpoint_every=k)
+    ref = run(False, *args, checkpoint_every=k)
+    eps = np.finfo(dtype).eps
+    assert fast.keys() == ref.keys()
+    for name, want in ref.items():
+        got = fast[name]
+        assert got.dtype == dtype and got.shape == want.shape, name
+        scale = max(1.0, float(np.max(np.abs(want))))
+        err = float(np.max(np.abs(got.astype(np.float64) - want))) / (eps * scale)
+        assert err <= TOL, (name, err)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("with_doutput", [True, False])
+def test_backward_bitwise_equal_for_one_cache(dtype, with_doutput):
+    _kernels()
+    x, h_0, c_0, p, dout, dh_n, dc_n = make(8, 3, 4, 5, dtype, seed=3)
+    _fast.set_fast_path(False)
+    _, _, cache = lstm_forward(x, h_0, c_0, **p)
+    dout = dout if with_doutput else None
+    ref = lstm_backward(dout, cache, dh_n, dc_n)
+    _fast.set_fast_path(True)
+    got = lstm_backward(dout, cache, dh_n, dc_n)
+    for a, b in zip(got[:3], ref[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in ref[3]:
+        np.testing.assert_array_equal(got[3][name], ref[3][name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tanh_within_2_ulp_and_exact_at_special_values(dtype):
+    kernels = _kernels()
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20000) * s for s in (1e-3, 0.3, 1, 3, 10)]
+                       + [np.linspace(-25, 25, 20001)]).astype(dtype)
+    got = np.empty_like(x)
+    kernels.tanh_array(x, got)
+    want = np.tanh(x)
+    ulp = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want))
+    assert np.max(ulp[want != 0]) <= 2
+    special = np.array([0.0, -0.0, 1e-30, -1e-30, 0.625, -0.625, 1e3, -1e3, 1e4, -1e4,
+                        np.inf, -np.inf, np.nan], dtype)
+    got = np.empty_like(special)
+    kernels.tanh_array(special, got)
+    want = np.array([0.0, -0.0, 1e-30, -1e-30, np.tanh(special[4]), -np.tanh(special[4]),
+                     1, -1, 1, -1, 1, -1, np.nan], dtype)
+    np.testing.assert_array_equal(got, want)  # NaN == NaN here
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_saturation_and_nan_like_numpy_path(dtype):
+    """The time loops on extreme pre-activations: same saturated values, same NaN pattern."""
+    _kernels()
+    T, B, H = 3, 2, 4
+    rng = np.random.default_rng(1)
+    pre = rng.standard_normal((T, B, 4 * H)).astype(dtype)
+    pre[0, 0, :6] = [1e3, -1e3, 1e4, -1e4, np.inf, -np.inf]
+    pre[1, 1, H + 1] = np.nan  # one gate of one unit of one row
+    w_hh_t = (rng.standard_normal((H, 4 * H)) * 0.1).astype(dtype)
+    results = []
+    for flag in (False, True):
+        _fast.set_fast_path(flag)
+        gates = pre.copy()
+        h = np.zeros((T + 1, B, H), dtype)
+        c = np.zeros((T + 1, B, H), dtype)
+        tanh_c = np.empty((T, B, H), dtype)
+        with np.errstate(all="raise"):  # no overflow or invalid-value warnings
+            lstm_module._run_steps(gates, h, c, tanh_c, w_hh_t)
+        results.append((gates, h, c, tanh_c))
+    for got, want in zip(results[1], results[0], strict=True):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=0, atol=8 * np.finfo(dtype).eps)
+    assert np.isnan(results[0][1][2:, 1]).any()  # the NaN row did propagate
+
+
+def test_kernels_are_compiled_with_the_disk_cache():
+    kernels = _kernels()
+    from numba.core.caching import FunctionCache
+
+    for name in ("lstm_forward_steps", "lstm_backward_steps", "tanh_array"):
+        assert isinstance(getattr(kernels, name)._cache, FunctionCache), name
