@@ -29,18 +29,22 @@ def _restore_switch(monkeypatch):
     _fast._setting = previous
 
 
-def make(T, B, D, H, dtype, seed=0):
+def make(T, B, D, H, dtype, seed=0, proj=0):
     rng = np.random.default_rng(seed)
+    P = proj or H
     p = {
         "weight_ih": rng.standard_normal((4 * H, D)) * 0.5,
-        "weight_hh": rng.standard_normal((4 * H, H)) * 0.5,
+        "weight_hh": rng.standard_normal((4 * H, P)) * 0.5,
         "bias_ih": rng.standard_normal(4 * H) * 0.5,
         "bias_hh": rng.standard_normal(4 * H) * 0.5,
     }
+    if proj:
+        p["weight_hr"] = rng.standard_normal((P, H)) * 0.5
     p = {k: v.astype(dtype) for k, v in p.items()}
     x = rng.standard_normal((T, B, D)).astype(dtype)
-    h_0, c_0, dh_n, dc_n = (rng.standard_normal((B, H)).astype(dtype) for _ in range(4))
-    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    h_0, dh_n = (rng.standard_normal((B, P)).astype(dtype) for _ in range(2))
+    c_0, dc_n = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    dout = rng.standard_normal((T, B, P)).astype(dtype)
     return x, h_0, c_0, p, dout, dh_n, dc_n
 
 
@@ -136,13 +140,15 @@ TOL = 8
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("T, B, D, H, k", [(9, 3, 5, 4, None), (1, 1, 2, 3, None),
-                                           (12, 2, 3, 33, None), (10, 3, 4, 5, 3)])
-def test_compiled_path_equals_numpy_path(dtype, T, B, D, H, k):
+@pytest.mark.parametrize("T, B, D, H, k, proj", [
+    (9, 3, 5, 4, None, 0), (1, 1, 2, 3, None, 0), (12, 2, 3, 33, None, 0), (10, 3, 4, 5, 3, 0),
+    (7, 2, 3, 6, None, 4), (8, 3, 2, 5, 3, 2)])
+def test_compiled_path_equals_numpy_path(dtype, T, B, D, H, k, proj):
     _kernels()
-    args = make(T, B, D, H, dtype, seed=T + H)
+    args = make(T, B, D, H, dtype, seed=T + H, proj=proj)
     fast = run(True, *args, checkpoint_every=k)
     ref = run(False, *args, checkpoint_every=k)
+    assert ("weight_hr" in ref) == bool(proj)
     eps = np.finfo(dtype).eps
     assert fast.keys() == ref.keys()
     for name, want in ref.items():
