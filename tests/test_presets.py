@@ -11,7 +11,7 @@ import pytest
 from lstm_bptt.experiments import datasets as ds
 from lstm_bptt.experiments.presets import PRESETS, TASKS, run_task
 
-RESULT_KEYS = {"task", "solved", "metrics", "criterion", "reference", "steps", "examples",
+RESULT_KEYS = {"task", "cell", "solved", "metrics", "criterion", "reference", "steps", "examples",
                "seconds", "seed", "dtype", "preset", "history"}
 ISSUE_TASKS = {"reber", "adding", "adding-1997", "temporal-order", "multiplication",
                "copy-memory", "mnist1d", "digits", "airline", "sunspots"}
@@ -96,3 +96,12 @@ def test_bad_steps(steps):
 def test_bad_dtype():
     with pytest.raises(TypeError, match="float32 or float64"):
         run_task("reber", quick=True, dtype=np.int32, log=_quiet)
+
+
+def test_cell_is_recorded_and_unknown_cells_are_refused():
+    r = run_task("reber", quick=True, steps=2, progress=False, log=_quiet)
+    assert r["cell"] == "lstm" and r["preset"]["cell"] == "lstm"
+    with pytest.raises(ValueError, match="cell: expected one of .*lstm.*, got 'transformer'"):
+        run_task("reber", quick=True, cell="transformer", log=_quiet)
+    with pytest.raises(TypeError, match="cell_options: expected a dict, got list"):
+        run_task("reber", quick=True, cell_options=["relu"], log=_quiet)

@@ -12,6 +12,7 @@ import difflib
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ MAX_LAYERS = 16
 MAX_SAMPLE = 1_000_000  # characters generated, one forward step each
 MAX_THREADS = 256
 MAX_BATCH = 4096
+MAX_TRIALS = 100_000  # task --seeds
+MAX_JOBS = 1024  # task --jobs: local worker processes
 TEMPERATURE_RANGE = (0.01, 100.0)
 _nonneg_int = _number(int, "an integer >= 0", lambda v: v >= 0)
 _positive_float = _number(float, "a positive number", lambda v: v > 0 and math.isfinite(v))
@@ -176,8 +179,12 @@ def cmd_task(args) -> int:
     retain_freed_memory()
     if note:
         print(note, file=out)
+    if args.seeds is not None:
+        return cmd_trials(args, out)
+    if args.jobs != 1 or args.scheduler is not None:
+        raise ValueError("--jobs and --scheduler run several trials: add --seeds N")
     result = run_task(args.name, seed=args.seed, steps=args.steps, quick=args.quick,
-                      progress=None if not args.quiet else False,
+                      progress=None if not args.quiet else False, cell=args.cell,
                       log=lambda *a, **k: print(*a, **k, file=out))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
@@ -192,6 +199,63 @@ def cmd_task(args) -> int:
                   "the task)", file=out)
         return 0
     return 0 if result.get("solved", True) else 1
+
+
+def cmd_trials(args, out) -> int:
+    """`lstm-bptt task NAME --seeds N`: N independent trials and the paper's summary.
+
+    Returns 0 when every trial ran (whatever the solved fraction: that is the measurement), 1 if
+    a trial raised an error, 130 when interrupted (finished trials stay saved in --out-dir).
+    """
+    from .trials import dask_executor, format_report, run_trials, sweep_slug
+
+    spec = {"task": args.name, "cell": args.cell, "cell_options": {}, "quick": args.quick,
+            "steps": args.steps, "dtype": None}
+    out_dir = Path(args.out_dir) if args.out_dir else Path("runs", "trials", sweep_slug(spec))
+    executor = None
+    if args.scheduler is not None:
+        try:
+            executor = dask_executor(args.scheduler, **({"n_workers": args.jobs}
+                                                        if args.scheduler == "local" else {}))
+        except ImportError as exc:
+            print(f"lstm-bptt task: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"trials on the Dask cluster at {args.scheduler} "
+              f"(dashboard: {executor.client.dashboard_link})", file=out)
+
+    def log(line):
+        print(line, file=out, flush=True)
+
+    received = []
+
+    def on_term(signum, _frame):  # SIGTERM ends the sweep like Ctrl-C (finished trials kept)
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        report = run_trials(args.name, args.seeds, cell=args.cell, quick=args.quick,
+                            steps=args.steps, first_seed=args.seed, jobs=args.jobs,
+                            executor=executor, out_dir=out_dir,
+                            progress=None if not args.quiet else False, log=log)
+    except KeyboardInterrupt:
+        done = len(list(out_dir.glob("seed-*.json")))
+        print(f"\ninterrupted: {done} finished trials are saved in {out_dir}; run the same "
+              "command again to run only the others", file=sys.stderr)
+        return 143 if received else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if executor is not None:
+            executor.client.close()
+            cluster = getattr(executor.client, "_lstm_bptt_cluster", None)
+            if cluster is not None:
+                cluster.close()
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        print(format_report(report))
+        print(f"per-trial results: {out_dir}")
+    return 1 if report["failed"] else 0
 
 
 # --------------------------------------------------------------------------------- parser
@@ -354,6 +418,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a much smaller budget (smoke test; exits 0 even if not solved)")
     k.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data and initialisation")
     k.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1, help="BLAS threads")
+    k.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
+                   help="recurrent cell (the LSTM's gate-bias initialisation is not applied "
+                        "to the others)")
+    k.add_argument("--seeds", type=_int_in(1, MAX_TRIALS), default=None, metavar="N",
+                   help="run N independent trials (seeds SEED .. SEED+N-1) and report the "
+                        "solved fraction and the training sequences until success "
+                        f"(1..{MAX_TRIALS})")
+    k.add_argument("--jobs", type=_int_in(1, MAX_JOBS), default=1,
+                   help=f"with --seeds: trials run at once in local processes (1..{MAX_JOBS})")
+    k.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="with --seeds: run the trials on the Dask cluster whose scheduler is "
+                        "at ADDRESS (tcp://host:8786), or 'local' for a LocalCluster of --jobs "
+                        'workers; needs pip install "lstm-bptt[cluster]"')
+    k.add_argument("--out-dir", default=None,
+                   help="with --seeds: folder of the per-trial results; re-running skips the "
+                        "finished trials (default: runs/trials/NAME-CELL[-quick...])")
     k.add_argument("--json", action="store_true", help="print the result as JSON")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     k.add_argument("--plot", nargs="?", const="runs/tasks", default=None, metavar="DIR",

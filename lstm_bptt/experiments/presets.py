@@ -129,13 +129,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import softmax
 
+from ..cells import CELLS
 from ..models import CharLM, SequenceClassifier, SequenceRegressor
 from ..optim import Adam
 from ..train import Batch, MinibatchSource, Trainer
 from . import datasets as ds
 from . import tasks as tk
 
-__all__ = ["PRESETS", "TASKS", "Preset", "run_task"]
+__all__ = ["PRESETS", "TASKS", "Preset", "check_cell", "run_task"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,12 @@ class Preset:
         Task-specific settings (sequence length T, window, test-set size, ...).
     quick_options : dict
         Overrides of ``options`` (and of ``hidden_size`` via key ``"hidden_size"``) for quick runs.
+    cell : {"lstm", "gru", "rnn"}, default "lstm"
+        Recurrent cell of the model. The gate-bias initialisation (``forget_bias``,
+        ``input_bias``) applies to the LSTM only; GRU and RNN start from PyTorch's uniform
+        initialisation (see "Cells other than the LSTM" in the module docstring).
+    cell_options : dict
+        Options of the cell (e.g. ``{"nonlinearity": "relu"}`` for the RNN).
     """
 
     hidden_size: int
@@ -188,20 +195,48 @@ class Preset:
     stop_when_solved: bool = True
     options: dict = field(default_factory=dict)
     quick_options: dict = field(default_factory=dict)
+    cell: str = "lstm"
+    cell_options: dict = field(default_factory=dict)
+
+
+def check_cell(cell, cell_options=None) -> str:
+    """Validate a cell name (and that its options are a dict); returns the name.
+
+    Raises
+    ------
+    TypeError
+        ``cell`` not a str, or ``cell_options`` not a dict.
+    ValueError
+        Unknown cell name (the message lists the valid ones).
+    """
+    names = sorted(CELLS)
+    if not isinstance(cell, str):
+        raise TypeError(f"cell: expected one of {', '.join(names)}, got {type(cell).__name__}")
+    if cell not in names:
+        raise ValueError(f"cell: expected one of {', '.join(names)}, got {cell!r}")
+    if cell_options is not None and not isinstance(cell_options, dict):
+        raise TypeError(f"cell_options: expected a dict, got {type(cell_options).__name__}")
+    return cell
+
+
+def _model_kwargs(p: Preset) -> dict:
+    """The model's cell and initialisation arguments. The gate-bias initialisation
+    (``forget_bias``, ``input_bias``: init options of the recurrent layer, nothing writes into
+    the parameters afterwards) applies to the LSTM only."""
+    cell_options = dict(p.cell_options)
+    kwargs: dict = {"cell": p.cell}
+    if p.cell == "lstm":
+        kwargs["forget_bias"] = p.forget_bias
+        if p.input_bias is not None:
+            cell_options["input_bias"] = p.input_bias
+    if cell_options:
+        kwargs["cell_options"] = cell_options
+    return kwargs
 
 
 # --------------------------------------------------------------------------------------------
 # Data sources: a fresh batch per step, a pure function of (seed, step) so runs reproduce.
 # --------------------------------------------------------------------------------------------
-
-
-def _init_options(p: Preset) -> dict:
-    """The model's initialisation arguments of a preset: forget-gate and input-gate biases
-    (arguments of the recurrent layer; nothing writes into the parameters afterwards)."""
-    opts: dict = {"forget_bias": p.forget_bias}
-    if p.input_bias is not None:
-        opts["cell_options"] = {"input_bias": p.input_bias}
-    return opts
 
 
 def _stream_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
@@ -240,7 +275,7 @@ def _reber(p: Preset, o: dict, seed: int, dt):
         return x, y, {"mask": mask}
 
     model = SequenceRegressor(7, p.hidden_size, 7, dtype=dt, rng=_stream_rng(seed, 3),
-                              **_init_options(p))
+                              **_model_kwargs(p))
 
     def evaluator(stream, n):
         x, y, mask = batch(tk.reber_strings(n, _stream_rng(seed, stream)))
@@ -266,7 +301,7 @@ def _adding_le(p: Preset, o: dict, seed: int, dt):
         return x, y, {}
 
     model = SequenceRegressor(2, p.hidden_size, 1, many_to_one=True, dtype=dt,
-                              rng=_stream_rng(seed, 3), **_init_options(p))
+                              rng=_stream_rng(seed, 3), **_model_kwargs(p))
 
     def evaluator(stream, n):
         x, y = tk.adding_problem_le(n, T, _stream_rng(seed, stream), dtype=dt)
@@ -289,7 +324,7 @@ def _hochreiter_regression(p: Preset, o: dict, seed: int, dt, generator):
         return x, y, {}
 
     model = SequenceRegressor(2, p.hidden_size, 1, many_to_one=True, dtype=dt,
-                              rng=_stream_rng(seed, 3), **_init_options(p))
+                              rng=_stream_rng(seed, 3), **_model_kwargs(p))
 
     def evaluator(stream, n):
         # The paper draws each sequence's length in T .. T + T/10; the generator draws one
@@ -325,7 +360,7 @@ def _temporal_order(p: Preset, o: dict, seed: int, dt):
         return x, y, {}
 
     model = SequenceClassifier(8, p.hidden_size, 4, dtype=dt, rng=_stream_rng(seed, 3),
-                               **_init_options(p))
+                               **_model_kwargs(p))
 
     def evaluator(stream, n):
         rng = _stream_rng(seed, stream)
@@ -354,7 +389,7 @@ def _copy_memory(p: Preset, o: dict, seed: int, dt):
         return x, y, {}
 
     model = CharLM(10, p.hidden_size, dtype=dt, rng=_stream_rng(seed, 3),
-                   **_init_options(p))
+                   **_model_kwargs(p))
 
     def evaluator(stream, n):
         x, y = tk.copy_memory(n, T, _stream_rng(seed, stream))
@@ -387,7 +422,7 @@ def _classification(p: Preset, o: dict, seed: int, dt, data):
     source = MinibatchSource(data.x_train, data.y_train, p.batch_size, seed=seed)
     model = SequenceClassifier(data.x_train.shape[2], p.hidden_size,
                                int(data.y_train.max()) + 1, dtype=dt, rng=_stream_rng(seed, 3),
-                               **_init_options(p))
+                               **_model_kwargs(p))
     n_mon = min(1000, len(data.y_train))
 
     def monitor(m):
@@ -432,7 +467,7 @@ def _forecast(p: Preset, o: dict, seed: int, dt, series: ds.TimeSeriesData):
     target_index = np.arange(w, len(un)) + diff  # index into raw of each target
     train = target_index < series.n_train
     model = SequenceRegressor(1, p.hidden_size, 1, many_to_one=True, dtype=dt,
-                              rng=_stream_rng(seed, 3), **_init_options(p))
+                              rng=_stream_rng(seed, 3), **_model_kwargs(p))
     source = MinibatchSource(x_all[:, train], y_all[train], p.batch_size, seed=seed)
 
     def to_values(pred, idx):
@@ -609,7 +644,8 @@ def _blas_threads(n):
 
 def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool = False,
              progress: bool | None = None, dtype=None, log: Callable = print,
-             blas_threads: int | None = 1, overrides: dict | None = None) -> dict:
+             blas_threads: int | None = 1, overrides: dict | None = None,
+             cell: str | None = None, cell_options: dict | None = None) -> dict:
     """Train the preset of task ``name`` and evaluate the task's own success criterion.
 
     Parameters
@@ -637,15 +673,20 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
     overrides : dict, optional
         Replace fields of the :class:`Preset` (e.g. ``{"lr": 3e-3}``); the key ``"options"``
         is merged into the preset's options.
+    cell : {None, "lstm", "gru", "rnn"}
+        Recurrent cell of the model (None: the preset's, the LSTM). The same hyperparameters
+        are used for every cell; the LSTM's gate-bias initialisation is not applied to others.
+    cell_options : dict, optional
+        Options of the cell (e.g. ``{"nonlinearity": "relu"}``, LSTM variants).
 
     Returns
     -------
     dict
-        ``task``, ``solved`` (bool, on the fresh test set), ``metrics`` (the measured values,
-        task-specific names), ``criterion`` and ``reference`` (text), ``steps`` (updates
-        done), ``examples`` (training sequences seen), ``seconds`` (wall time of training and
-        evaluation), ``seed``, ``dtype``, ``preset`` (the hyperparameters used) and
-        ``history`` (list of monitor evaluations).
+        ``task``, ``cell``, ``solved`` (bool, on the fresh test set), ``metrics`` (the
+        measured values, task-specific names), ``criterion`` and ``reference`` (text),
+        ``steps`` (updates done), ``examples`` (training sequences seen), ``seconds`` (wall
+        time of training and evaluation), ``seed``, ``dtype``, ``preset`` (the
+        hyperparameters used) and ``history`` (list of monitor evaluations).
 
     Raises
     ------
@@ -663,6 +704,11 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
         if "options" in overrides:
             overrides["options"] = {**p.options, **overrides["options"]}
         p = dataclasses.replace(p, **overrides)
+    check_cell(p.cell if cell is None else cell, cell_options)
+    if cell is not None:
+        p = dataclasses.replace(p, cell=cell)
+    if cell_options is not None:
+        p = dataclasses.replace(p, cell_options=dict(cell_options))
     options = dict(p.options)
     if quick:
         q = dict(p.quick_options)
@@ -700,7 +746,7 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
         solved, metrics = test(model)
     seconds = time.perf_counter() - t0
     result = {
-        "task": name, "solved": bool(solved), "metrics": metrics,
+        "task": name, "cell": p.cell, "solved": bool(solved), "metrics": metrics,
         "criterion": task.criterion, "reference": task.reference,
         "steps": trainer.step, "examples": trainer.step * p.batch_size,
         "seconds": round(seconds, 2), "seed": int(seed), "dtype": dt.name,
