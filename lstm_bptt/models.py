@@ -211,8 +211,9 @@ class CharLM(_Model):
 
     def __init__(self, vocab_size, hidden_size=128, num_layers=1, embedding_dim=None,
                  dropout=0.0, dtype=np.float32, rng=None, forget_bias=None, cell="lstm",
-                 cell_options=None):
+                 cell_options=None, batch_first=False):
         # checked here, under their own names, before the modules see them as e.g. input_size
+        self.batch_first = check_bool("batch_first", batch_first)
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
@@ -241,7 +242,8 @@ class CharLM(_Model):
         return {"vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "embedding_dim": self.embedding_dim,
                 "dropout": self.dropout, "dtype": self.dtype.name,
-                "forget_bias": self.forget_bias, **self._cell_config()}
+                "forget_bias": self.forget_bias, "batch_first": self.batch_first,
+                **self._cell_config()}
 
     def __repr__(self) -> str:
         return (f"CharLM(V={self.vocab_size}, H={self.hidden_size}, L={self.num_layers}, "
@@ -259,7 +261,7 @@ class CharLM(_Model):
 
         Parameters
         ----------
-        inputs : integer ndarray (T, B), ids in [0, V)
+        inputs : integer ndarray (T, B), or (B, T) if ``batch_first``; ids in [0, V)
         state : tuple of (L, B, H) arrays (``(h, c)`` for an LSTM, ``(h,)`` for a one-state
             cell), or None for zeros
         train : bool
@@ -267,7 +269,7 @@ class CharLM(_Model):
 
         Returns
         -------
-        logits : ndarray (T, B, V)
+        logits : ndarray (T, B, V), or (B, T, V) if ``batch_first``
         state : tuple of (L, B, H) arrays, the final state
         cache : tuple, for the backward inside :meth:`loss`
 
@@ -276,11 +278,17 @@ class CharLM(_Model):
         TypeError
             Non-integer inputs.
         ValueError
-            Not 2-D (T, B), or ids outside the vocabulary.
+            Not 2-D, or ids outside the vocabulary.
         """
         ids = check_int_array("inputs", inputs, 0, self.vocab_size)
         if ids.ndim != 2:
-            raise ValueError(f"inputs: expected integer ids of shape (T, B), got {ids.shape}")
+            raise ValueError(f"inputs: expected integer ids of shape "
+                             f"{'(B, T)' if self.batch_first else '(T, B)'}, got {ids.shape}")
+        logits, state_n, cache = self._forward(ids.T if self.batch_first else ids, state, train)
+        return (logits.transpose(1, 0, 2) if self.batch_first else logits), state_n, cache
+
+    def _forward(self, ids, state, train):
+        """:meth:`forward` on time-major ids (T, B): logits (T, B, V), state, cache."""
         x, emb_cache = self._embed(ids)
         out, state_n, rec_cache = self._run_recurrent(x, state, train)
         mask = None
@@ -297,9 +305,9 @@ class CharLM(_Model):
 
         Parameters
         ----------
-        inputs, targets : integer ndarrays (T, B), ids in [0, V)
+        inputs, targets : integer ndarrays (T, B), or (B, T) if ``batch_first``; ids in [0, V)
         state : tuple of (L, B, H) arrays (``(h, c)`` for an LSTM), or None for zeros
-        mask : bool ndarray (T, B), optional
+        mask : bool ndarray shaped like ``targets``, optional
             Positions whose loss counts (used by truncated BPTT with k2 > k1 to backpropagate
             through steps whose loss was already counted).
         train : bool
@@ -313,10 +321,18 @@ class CharLM(_Model):
         grads : dict keyed like ``params``
         state : tuple of (L, B, H) arrays (copies; no gradient flows through them)
         """
-        logits, state_n, (emb_cache, rec_cache, drop_mask, head_cache) = self.forward(
-            inputs, state, train=train
-        )
+        ids = check_int_array("inputs", inputs, 0, self.vocab_size)
         targets = check_int_array("targets", targets, 0, self.vocab_size)
+        if ids.ndim != 2 or targets.shape != ids.shape:
+            layout = "(B, T)" if self.batch_first else "(T, B)"
+            raise ValueError(f"inputs, targets: expected two integer arrays of one shape "
+                             f"{layout}, got {ids.shape} and {targets.shape}")
+        if self.batch_first:  # the computation is time-major
+            ids, targets = ids.T, targets.T
+            mask = None if mask is None else np.asarray(mask).T
+        logits, state_n, (emb_cache, rec_cache, drop_mask, head_cache) = self._forward(
+            ids, state, train
+        )
         loss, dlogits = softmax_cross_entropy(logits, targets, mask)
         dout, head_grads = self.head.backward(dlogits, head_cache)
         if drop_mask is not None:
@@ -358,7 +374,7 @@ class CharLM(_Model):
         y = ids[1 : n * batch_size + 1].reshape(batch_size, n).T
         state, total = None, 0.0
         for s in range(0, n, k1):
-            logits, state, _ = self.forward(x[s : s + k1], state)
+            logits, state, _ = self._forward(x[s : s + k1], state, False)
             loss, _ = softmax_cross_entropy(logits, y[s : s + k1])
             total += loss * logits.shape[0] * batch_size
         return total / (n * batch_size)
@@ -414,7 +430,7 @@ class CharLM(_Model):
         if prime is not None and len(prime) > 0:
             # no dtype= here: a float prime must be refused, not truncated to ids
             prime = check_int_array("prime", np.asarray(prime), 0, self.vocab_size)
-            logits, state, _ = self.forward(prime[:, None], None)
+            logits, state, _ = self._forward(prime[:, None], None, False)
             last = logits[-1, 0]
         else:
             last = np.zeros(self.vocab_size, self.dtype)
@@ -430,7 +446,7 @@ class CharLM(_Model):
                     p /= p.sum()
                 nxt = int(rng.choice(self.vocab_size, p=p))
             out[t] = nxt
-            logits, state, _ = self.forward(np.array([[nxt]]), state)
+            logits, state, _ = self._forward(np.array([[nxt]]), state, False)
             last = logits[0, 0]
         return out
 
@@ -465,15 +481,41 @@ class _RecurrentWithHead(_Model):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "dtype": self.dtype.name,
                 "forget_bias": self.forget_bias, "dropout": self.dropout,
-                **self._cell_config()}
+                "batch_first": self.batch_first, **self._cell_config()}
 
-    def _run(self, inputs, state, train):
-        """Validate (T, B, D) inputs and run the recurrent layer: (T, B, out, state, cache)."""
+    @property
+    def _layout(self) -> str:
+        return "(B, T, D)" if self.batch_first else "(T, B, D)"
+
+    def _check_batch(self, name: str, given: tuple, B: int, x_shape: tuple) -> None:
+        """``given`` (a shape whose first axis is the batch) must have B rows; if it matches the
+        other axis of the inputs instead, say that their layout looks swapped."""
+        if given[:1] == (B,):
+            return
+        hint = ""
+        other = x_shape[1] if self.batch_first else x_shape[0]
+        if given[:1] == (other,):
+            hint = ("; the inputs look " + ("time-major (T, B, D): pass batch_first=False"
+                                            if self.batch_first else
+                                            "batch-first (B, T, D): pass batch_first=True")
+                    + " to the model")
+        axis = 0 if self.batch_first else 1
+        raise ValueError(f"{name}: expected {B} rows, the batch size B of inputs "
+                         f"{self._layout} = {x_shape} (axis {axis}), got shape {given}{hint}")
+
+    def _run(self, inputs, state, train, lengths=None):
+        """Validate the inputs and run the recurrent layer: (T, B, out, state, cache), time-major
+        whatever ``batch_first``."""
         x = as_input_array("inputs", inputs, self.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"inputs: expected (T, B, D) with D = {self.input_size}, "
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"inputs: expected {self._layout} with D = {self.input_size}, "
                              f"got {x.shape}")
+        x_shape = x.shape
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)  # (T, B, D)
         T, B, _ = x.shape
+        if lengths is not None:
+            self._check_batch("lengths", np.shape(lengths), B, x_shape)
         out, state_n, cache = self._run_recurrent(x, state, train)
         return T, B, out, state_n, cache
 
@@ -510,7 +552,9 @@ class SequenceClassifier(_RecurrentWithHead):
     """
 
     def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
-                 rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None):
+                 rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None,
+                 batch_first=False):
+        self.batch_first = check_bool("batch_first", batch_first)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
                     dropout, cell, cell_options)
@@ -527,7 +571,7 @@ class SequenceClassifier(_RecurrentWithHead):
         inputs : float ndarray (T, B, D)
         lengths : integer ndarray (B,) in [1, T], optional (default: all T)
         """
-        T, B, out, state_n, rec_cache = self._run(inputs, state, train)
+        T, B, out, state_n, rec_cache = self._run(inputs, state, train, lengths)
         last = _last_index(lengths, T, B)
         h_last = out[last, np.arange(B)]  # (B, H)
         logits, head_cache = self.head.forward(h_last)  # (B, C)
@@ -547,6 +591,7 @@ class SequenceClassifier(_RecurrentWithHead):
         lengths : integer ndarray (B,), optional
         """
         logits, state_n, cache = self.forward(inputs, state, lengths, train=train)
+        self._check_batch("targets", np.shape(targets), logits.shape[0], np.shape(inputs))
         loss, dlogits = softmax_cross_entropy(logits, targets)
         dh_last, head_grads = self.head.backward(dlogits, cache[1])
         grads = self._backward(dh_last, head_grads, cache)
@@ -575,7 +620,8 @@ class SequenceRegressor(_RecurrentWithHead):
 
     def __init__(self, input_size, hidden_size, output_size=1, num_layers=1, many_to_one=False,
                  dtype=np.float64, rng=None, forget_bias=None, dropout=0.0, cell="lstm",
-                 cell_options=None):
+                 cell_options=None, batch_first=False):
+        self.batch_first = check_bool("batch_first", batch_first)
         self.output_size = check_positive_int("output_size", output_size)
         self.many_to_one = bool(many_to_one)
         self._build(input_size, hidden_size, output_size, num_layers, dtype, rng, forget_bias,
@@ -587,8 +633,16 @@ class SequenceRegressor(_RecurrentWithHead):
                 "many_to_one": self.many_to_one}
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
-        """Predictions (T, B, K), or (B, K) if ``many_to_one``; returns (pred, state, cache)."""
-        T, B, out, state_n, rec_cache = self._run(inputs, state, train)
+        """Predictions (T, B, K) ((B, T, K) if ``batch_first``), or (B, K) if ``many_to_one``;
+        returns (pred, state, cache)."""
+        pred, state_n, cache = self._forward(inputs, state, lengths, train)
+        if self.batch_first and not self.many_to_one:
+            pred = pred.transpose(1, 0, 2)
+        return pred, state_n, cache
+
+    def _forward(self, inputs, state, lengths, train):
+        """:meth:`forward` with time-major per-step predictions (T, B, K)."""
+        T, B, out, state_n, rec_cache = self._run(inputs, state, train, lengths)
         last = None
         if self.many_to_one:
             last = _last_index(lengths, T, B)
@@ -605,14 +659,23 @@ class SequenceRegressor(_RecurrentWithHead):
 
         Parameters
         ----------
-        inputs : float ndarray (T, B, D)
-        targets : float ndarray (T, B, K), or (B, K) if ``many_to_one``
+        inputs : float ndarray (T, B, D), or (B, T, D) if ``batch_first``
+        targets : float ndarray (T, B, K) ((B, T, K) if ``batch_first``), or (B, K) if
+            ``many_to_one``
         lengths : integer ndarray (B,), optional
             Valid lengths: the read-out step (many-to-one) or a mask of t < l_b (per step).
-        mask : bool ndarray (T, B) or (T, B, K), optional (per-step mode)
+        mask : bool ndarray (T, B) or (T, B, K) ((B, T) or (B, T, K) if ``batch_first``),
+            optional (per-step mode)
         """
-        pred, state_n, cache = self.forward(inputs, state, lengths, train=train)
+        pred, state_n, cache = self._forward(inputs, state, lengths, train)
         targets = as_input_array("targets", targets, self.dtype)
+        if self.many_to_one:
+            self._check_batch("targets", targets.shape, pred.shape[0], np.shape(inputs))
+        elif self.batch_first and targets.ndim >= 2:  # the computation is time-major
+            targets = targets.transpose(1, 0, *range(2, targets.ndim))
+            if mask is not None:
+                mask = np.asarray(mask)
+                mask = mask.transpose(1, 0, *range(2, mask.ndim))
         if lengths is not None and not self.many_to_one:
             T, B = pred.shape[:2]
             valid = np.arange(T)[:, None] <= _last_index(lengths, T, B)[None, :]  # (T, B)

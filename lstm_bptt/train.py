@@ -105,9 +105,10 @@ class MinibatchSource:
 
     Parameters
     ----------
-    inputs : ndarray (T, N, ...) time-major sequences (N = number of sequences)
-    targets : ndarray (N, ...) for one target per sequence, or (T, N, ...) per step
-        (told apart by rank: same rank as ``inputs`` means per step).
+    inputs : ndarray (T, N, ...) time-major sequences (N = number of sequences), or
+        (N, T, ...) if ``batch_first``
+    targets : ndarray (N, ...) for one target per sequence, or (T, N, ...) ((N, T, ...) if
+        ``batch_first``) per step (told apart by rank: same rank as ``inputs`` means per step).
     batch_size : int
     seed : int
         The permutation of epoch e is ``default_rng([seed, e]).permutation(N)``: a function of
@@ -117,6 +118,9 @@ class MinibatchSource:
         Valid lengths, passed to the model as ``lengths``.
     drop_last : bool
         Drop the last incomplete batch of each epoch.
+    batch_first : bool
+        The arrays are batch-first and so are the batches (for a model built with
+        ``batch_first=True``).
 
     Raises
     ------
@@ -127,17 +131,20 @@ class MinibatchSource:
     stateful = False
 
     def __init__(self, inputs, targets, batch_size, *, seed=0, shuffle=True, lengths=None,
-                 drop_last=False):
+                 drop_last=False, batch_first=False):
         self.inputs = np.asarray(inputs)
         self.targets = np.asarray(targets)
+        self.batch_first = check_bool("batch_first", batch_first)
+        layout = "(N, T, ...)" if self.batch_first else "(T, N, ...)"
         if self.inputs.ndim < 2:
-            raise ValueError(f"inputs: expected (T, N, ...), got shape {self.inputs.shape}")
-        self.N = self.inputs.shape[1]
-        self.target_axis = 1 if self.targets.ndim == self.inputs.ndim else 0
+            raise ValueError(f"inputs: expected {layout}, got shape {self.inputs.shape}")
+        self.batch_axis = 0 if self.batch_first else 1
+        self.N = self.inputs.shape[self.batch_axis]
+        self.target_axis = self.batch_axis if self.targets.ndim == self.inputs.ndim else 0
         if self.targets.shape[self.target_axis] != self.N:
             raise ValueError(
                 f"targets: expected {self.N} sequences along axis {self.target_axis} "
-                f"(inputs are (T, N, ...) with N = {self.N}), got shape {self.targets.shape}"
+                f"(inputs are {layout} with N = {self.N}), got shape {self.targets.shape}"
             )
         self.lengths = None if lengths is None else check_int_array("lengths", lengths, 1)
         if self.lengths is not None and self.lengths.shape != (self.N,):
@@ -156,8 +163,9 @@ class MinibatchSource:
                  if self.shuffle else np.arange(self.N))
         idx = order[j * self.batch_size : (j + 1) * self.batch_size]
         kwargs = {} if self.lengths is None else {"lengths": self.lengths[idx]}
-        return Batch(self.inputs[:, idx], np.take(self.targets, idx, axis=self.target_axis),
-                     kwargs, reset_state=True)
+        return Batch(np.take(self.inputs, idx, axis=self.batch_axis),
+                     np.take(self.targets, idx, axis=self.target_axis), kwargs,
+                     reset_state=True)
 
 
 class TBPTTStream:
