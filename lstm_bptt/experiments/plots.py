@@ -89,17 +89,17 @@ def training_svg(history, baselines=None, unit="nats/char") -> str:
         top = max(float(np.nanmax(s["y"])) for s in series)
         lines = [ln for ln in _baseline_lines(baselines or {}) if ln[0] <= 3 * top]
         charts.append(line_chart(series, title=f"loss ({unit})", xlabel="step", ylabel=unit,
-                                 hlines=lines, width=440, height=300))
+                                 hlines=lines, width=390, height=290))
     if "lr" in c:
         charts.append(line_chart([{"label": "learning rate", "x": c["lr"][0], "y": c["lr"][1],
                                    "color": PALETTE[2]}], title="learning rate",
-                                 xlabel="step", ylabel="lr", width=380, height=300))
+                                 xlabel="step", ylabel="lr", width=310, height=290))
     if "grad_norm" in c:
         charts.append(line_chart([{"label": "gradient norm (before clipping)",
                                    "x": c["grad_norm"][0], "y": c["grad_norm"][1],
                                    "color": PALETTE[3]}], title="gradient norm",
                                  xlabel="step", ylabel="global L2 norm", log_y=True,
-                                 width=380, height=300))
+                                 width=310, height=290))
     return "\n".join(charts)
 
 
@@ -166,8 +166,16 @@ def plot_run(run_dir, history=None, baselines=None, name="training") -> list[Pat
     fig, (ax_loss, ax_lr, ax_g) = _figure(3)
     top = 0.0
     if "train" in c:
-        ax_loss.plot(*c["train"], label="train", color=PALETTE[0], lw=1.2)
-        top = max(top, float(np.nanmax(c["train"][1])))
+        s, v = c["train"]
+        if len(v) > 200:  # one row per step: the raw curve faint, a moving average on top
+            w = len(v) // 50
+            ax_loss.plot(s, v, color=PALETTE[0], lw=0.6, alpha=0.35)
+            avg = np.convolve(v, np.ones(w) / w, mode="valid")
+            ax_loss.plot(s[w - 1:], avg, label=f"train (mean of {w} steps)", color=PALETTE[0],
+                         lw=1.4)
+        else:
+            ax_loss.plot(s, v, label="train", color=PALETTE[0], lw=1.2)
+        top = max(top, float(np.nanmax(v)))
     if "val" in c:
         ax_loss.plot(*c["val"], "o-", label="validation", color=PALETTE[1], lw=1.5, ms=3)
         top = max(top, float(np.nanmax(c["val"][1])))

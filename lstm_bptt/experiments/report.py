@@ -205,7 +205,7 @@ def build_report(model, vocab, text: str, *, start: int = 0, length: int = 600,
                    "color": "#7f7f7f", "dash": "2 3"})
     flow_svg = line_chart(series, title=f"this model (median over {len(flow_pos)} positions)",
                           xlabel="lag t - k (steps back)", ylabel="L2 norm", log_y=True,
-                          width=600, height=340, legend="bottom-left")
+                          width=520, height=330, legend="bottom-left")
     sat_svgs = []
     for lyr, s in enumerate(sat):
         if not s:
@@ -228,7 +228,7 @@ def build_report(model, vocab, text: str, *, start: int = 0, length: int = 600,
                              "color": PALETTE[k % len(PALETTE)], "dash": "5 3"})
         demo_svg = line_chart(dser, title="for comparison: untrained models, H = 32",
                               xlabel="lag t - k (steps back)", ylabel="L2 norm", log_y=True,
-                              width=600, height=340, legend="bottom-left")
+                              width=520, height=330, legend="bottom-left")
     train_svg = training_svg(history, baselines) if history else ""
 
     last = _summaries(history or [])

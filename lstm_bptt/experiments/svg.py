@@ -180,12 +180,14 @@ def line_chart(series, *, title="", xlabel="", ylabel="", log_x=False, log_y=Fal
             continue
         out.append(f'<line x1="{ax.x0}" y1="{p:.1f}" x2="{ax.x1}" y2="{p:.1f}" '
                    f'stroke="{color}" stroke-dasharray="5 4" stroke-width="1.2"/>')
-        ty = p - 3
-        if any(abs(ty - q) < 11 for q in placed):
-            ty = p + 11
-        placed.append(ty)
-        out.append(f'<text x="{ax.x0 + 4}" y="{ty:.1f}" font-size="10" fill="{color}" '
-                   f'{_FONT}>{escape(label)} {yv:.3f}</text>')
+        # above the line at the left; if that collides with a label already placed, at the
+        # right end instead (close baselines, e.g. two 5-gram models, stay readable)
+        ty, x, anchor = p - 3, ax.x0 + 4, "start"
+        if any(abs(ty - q) < 11 and a == anchor for q, a in placed):
+            x, anchor = ax.x1 - 4, "end"
+        placed.append((ty, anchor))
+        out.append(f'<text x="{x}" y="{ty:.1f}" font-size="10" fill="{color}" '
+                   f'text-anchor="{anchor}" {_FONT}>{escape(label)} {yv:.3f}</text>')
     for k, s in enumerate(series):
         color = s.get("color") or PALETTE[k % len(PALETTE)]
         dash = s.get("dash")
