@@ -56,7 +56,8 @@ __all__ = [
     "StateDictMixin", "IncompatibleKeys", "load_state_dict_into", "save_safetensors",
     "load_safetensors", "safetensors_metadata", "module_metadata", "save_npz", "FORMATS",
     "lstm_to_keras", "lstm_from_keras", "lstm_to_flax", "lstm_from_flax",
-    "lstm_to_cs231n", "lstm_from_cs231n", "export_weights", "import_weights",
+    "lstm_to_cs231n", "lstm_from_cs231n", "gru_to_keras", "gru_from_keras", "gru_to_flax",
+    "gru_from_flax", "export_weights", "import_weights",
 ]
 
 # ------------------------------------------------------------------------------- state dicts
@@ -581,8 +582,8 @@ def _layers(sd: Mapping) -> list[str]:
     return [s for _, _, s in sorted(found)]
 
 
-def _lstm_layer(sd: Mapping, s: str):
-    """(W_ih (4H, D), W_hh (4H, H), b = b_ih + b_hh (4H,) or None, H) of layer suffix ``s``."""
+def _rec_layer(sd: Mapping, s: str, G: int, cell: str):
+    """(W_ih (G*H, D), W_hh (G*H, H), b_ih, b_hh (G*H,) or None, H) of layer suffix ``s``."""
     if f"weight_hr_{s}" in sd:
         raise ValueError(f"state_dict: weight_hr_{s} present: an LSTM with proj_size has no "
                          "equivalent in Keras, Flax or CS231n")
@@ -590,23 +591,27 @@ def _lstm_layer(sd: Mapping, s: str):
         w_ih, w_hh = np.asarray(sd[f"weight_ih_{s}"]), np.asarray(sd[f"weight_hh_{s}"])
     except KeyError as exc:
         raise ValueError(f"state_dict: missing {exc.args[0]}") from None
-    if w_hh.ndim != 2 or w_ih.ndim != 2 or w_hh.shape[0] != 4 * w_hh.shape[1] \
+    if w_hh.ndim != 2 or w_ih.ndim != 2 or w_hh.shape[0] != G * w_hh.shape[1] \
             or w_ih.shape[0] != w_hh.shape[0]:
-        raise ValueError(f"state_dict: expected an LSTM layer, weight_ih_{s} (4H, D) and "
-                         f"weight_hh_{s} (4H, H), got {w_ih.shape} and {w_hh.shape} (GRU and RNN "
-                         "layers do not convert to these layouts)")
+        raise ValueError(f"state_dict: expected {cell} layer weights, weight_ih_{s} ({G}H, D) "
+                         f"and weight_hh_{s} ({G}H, H), got {w_ih.shape} and {w_hh.shape}")
     H = w_hh.shape[1]
     has = [f"bias_ih_{s}" in sd, f"bias_hh_{s}" in sd]
     if has[0] != has[1]:
         raise ValueError(f"state_dict: expected both bias_ih_{s} and bias_hh_{s} or neither")
-    b = None
+    b_ih = b_hh = None
     if has[0]:
         b_ih, b_hh = np.asarray(sd[f"bias_ih_{s}"]), np.asarray(sd[f"bias_hh_{s}"])
         for n, v in ((f"bias_ih_{s}", b_ih), (f"bias_hh_{s}", b_hh)):
-            if v.shape != (4 * H,):
-                raise ValueError(f"state_dict: expected {n} of shape ({4 * H},), got {v.shape}")
-        b = b_ih + b_hh
-    return w_ih, w_hh, b, H
+            if v.shape != (G * H,):
+                raise ValueError(f"state_dict: expected {n} of shape ({G * H},), got {v.shape}")
+    return w_ih, w_hh, b_ih, b_hh, H
+
+
+def _lstm_layer(sd: Mapping, s: str):
+    """(W_ih (4H, D), W_hh (4H, H), b = b_ih + b_hh (4H,) or None, H) of layer suffix ``s``."""
+    w_ih, w_hh, b_ih, b_hh, H = _rec_layer(sd, s, 4, "LSTM")
+    return w_ih, w_hh, None if b_ih is None else b_ih + b_hh, H
 
 
 def _get(weights: Mapping, key: str, shape: tuple, what: str) -> np.ndarray:
@@ -621,14 +626,17 @@ def _get(weights: Mapping, key: str, shape: tuple, what: str) -> np.ndarray:
     return v
 
 
-def _torch_layer(out: dict, s: str, w_ih, w_hh, b, bias: bool, what: str) -> None:
-    """Store one layer in PyTorch names; ``b`` (4H,) or None goes into bias_ih, bias_hh = 0."""
+def _torch_layer(out: dict, s: str, w_ih, w_hh, b, bias: bool, what: str,
+                 b_hh=None) -> None:
+    """Store one layer in PyTorch names; ``b`` (G*H,) or None goes into bias_ih, ``b_hh`` (None:
+    zeros) into bias_hh."""
     out[f"weight_ih_{s}"] = np.ascontiguousarray(w_ih)
     out[f"weight_hh_{s}"] = np.ascontiguousarray(w_hh)
+    zeros = np.zeros(w_ih.shape[0], w_ih.dtype)
     if bias:
-        out[f"bias_ih_{s}"] = np.zeros(w_ih.shape[0], w_ih.dtype) if b is None else b.copy()
-        out[f"bias_hh_{s}"] = np.zeros(w_ih.shape[0], w_ih.dtype)
-    elif b is not None and np.any(b != 0):
+        out[f"bias_ih_{s}"] = zeros.copy() if b is None else np.array(b)
+        out[f"bias_hh_{s}"] = zeros if b_hh is None else np.array(b_hh)
+    elif any(v is not None and np.any(v != 0) for v in (b, b_hh)):
         raise ValueError(f"{what}: layer {s} has a non-zero bias but bias=False was asked")
 
 
@@ -897,8 +905,183 @@ def lstm_from_cs231n(weights: Mapping, bias: bool = True) -> dict:
     return out
 
 
-_TO = {"keras": lstm_to_keras, "flax": lstm_to_flax, "cs231n": lstm_to_cs231n}
-_FROM = {"keras": lstm_from_keras, "flax": lstm_from_flax, "cs231n": lstm_from_cs231n}
+# --------------------------------------------------------------------------- GRU converters
+_GRU_KERAS = [1, 0, 2]  # Keras's (z, r, h) blocks as PyTorch's (r, z, n) indices; self-inverse
+
+
+def _gru_keras_blocks(a: np.ndarray, H: int) -> np.ndarray:
+    return a.reshape(3, H, *a.shape[1:])[_GRU_KERAS].reshape(a.shape)
+
+
+def gru_to_keras(sd: Mapping) -> dict:
+    """PyTorch GRU state dict -> Keras 3 ``GRU(reset_after=True)`` weights (exact both ways).
+
+    Parameters
+    ----------
+    sd : Mapping
+        ``weight_ih_l{k}`` (3H, D), ``weight_hh_l{k}`` (3H, H), optional ``bias_ih_l{k}``,
+        ``bias_hh_l{k}`` (3H,), gates r, z, n; ``..._reverse`` for a bidirectional layer.
+
+    Returns
+    -------
+    dict
+        ``"l{k}/kernel"`` (D, 3H), ``"l{k}/recurrent_kernel"`` (H, 3H), column blocks in Keras's
+        order z, r, h; ``"l{k}/bias"`` (2, 3H) = (input bias, recurrent bias) (absent without
+        bias: ``GRU(use_bias=False)``). Keras 3's default ``reset_after=True`` applies the reset
+        gate after the recurrent matmul and keeps both biases, exactly PyTorch's
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
+
+    Raises
+    ------
+    ValueError
+        Not a GRU state dict.
+    """
+    out = {}
+    for s in _layers(sd):
+        w_ih, w_hh, b_ih, b_hh, H = _rec_layer(sd, s, 3, "GRU")
+        out[f"{s}/kernel"] = np.ascontiguousarray(_gru_keras_blocks(w_ih, H).T)  # (D, 3H)
+        out[f"{s}/recurrent_kernel"] = np.ascontiguousarray(_gru_keras_blocks(w_hh, H).T)
+        if b_ih is not None:
+            out[f"{s}/bias"] = np.stack([_gru_keras_blocks(b_ih, H),
+                                         _gru_keras_blocks(b_hh, H)])  # (2, 3H)
+    return out
+
+
+def gru_from_keras(weights: Mapping, bias: bool = True) -> dict:
+    """Keras 3 ``GRU(reset_after=True)`` weights -> PyTorch GRU state dict (inverse of
+    :func:`gru_to_keras`; both biases kept, so exact in both directions).
+
+    Parameters
+    ----------
+    weights : Mapping
+        ``"l{k}/kernel"`` (D, 3H), ``"l{k}/recurrent_kernel"`` (H, 3H), optional
+        ``"l{k}/bias"`` (2, 3H) per layer.
+    bias : bool
+        True: bias entries (zeros if Keras has none). False: none (Keras's must be zero).
+
+    Returns
+    -------
+    dict with ``weight_ih_l{k}`` (3H, D), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``,
+    ``bias_hh_l{k}`` (3H,), gates r, z, n.
+
+    Raises
+    ------
+    ValueError
+        A missing, misshapen or unknown array (a (3H,) bias means ``reset_after=False``, which
+        PyTorch's GRU cannot express); a non-zero bias with ``bias=False``.
+    """
+    what = "keras GRU weights"
+    out = {}
+    for s in _source_layers(weights, what):
+        rk = np.asarray(weights.get(f"{s}/recurrent_kernel", np.empty((0, 0))))
+        if rk.ndim != 2 or rk.shape[1] != 3 * rk.shape[0] or rk.shape[0] == 0:
+            raise ValueError(f"{what}[{s + '/recurrent_kernel'!r}]: expected shape (H, 3H), "
+                             f"got {rk.shape}")
+        H = rk.shape[0]
+        kernel = np.asarray(weights.get(f"{s}/kernel", np.empty((0,))))
+        kernel = _get(weights, f"{s}/kernel", (kernel.shape[0] if kernel.ndim == 2 else -1,
+                                               3 * H), what)
+        b = None
+        if f"{s}/bias" in weights:
+            if np.shape(weights[f"{s}/bias"]) == (3 * H,):
+                raise ValueError(f"{what}[{s + '/bias'!r}]: a (3H,) bias is Keras's "
+                                 "reset_after=False GRU, which PyTorch's GRU cannot express; "
+                                 "expected (2, 3H)")
+            b = _get(weights, f"{s}/bias", (2, 3 * H), what)
+        extra = set(k for k in weights if k.startswith(s + "/")) - {
+            f"{s}/kernel", f"{s}/recurrent_kernel", f"{s}/bias"}
+        if extra:
+            raise ValueError(f"{what}: unexpected key(s) {sorted(extra)}")
+        _torch_layer(out, s, _gru_keras_blocks(kernel.T, H),
+                     _gru_keras_blocks(np.asarray(weights[f"{s}/recurrent_kernel"]).T, H),
+                     None if b is None else _gru_keras_blocks(b[0], H), bias, what,
+                     b_hh=None if b is None else _gru_keras_blocks(b[1], H))
+    return out
+
+
+def gru_to_flax(sd: Mapping) -> dict:
+    """PyTorch GRU state dict -> Flax linen ``GRUCell`` params, one group per layer.
+
+    Returns
+    -------
+    dict
+        ``"l{k}/i{g}/kernel"`` (D, H) and ``"l{k}/i{g}/bias"`` (H,) for g in r, z, n;
+        ``"l{k}/h{g}/kernel"`` (H, H); ``"l{k}/hn/bias"`` (H,). Flax's r and z have one bias
+        each, so ``ir/bias`` = b_ir + b_hr and ``iz/bias`` = b_iz + b_hz (only the sums enter
+        the equations); ``in/bias`` = b_in and ``hn/bias`` = b_hn stay apart, as the reset gate
+        multiplies W_hn h + b_hn. Zeros without bias. Carry: h.
+
+    Raises
+    ------
+    ValueError
+        Not a GRU state dict.
+    """
+    out = {}
+    for s in _layers(sd):
+        w_ih, w_hh, b_ih, b_hh, H = _rec_layer(sd, s, 3, "GRU")
+        if b_ih is None:
+            b_ih = b_hh = np.zeros(3 * H, w_ih.dtype)
+        for j, g in enumerate("rzn"):
+            rows = slice(j * H, (j + 1) * H)
+            out[f"{s}/i{g}/kernel"] = np.ascontiguousarray(w_ih[rows].T)  # (D, H)
+            out[f"{s}/i{g}/bias"] = b_ih[rows] + (b_hh[rows] if g != "n" else 0)  # (H,)
+            out[f"{s}/h{g}/kernel"] = np.ascontiguousarray(w_hh[rows].T)  # (H, H)
+        out[f"{s}/hn/bias"] = b_hh[2 * H:].copy()
+    return out
+
+
+def gru_from_flax(weights: Mapping, bias: bool = True) -> dict:
+    """Flax linen ``GRUCell`` params -> PyTorch GRU state dict (inverse of :func:`gru_to_flax`:
+    ``bias_ih`` = (ir, iz, in biases), ``bias_hh`` = (0, 0, hn bias), so ``to(from(w)) == w``).
+
+    Parameters
+    ----------
+    weights : Mapping
+        Per layer ``"l{k}/i{g}/kernel"`` (D, H), ``"l{k}/i{g}/bias"`` (H,),
+        ``"l{k}/h{g}/kernel"`` (H, H) for g in r, z, n, and ``"l{k}/hn/bias"`` (H,).
+    bias : bool
+        False: no bias entries (Flax's biases must then be zero).
+
+    Returns
+    -------
+    dict with ``weight_ih_l{k}`` (3H, D), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}``,
+    ``bias_hh_l{k}`` (3H,), gates r, z, n.
+
+    Raises
+    ------
+    ValueError
+        A missing, misshapen or unknown array; a non-zero bias with ``bias=False``.
+    """
+    what = "flax GRU weights"
+    out = {}
+    for s in _source_layers(weights, what):
+        hk = np.asarray(weights.get(f"{s}/hr/kernel", np.empty((0, 1))))
+        if hk.ndim != 2 or hk.shape[0] != hk.shape[1] or hk.shape[0] == 0:
+            raise ValueError(f"{what}[{s + '/hr/kernel'!r}]: expected shape (H, H), got "
+                             f"{hk.shape}")
+        H = hk.shape[0]
+        ik = np.asarray(weights.get(f"{s}/ir/kernel", np.empty((0,))))
+        D = ik.shape[0] if ik.ndim == 2 else -1
+        w_ih, w_hh, b_ih, keys = [], [], [], {f"{s}/hn/bias"}
+        for g in "rzn":
+            w_ih.append(_get(weights, f"{s}/i{g}/kernel", (D, H), what).T)
+            b_ih.append(_get(weights, f"{s}/i{g}/bias", (H,), what))
+            w_hh.append(_get(weights, f"{s}/h{g}/kernel", (H, H), what).T)
+            keys |= {f"{s}/i{g}/kernel", f"{s}/i{g}/bias", f"{s}/h{g}/kernel"}
+        b_hn = _get(weights, f"{s}/hn/bias", (H,), what)
+        extra = set(k for k in weights if k.startswith(s + "/")) - keys
+        if extra:
+            raise ValueError(f"{what}: unexpected key(s) {sorted(extra)}")
+        b_hh = np.concatenate([np.zeros(2 * H, b_hn.dtype), b_hn])
+        _torch_layer(out, s, np.concatenate(w_ih), np.concatenate(w_hh), np.concatenate(b_ih),
+                     bias, what, b_hh=b_hh)
+    return out
+
+
+_TO = {"lstm": {"keras": lstm_to_keras, "flax": lstm_to_flax, "cs231n": lstm_to_cs231n},
+       "gru": {"keras": gru_to_keras, "flax": gru_to_flax}}
+_FROM = {"lstm": {"keras": lstm_from_keras, "flax": lstm_from_flax, "cs231n": lstm_from_cs231n},
+         "gru": {"keras": gru_from_keras, "flax": gru_from_flax}}
 # Linear (weight (out, in), bias) and Embedding (weight (V, E)) in each format
 _DENSE = {"keras": ("kernel", "bias"), "flax": ("kernel", "bias"), "cs231n": ("w", "b")}
 _EMBED = {"keras": "embeddings", "flax": "embedding", "cs231n": "W_embed"}
@@ -908,6 +1091,18 @@ def _check_format(fmt) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {list(FORMATS)}, got {fmt!r}")
     return fmt
+
+
+def _converter(table: dict, module, fmt: str):
+    """The converter of ``table`` for the recurrent ``module``'s cell, or a clear error."""
+    cell = getattr(getattr(module, "cell", None), "name", None)
+    if cell is None:  # a layer without a cell object: tell LSTM and GRU apart by the shapes
+        w = module.params["weight_hh_l0"]
+        cell = {4: "lstm", 3: "gru"}.get(w.shape[0] // max(w.shape[1], 1), "rnn")
+    if cell not in table or fmt not in table[cell]:
+        raise ValueError(f"format {fmt!r}: no converter for {cell!r} layers (LSTM: keras, flax, "
+                         "cs231n; GRU: keras, flax)")
+    return table[cell][fmt]
 
 
 def _kind(module) -> str:
@@ -964,7 +1159,7 @@ def export_weights(obj, fmt: str) -> dict:
         pre = f"{name}/" if name else ""
         kind, p = _kind(module), module.params
         if kind == "recurrent":
-            converted = _TO[fmt](p)
+            converted = _converter(_TO, module, fmt)(p)
         elif kind == "linear":
             wname, bname = _DENSE[fmt]
             converted = {wname: np.ascontiguousarray(p["weight"].T)}  # (in, out)
@@ -1002,7 +1197,8 @@ def import_weights(obj, weights: Mapping, fmt: str) -> None:
         used |= {pre + k for k in mine}
         kind, p = _kind(module), module.params
         if kind == "recurrent":
-            converted = _FROM[fmt](mine, bias=any(k.startswith("bias_") for k in p))
+            converted = _converter(_FROM, module, fmt)(
+                mine, bias=any(k.startswith("bias_") for k in p))
         elif kind == "linear":
             wname, bname = _DENSE[fmt]
             converted = {"weight": _get(mine, wname, p["weight"].shape[::-1], "weights").T}

@@ -27,6 +27,12 @@ activation) and
   ``hi, hf, hg, ho`` (H, H), ``<case>/l0/h<g>/bias`` (H,); ``x`` (B, T, D); carry ``c_0``,
   ``h_0`` (1, B, H); ``output`` (B, T, H); ``c_n``, ``h_n`` (1, B, H).
 
+GRU cases (``keras_gru_*``, ``flax_gru_f64``, config ``"cell": "gru"``): Keras ``GRU(H,
+reset_after=True)`` layers (``l{k}/kernel`` (D, 3H), ``l{k}/recurrent_kernel`` (H, 3H),
+``l{k}/bias`` (2, 3H)) and one Flax ``GRUCell`` (``l0/i{r,z,n}/kernel`` (D, H) and ``/bias``,
+``l0/h{r,z,n}/kernel`` (H, H), ``l0/hn/bias``); ``x`` (B, T, D), ``h_0``, ``h_n`` (L, B, H),
+``output`` (B, T, H).
+
 All weights, biases and initial states are random and non-zero (scale 0.5, so the gates are not
 all near 0.5).
 """
@@ -135,6 +141,66 @@ def keras_bidirectional_case(out, name, D, H, L, T, B, dtype, seed):
     out[f"{name}/h_n"], out[f"{name}/c_n"] = np.stack(h_n), np.stack(c_n)
 
 
+def keras_gru_case(out, name, D, H, L, T, B, bias, dtype, seed):
+    """Stacked Keras ``GRU(H, reset_after=True)`` layers (Keras 3's default, PyTorch's GRU
+    equations): kernel (D, 3H) and recurrent_kernel (H, 3H) with gate blocks z, r, h; bias
+    (2, 3H) = (input bias, recurrent bias). States h_0, h_n (L, B, H)."""
+    rng = np.random.default_rng(seed)
+    keras.config.set_floatx(dtype)
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    h_0 = (0.5 * rng.standard_normal((L, B, H))).astype(dtype)
+    inp = x
+    h_n = []
+    for k in range(L):
+        layer = keras.layers.GRU(H, use_bias=bias, reset_after=True, return_sequences=True,
+                                 return_state=True, dtype=dtype, activation=tanh64)
+        layer.build((B, T, D if k == 0 else H))
+        weights = [(0.5 * rng.standard_normal(w.shape)).astype(dtype) for w in layer.get_weights()]
+        layer.set_weights(weights)
+        names = ["kernel", "recurrent_kernel", "bias"][: len(weights)]
+        for n, w in zip(names, layer.get_weights(), strict=True):
+            out[f"{name}/l{k}/{n}"] = w
+        seq, h = layer(inp, initial_state=[h_0[k]])
+        seq, h = keras.ops.convert_to_numpy(seq), keras.ops.convert_to_numpy(h)
+        assert seq.dtype == np.dtype(dtype), seq.dtype
+        h_n.append(h)
+        inp = seq
+    out[f"{name}/config"] = np.array(json.dumps(
+        {"D": D, "H": H, "L": L, "T": T, "B": B, "bias": bias, "dtype": dtype, "cell": "gru",
+         "activation": "jax.numpy.tanh"}))
+    out[f"{name}/x"], out[f"{name}/h_0"] = x, h_0
+    out[f"{name}/output"], out[f"{name}/h_n"] = inp, np.stack(h_n)
+
+
+def flax_gru_case(out, name, D, H, T, B, dtype, seed):
+    """One ``flax.linen.GRUCell(features=H)`` step by step: dense layers ir, iz, in (D, H) with
+    bias, hr, hz (H, H) without, hn (H, H) with bias; carry h."""
+    rng = np.random.default_rng(seed)
+    cell = nn.GRUCell(features=H, dtype=dtype, param_dtype=dtype)
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    h_0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)
+    variables = cell.init(jax.random.key(0), jnp.asarray(h_0), jnp.asarray(x[:, 0]))
+    flat = flax.traverse_util.flatten_dict(variables["params"], sep="/")
+    assert sorted(flat) == sorted(
+        [f"i{g}/kernel" for g in "rzn"] + [f"i{g}/bias" for g in "rzn"]
+        + [f"h{g}/kernel" for g in "rzn"] + ["hn/bias"]), sorted(flat)
+    flat = {k: (0.5 * rng.standard_normal(v.shape)).astype(dtype) for k, v in flat.items()}
+    params = flax.traverse_util.unflatten_dict(flat, sep="/")
+    carry = jnp.asarray(h_0)
+    ys = []
+    for t in range(T):
+        carry, y = cell.apply({"params": params}, carry, jnp.asarray(x[:, t]))
+        ys.append(np.asarray(y))
+    output = np.stack(ys, axis=1)  # (B, T, H)
+    assert output.dtype == np.dtype(dtype), output.dtype
+    for k, v in flat.items():
+        out[f"{name}/l0/{k}"] = v
+    out[f"{name}/config"] = np.array(json.dumps(
+        {"D": D, "H": H, "L": 1, "T": T, "B": B, "bias": True, "dtype": dtype, "cell": "gru"}))
+    out[f"{name}/x"], out[f"{name}/h_0"] = x, h_0[None]
+    out[f"{name}/output"], out[f"{name}/h_n"] = output, np.asarray(carry)[None]
+
+
 def flax_case(out, name, D, H, T, B, dtype, seed):
     rng = np.random.default_rng(seed)
     cell = nn.LSTMCell(features=H, dtype=dtype, param_dtype=dtype)
@@ -179,6 +245,11 @@ def main():
     keras_case(out, "keras_f32", D=3, H=5, L=1, T=6, B=2, bias=True, dtype="float32", seed=3)
     keras_bidirectional_case(out, "keras_bidir_f64", D=3, H=4, L=2, T=5, B=2, dtype="float64",
                              seed=6)
+    keras_gru_case(out, "keras_gru_f64", D=3, H=4, L=2, T=5, B=2, bias=True, dtype="float64",
+                   seed=7)
+    keras_gru_case(out, "keras_gru_f64_nobias", D=4, H=3, L=1, T=4, B=2, bias=False,
+                   dtype="float64", seed=8)
+    flax_gru_case(out, "flax_gru_f64", D=3, H=4, T=5, B=2, dtype="float64", seed=9)
     flax_case(out, "flax_f64", D=3, H=4, T=5, B=2, dtype="float64", seed=4)
     flax_case(out, "flax_f32", D=5, H=3, T=4, B=2, dtype="float32", seed=5)
     out["meta/versions"] = np.array(json.dumps({

@@ -24,6 +24,10 @@ import pytest
 from lstm_bptt import LSTM
 from lstm_bptt.export import (
     export_weights,
+    gru_from_flax,
+    gru_from_keras,
+    gru_to_flax,
+    gru_to_keras,
     import_weights,
     load_safetensors,
     load_state_dict_into,
@@ -217,7 +221,7 @@ def test_converters_refuse_bad_input():
         f = lstm_to_flax(lstm.params)
         del f["l0/hg/bias"]
         lstm_from_flax(f)
-    with pytest.raises(ValueError, match="GRU and RNN"):
+    with pytest.raises(ValueError, match=r"expected LSTM layer weights, weight_ih_l0 \(4H, D\)"):
         lstm_to_keras({"weight_ih_l0": np.zeros((9, 2)), "weight_hh_l0": np.zeros((9, 3))})
     with pytest.raises(ValueError, match="proj_size"):
         lstm_to_flax({**lstm.params, "weight_hr_l0": np.zeros((2, 4))})
@@ -708,3 +712,60 @@ def test_keras_bidirectional_stack_matches_after_conversion():
     back = export_weights(lstm, "keras")
     assert sorted(back) == sorted(w)
     assert all(np.array_equal(back[k], w[k]) for k in w)
+
+
+# -------------------------------------------------------------------------------------- GRU
+
+
+def torch_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh):
+    """PyTorch's nn.GRU equations (its documentation), one layer, gates r, z, n. x (T, B, D)."""
+    H = h0.shape[1]
+    h, hs = h0, []
+    for t in range(x.shape[0]):
+        gi = x[t] @ w_ih.T + b_ih  # (B, 3H)
+        gh = h @ w_hh.T + b_hh
+        r = sigmoid(gi[:, :H] + gh[:, :H])
+        z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        h = (1 - z) * n + z * h
+        hs.append(h)
+    return np.stack(hs), h
+
+
+def run_torch_gru(sd, x, h_0, L):
+    """Stacked layers of :func:`torch_gru_forward`; x (B, T, D) -> (B, T, H), h_n (L, B, H)."""
+    inp, h_n = x.transpose(1, 0, 2), []
+    for k in range(L):
+        H = sd[f"weight_hh_l{k}"].shape[1]
+        zeros = np.zeros(3 * H)
+        inp, h = torch_gru_forward(inp, h_0[k], sd[f"weight_ih_l{k}"], sd[f"weight_hh_l{k}"],
+                                   sd.get(f"bias_ih_l{k}", zeros), sd.get(f"bias_hh_l{k}", zeros))
+        h_n.append(h)
+    return inp.transpose(1, 0, 2), np.stack(h_n)
+
+
+@pytest.mark.parametrize("name", ["keras_gru_f64", "keras_gru_f64_nobias", "flax_gru_f64"])
+def test_gru_converters_reproduce_keras_and_flax(name):
+    cfg, a = case(KF, name)
+    w = weights_of(a)
+    if name.startswith("keras"):
+        sd, back = gru_from_keras(w, bias=cfg["bias"]), gru_to_keras
+    else:
+        sd, back = gru_from_flax(w), gru_to_flax
+    out, h_n = run_torch_gru(sd, a["x"], a["h_0"], cfg["L"])
+    assert max_err(out, a["output"]) < 1e-12 and max_err(h_n, a["h_n"]) < 1e-12
+    again = back(sd)
+    assert sorted(again) == sorted(w) and all(np.array_equal(again[k], w[k]) for k in w)
+
+
+def test_gru_keras_is_exact_both_ways_and_refuses_lstm_shapes(rng):
+    H, D = 3, 2
+    sd = {"weight_ih_l0": rng.standard_normal((3 * H, D)),
+          "weight_hh_l0": rng.standard_normal((3 * H, H)),
+          "bias_ih_l0": rng.standard_normal(3 * H), "bias_hh_l0": rng.standard_normal(3 * H)}
+    back = gru_from_keras(gru_to_keras(sd))  # both biases kept: bitwise
+    assert all(np.array_equal(back[k], sd[k]) for k in sd)
+    with pytest.raises(ValueError, match=r"reset_after=False"):
+        gru_from_keras({**gru_to_keras(sd), "l0/bias": np.zeros(3 * H)})
+    with pytest.raises(ValueError, match=r"expected GRU layer weights"):
+        gru_to_flax(LSTM(2, 3, rng=0).params)
