@@ -246,8 +246,9 @@ class CharLM(_Model):
                 **self._cell_config()}
 
     def __repr__(self) -> str:
-        return (f"CharLM(V={self.vocab_size}, H={self.hidden_size}, L={self.num_layers}, "
-                f"embedding_dim={self.embedding_dim}, {self.num_parameters():,} params)")
+        return (f"CharLM(cell={self.recurrent.cell.name!r}, V={self.vocab_size}, "
+                f"H={self.hidden_size}, L={self.num_layers}, embedding_dim={self.embedding_dim}, "
+                f"{self.num_parameters():,} params)")
 
     def _embed(self, ids):
         if self.embedding_dim is not None:

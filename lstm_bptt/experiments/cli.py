@@ -62,6 +62,7 @@ _positive_float = _number(float, "a positive number", lambda v: v > 0 and math.i
 _nonneg_float = _number(float, "a number >= 0", lambda v: v >= 0 and math.isfinite(v))
 
 
+from ._cell_args import add_cell_flags, cell_options_from_args  # noqa: E402
 from .train_job import cmd_train, parse_duration  # noqa: E402  (the train job's module)
 
 _set_threads = set_blas_threads
@@ -185,6 +186,7 @@ def cmd_task(args) -> int:
         raise ValueError("--jobs and --scheduler run several trials: add --seeds N")
     result = run_task(args.name, seed=args.seed, steps=args.steps, quick=args.quick,
                       progress=None if not args.quiet else False, cell=args.cell,
+                      cell_options=cell_options_from_args(args),
                       log=lambda *a, **k: print(*a, **k, file=out))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
@@ -209,8 +211,8 @@ def cmd_trials(args, out) -> int:
     """
     from .trials import dask_executor, format_report, run_trials, sweep_slug
 
-    spec = {"task": args.name, "cell": args.cell, "cell_options": {}, "quick": args.quick,
-            "steps": args.steps, "dtype": None}
+    spec = {"task": args.name, "cell": args.cell, "cell_options": cell_options_from_args(args),
+            "quick": args.quick, "steps": args.steps, "dtype": None}
     out_dir = Path(args.out_dir) if args.out_dir else Path("runs", "trials", sweep_slug(spec))
     executor = None
     if args.scheduler is not None:
@@ -234,7 +236,8 @@ def cmd_trials(args, out) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        report = run_trials(args.name, args.seeds, cell=args.cell, quick=args.quick,
+        report = run_trials(args.name, args.seeds, cell=args.cell,
+                            cell_options=spec["cell_options"], quick=args.quick,
                             steps=args.steps, first_seed=args.seed, jobs=args.jobs,
                             executor=executor, out_dir=out_dir,
                             progress=None if not args.quiet else False, log=log)
@@ -317,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=_nonneg_int, default=0, help="linear warm-up steps")
     t.add_argument("--clip", type=_nonneg_float, default=5.0,
                    help="clip gradients by global L2 norm (0 = off)")
+    add_cell_flags(t)
     t.add_argument("--forget-bias", type=float, default=None,
                    help="initial forget-gate bias (default: PyTorch's uniform init)")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32",
@@ -418,9 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a much smaller budget (smoke test; exits 0 even if not solved)")
     k.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data and initialisation")
     k.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1, help="BLAS threads")
-    k.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
-                   help="recurrent cell (the LSTM's gate-bias initialisation is not applied "
-                        "to the others)")
+    add_cell_flags(k)  # the preset's LSTM gate-bias initialisation applies to the LSTM only
     k.add_argument("--seeds", type=_int_in(1, MAX_TRIALS), default=None, metavar="N",
                    help="run N independent trials (seeds SEED .. SEED+N-1) and report the "
                         "solved fraction and the training sequences until success "

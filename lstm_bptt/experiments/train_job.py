@@ -29,16 +29,19 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ._cell_args import cell_options_from_args
 from ._runtime import retain_freed_memory, set_blas_threads
 
 LN2 = math.log(2.0)
 
 # Settings that define a training run; a checkpoint records them and --resume reuses them.
-RUN_KEYS = ("hidden_size", "num_layers", "embedding_dim", "dropout", "forget_bias", "dtype",
-            "seq_length", "k2", "batch_size", "steps", "lr", "optimizer", "schedule", "warmup",
-            "clip", "seed")
+RUN_KEYS = ("cell", "nonlinearity", "hidden_size", "num_layers", "embedding_dim", "dropout",
+            "forget_bias", "dtype", "seq_length", "k2", "batch_size", "steps", "lr", "optimizer",
+            "schedule", "warmup", "clip", "seed")
 # The settings that fix the model's shape: --init-from takes them from the checkpoint.
-MODEL_KEYS = ("hidden_size", "num_layers", "embedding_dim", "dtype")
+MODEL_KEYS = ("cell", "nonlinearity", "hidden_size", "num_layers", "embedding_dim", "dtype")
+# Checkpoints written before --cell existed hold an LSTM.
+_BEFORE_CELLS = {"cell": "lstm", "nonlinearity": None}
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -89,6 +92,7 @@ def check_train_args(args) -> None:
         raise ValueError(f"--dropout: expected a probability in [0, 1), got {args.dropout}")
     if args.forget_bias is not None and not math.isfinite(args.forget_bias):
         raise ValueError(f"--forget-bias: expected a finite number, got {args.forget_bias}")
+    cell_options_from_args(args)
     if args.warmup > args.steps:
         raise ValueError(f"--warmup: expected at most --steps = {args.steps}, got {args.warmup}")
     if args.text is not None:
@@ -141,6 +145,7 @@ def _resume_settings(args, saved: dict) -> None:
     so that the resumed run is no longer the interrupted one). ``--steps`` may grow when the
     learning rate is constant; with the cosine schedule its length is part of the schedule.
     """
+    saved = {**_BEFORE_CELLS, **saved}
     conflicts = []
     for key in RUN_KEYS:
         if key not in saved:
@@ -165,6 +170,7 @@ def _resume_settings(args, saved: dict) -> None:
 def _init_settings(args, saved: dict) -> None:
     """--init-from: the model's shape comes from the checkpoint; contradicting flags are refused.
     The optimisation settings (steps, lr, schedule, ...) are this run's own."""
+    saved = {**_BEFORE_CELLS, **saved}
     conflicts = []
     for key in MODEL_KEYS:
         if key not in saved:
@@ -262,7 +268,8 @@ def build_run(args, vocab_size: int):
     dtype = np.float32 if args.dtype == "float32" else np.float64
     model = CharLM(vocab_size, args.hidden_size, args.num_layers,
                    embedding_dim=args.embedding_dim, dropout=args.dropout, dtype=dtype,
-                   rng=args.seed, forget_bias=args.forget_bias)
+                   rng=args.seed, forget_bias=args.forget_bias, cell=args.cell,
+                   cell_options=cell_options_from_args(args))
     opt_cls = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}[args.optimizer]
     opt_kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
     optimizer = opt_cls(model.params, lr=args.lr, **opt_kwargs)
