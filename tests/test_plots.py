@@ -145,3 +145,22 @@ def test_plot_comparison(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".svg"]
     with pytest.raises(ValueError, match="in none of the histories"):
         plots.plot_comparison(runs, "nope", tmp_path / "cmp2")
+
+
+def test_task_seeds_plot_puts_the_cells_side_by_side(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    trials = tmp_path / "trials"
+    args = ["task", "airline", "--quick", "--quiet", "--seeds", "2", "--cell", "lstm",
+            "--out-dir", str(trials / "airline-lstm-quick")]
+    assert main(args) == 0
+    # a sweep of another cell type of the same task, in the sibling folder named by its slug
+    shutil.copytree(trials / "airline-lstm-quick", trials / "airline-rnn-quick")
+    assert main(args + ["--plot", str(tmp_path / "plots")]) == 0  # the trials are reused
+    out = capsys.readouterr().out
+    png = tmp_path / "plots" / "airline-cells-quick.png"
+    assert f"plot: {png}" in out and png.read_bytes()[:4] == b"\x89PNG"
+    svg = (tmp_path / "plots" / "airline-cells-quick.svg").read_text()
+    assert "RNN" in svg and "LSTM" in svg and "GRU" not in svg  # no GRU sweep: no panel
+    assert [r["seed"] for r in plots.read_trials(trials / "airline-rnn-quick")] == [0, 1]

@@ -258,6 +258,15 @@ def cmd_trials(args, out) -> int:
     else:
         print(format_report(report))
         print(f"per-trial results: {out_dir}")
+    if args.plot:  # every seed's curve; the other cells' sweeps of this task side by side
+        from .plots import plot_trial_folders
+
+        folders = {c.upper(): out_dir.parent / sweep_slug({**spec, "cell": c})
+                   for c in ("rnn", "gru", "lstm")}
+        folders[args.cell.upper()] = out_dir
+        base = Path(args.plot) / sweep_slug({**spec, "cell": "cells"})
+        for path in plot_trial_folders(folders, "train_loss", base):
+            print(f"plot: {path}", file=out)
     return 1 if report["failed"] else 0
 
 
@@ -439,8 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true", help="print the result as JSON")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     k.add_argument("--plot", nargs="?", const="runs/tasks", default=None, metavar="DIR",
-                   help="draw the task's curves to DIR/NAME.png and .svg (needs matplotlib; "
-                        "DIR defaults to runs/tasks)")
+                   help="draw the task's curves to DIR/NAME.png and .svg; with --seeds, every "
+                        "seed's training loss, with the RNN/GRU/LSTM sweeps of the same task "
+                        "side by side (needs matplotlib; DIR defaults to runs/tasks)")
     k.epilog = "tasks:\n" + epilog
     k.formatter_class = _TaskFormatter
     k.set_defaults(func=cmd_task)

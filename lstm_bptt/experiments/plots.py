@@ -317,3 +317,27 @@ def add_plot_parser(sub, fmt) -> None:
                                    "RUN_DIR/training.png and training.svg.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the folder `train` wrote (--out-dir)")
     p.set_defaults(func=cmd_plot)
+
+
+def read_trials(directory) -> list[dict]:
+    """The per-trial results (``seed-*.json``) of a ``task --seeds`` folder, by seed."""
+    rows = [json.loads(p.read_text()) for p in Path(directory).glob("seed-*.json")]
+    return sorted(rows, key=lambda r: r.get("seed", 0))
+
+
+def plot_trial_folders(folders: dict, metric: str, out_base) -> list[Path]:
+    """:func:`plot_comparison` of ``task --seeds`` folders: label -> folder (e.g. one per cell
+    type: RNN, GRU, LSTM side by side); folders without trials are left out.
+
+    Raises
+    ------
+    ImportError
+        matplotlib is missing.
+    ValueError
+        No folder holds a trial.
+    """
+    results = {label: read_trials(d) for label, d in folders.items()}
+    results = {k: v for k, v in results.items() if v}
+    if not results:
+        raise ValueError(f"no trials (seed-*.json) in {', '.join(map(str, folders.values()))}")
+    return plot_comparison(results, metric, out_base)
