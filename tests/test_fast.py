@@ -229,3 +229,57 @@ def test_kernels_are_compiled_with_the_disk_cache():
 
     for name in ("lstm_forward_steps", "lstm_backward_steps", "tanh_array"):
         assert isinstance(getattr(kernels, name)._cache, FunctionCache), name
+
+
+# --- one-hot inputs: row gather and scatter-add -----------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("flag", [False, True])
+def test_one_hot_input_gather_and_scatter(dtype, flag):
+    from lstm_bptt.cells.base import input_projection, input_weight_grad, one_hot_ids
+
+    if flag:
+        _kernels()
+    _fast.set_fast_path(flag)
+    rng = np.random.default_rng(5)
+    N, D, G = 40, 7, 12
+    ids = rng.integers(0, D, N)
+    x2 = np.zeros((N, D), dtype)
+    x2[np.arange(N), ids] = 1
+    w_t = rng.standard_normal((D, G)).astype(dtype)
+    da = rng.standard_normal((N, G)).astype(dtype)
+    np.testing.assert_array_equal(one_hot_ids(x2), ids)
+    out = np.empty((N, G), dtype)
+    input_projection(x2, w_t, out)
+    np.testing.assert_array_equal(out, w_t[ids])  # 1 * w + 0 * ... is exactly w
+    want = np.zeros((D, G))
+    for n in range(N):  # x^T da, summed by hand in float64
+        want[ids[n]] += da[n]
+    got = input_weight_grad(x2, da)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=0, atol=16 * np.finfo(dtype).eps)
+    dense = x2.copy()
+    dense[3, 0] = 0.5  # one row not one-hot: the dense GEMM
+    assert one_hot_ids(dense) is None
+    input_projection(dense, w_t, out)
+    np.testing.assert_allclose(out, dense @ w_t, rtol=1e-6)
+    assert one_hot_ids(2 * x2) is None and one_hot_ids(x2[:, ::-1] + x2) is None
+
+
+def test_char_model_one_hot_equals_dense_path():
+    """The one-hot LSTM layer gives the numbers of the dense GEMM path (forward bitwise)."""
+    rng = np.random.default_rng(2)
+    T, B, V, H = 6, 3, 9, 5
+    ids = rng.integers(0, V, (T, B))
+    x = np.zeros((T, B, V))
+    np.put_along_axis(x, ids[..., None], 1, axis=-1)
+    x_dense = x.copy()
+    x_dense[0, 0, (ids[0, 0] + 1) % V] = 1e-300  # no longer one-hot, numerically the same
+    *_, p, dout, dh_n, dc_n = make(T, B, V, H, np.float64, seed=4)
+    out, _, cache = lstm_forward(x, None, None, **p)
+    out_d, _, cache_d = lstm_forward(x_dense, None, None, **p)
+    np.testing.assert_array_equal(out, out_d)
+    g = lstm_backward(dout, cache, dh_n, dc_n)[3]
+    g_d = lstm_backward(dout, cache_d, dh_n, dc_n)[3]
+    for name in g:
+        np.testing.assert_allclose(g[name], g_d[name], rtol=1e-13, atol=1e-13, err_msg=name)

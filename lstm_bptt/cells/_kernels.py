@@ -112,6 +112,15 @@ def _tanh(x):
 
 
 @njit(**_JIT)
+def scatter_add_rows(out, ids, rows):
+    """out[ids[n]] += rows[n] for n = 0, 1, ... in order (x^T da for one-hot rows x)."""
+    for n in range(ids.size):
+        o, r = out[ids[n]], rows[n]
+        for g in range(r.size):
+            o[g] += r[g]
+
+
+@njit(**_JIT)
 def tanh_array(x, out):
     """out[...] = tanh_(x) elementwise (for tests and measurements); contiguous arrays."""
     xf = x.reshape(x.size)

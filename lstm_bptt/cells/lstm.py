@@ -72,6 +72,8 @@ from .base import (
     check_last,
     check_sequence_input,
     final_steps,
+    input_projection,
+    input_weight_grad,
     orthogonal,
     read_only,
     segments,
@@ -421,12 +423,13 @@ def _projection(x, w_ih, bias, H):
     """Pre-activations without the recurrent term, all steps at once, sigmoid rows halved.
 
     Returns ``pre`` (T, B, 4H) = (x_t W_ih^T + b) * scale, and the halved recurrent weights are
-    made by :func:`_recurrent_weights`. One GEMM, (T*B, D) @ (D, 4H).
+    made by :func:`_recurrent_weights`. One GEMM, (T*B, D) @ (D, 4H), or a row gather when
+    x is one-hot (:func:`lstm_bptt.cells.base.input_projection`).
     """
     T, B, D = x.shape
     scale = _half_sigmoid_rows(H, x.dtype)
     pre = np.empty((T, B, 4 * H), x.dtype)
-    np.matmul(x.reshape(T * B, D), (w_ih * scale[:, None]).T, out=pre.reshape(T * B, 4 * H))
+    input_projection(x.reshape(T * B, D), (w_ih * scale[:, None]).T, pre.reshape(T * B, 4 * H))
     if bias is not None:
         pre += bias * scale
     return pre
@@ -786,7 +789,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     grads = {
-        "weight_ih": to_pytorch((x.reshape(T * B, D).T @ da).T, H),  # (4H, D)
+        "weight_ih": to_pytorch(input_weight_grad(x.reshape(T * B, D), da).T, H),  # (4H, D)
         "weight_hh": to_pytorch((h[:-1].reshape(T * B, P).T @ da).T, H),  # (4H, P)
     }
     if has_bias:
