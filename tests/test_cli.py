@@ -307,3 +307,34 @@ def test_values_are_checked_before_any_work(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "error:" in err
         assert not out.exists()  # no folder made, no baselines computed
+
+
+def test_task_knobs_and_save_give_a_model_to_inspect(tmp_path, capsys):
+    import numpy as np
+
+    from lstm_bptt.checkpoint import load_checkpoint
+    from lstm_bptt.experiments.presets import run_task
+    from lstm_bptt.models import build_model
+
+    path = tmp_path / "m" / "airline.npz"
+    args = ["task", "airline", "--quick", "--steps", "5", "--hidden-size", "5", "--lr", "0.02",
+            "--seq-length", "7", "--quiet", "--threads", "1", "--json"]
+    assert main(args + ["--save", str(path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["preset"]["hidden_size"] == 5 and result["preset"]["lr"] == 0.02
+    assert result["preset"]["options"]["window"] == 7 and "model" not in result
+    tree = load_checkpoint(path)
+    model = build_model(tree["model"]["class"], tree["model"]["config"])
+    model.load_params(tree["params"])
+    assert model.hidden_size == 5 and tree["extra"]["task"] == "airline"
+    # the same run in Python returns the model itself: the saved weights are its weights
+    again = run_task("airline", quick=True, steps=5, log=lambda *a, **k: None,
+                     overrides={"hidden_size": 5, "lr": 0.02, "options": {"window": 7}},
+                     return_model=True)
+    for k, v in again["model"].params.items():
+        np.testing.assert_array_equal(v, tree["params"][k], err_msg=k)
+    # nothing is replaced; a knob the task cannot take is refused before any work
+    assert main(args + ["--save", str(path)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["task", "reber", "--seq-length", "5", "--quick"]) == 2
+    assert "--seq-length: task reber has a fixed sequence length" in capsys.readouterr().err

@@ -180,6 +180,11 @@ def cmd_task(args) -> int:
     retain_freed_memory()
     if note:
         print(note, file=out)
+    if args.save is not None:
+        if args.seeds is not None:
+            raise ValueError("--save keeps the model of one run: drop --seeds, or --save")
+        _check_save_path(args.save)
+    _task_overrides(args)  # refuse a bad knob before any work
     if args.seeds is not None:
         return cmd_trials(args, out)
     if args.jobs != 1 or args.scheduler is not None:
@@ -187,7 +192,11 @@ def cmd_task(args) -> int:
     result = run_task(args.name, seed=args.seed, steps=args.steps, quick=args.quick,
                       progress=None if not args.quiet else False, cell=args.cell,
                       cell_options=cell_options_from_args(args),
+                      overrides=_task_overrides(args), return_model=args.save is not None,
                       log=lambda *a, **k: print(*a, **k, file=out))
+    if args.save is not None:
+        _save_task_model(args, result.pop("model"), result)
+        print(f"model: {args.save}", file=out)
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     if args.plot:
@@ -201,6 +210,47 @@ def cmd_task(args) -> int:
                   "the task)", file=out)
         return 0
     return 0 if result.get("solved", True) else 1
+
+
+def _task_overrides(args) -> dict:
+    """The preset fields the task command's knobs replace (hidden size, lr, batch, length)."""
+    from .presets import preset_of
+
+    overrides = {k: getattr(args, k) for k in ("hidden_size", "lr", "batch_size")
+                 if getattr(args, k) is not None}
+    if args.seq_length is not None:
+        options = preset_of(args.name).options
+        key = "T" if "T" in options else "window" if "window" in options else None
+        if key is None:
+            raise ValueError(f"--seq-length: task {args.name} has a fixed sequence length "
+                             "(set by its data)")
+        overrides["options"] = {key: args.seq_length}
+    return overrides
+
+
+def _check_save_path(path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--save: expected a file name, got a directory: {path}")
+    if path.exists():
+        raise ValueError(f"--save: {path} exists; choose another name (nothing is replaced)")
+
+
+def _save_task_model(args, model, result) -> None:
+    """The trained model as a checkpoint (model class and config, params, the task result)."""
+    import numpy as np
+
+    from ..checkpoint import save_checkpoint
+
+    tree = {"model": {"class": type(model).__name__, "config": model.config()},
+            "params": {k: np.array(v) for k, v in model.params.items()},
+            "step": int(result["steps"]),
+            "extra": {"task": args.name, "seed": int(args.seed),
+                      "result": json.loads(json.dumps({k: v for k, v in result.items()
+                                                       if k not in ("history", "preset")},
+                                                      default=str))}}
+    Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(args.save, tree)
 
 
 def cmd_trials(args, out) -> int:
@@ -431,6 +481,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a much smaller budget (smoke test; exits 0 even if not solved)")
     k.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data and initialisation")
     k.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1, help="BLAS threads")
+    k.add_argument("--hidden-size", type=_positive_int, default=None,
+                   help="override the preset's hidden units H")
+    k.add_argument("--lr", type=_positive_float, default=None,
+                   help="override the preset's learning rate (Adam)")
+    k.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="override the preset's sequences per update")
+    k.add_argument("--seq-length", type=_positive_int, default=None,
+                   help="override the task's sequence length T (or forecasting window)")
+    k.add_argument("--save", default=None, metavar="FILE",
+                   help="write the trained model to this checkpoint (.npz) for inspection")
     add_cell_flags(k)  # the preset's LSTM gate-bias initialisation applies to the LSTM only
     k.add_argument("--seeds", type=_int_in(1, MAX_TRIALS), default=None, metavar="N",
                    help="run N independent trials (seeds SEED .. SEED+N-1) and report the "

@@ -642,10 +642,24 @@ def _blas_threads(n):
         yield
 
 
+def preset_of(name: str) -> Preset:
+    """The :class:`Preset` of task ``name``.
+
+    Raises
+    ------
+    ValueError
+        Unknown task name (the message lists the valid ones).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"name: expected one of {', '.join(sorted(TASKS))}, got {name!r}")
+    return _REGISTRY[name].preset
+
+
 def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool = False,
              progress: bool | None = None, dtype=None, log: Callable = print,
              blas_threads: int | None = 1, overrides: dict | None = None,
-             cell: str | None = None, cell_options: dict | None = None) -> dict:
+             cell: str | None = None, cell_options: dict | None = None,
+             return_model: bool = False) -> dict:
     """Train the preset of task ``name`` and evaluate the task's own success criterion.
 
     Parameters
@@ -679,6 +693,10 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
     cell_options : dict, optional
         Options of the cell (e.g. ``{"nonlinearity": "relu"}``, LSTM variants).
 
+    return_model : bool, default False
+        Also return the trained model, under the key ``"model"`` (left out by default so the
+        result stays JSON-serialisable).
+
     Returns
     -------
     dict
@@ -710,11 +728,14 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
     if cell_options is not None:
         p = dataclasses.replace(p, cell_options=dict(cell_options))
     options = dict(p.options)
-    if quick:
+    if quick:  # a smaller problem, except where the caller's overrides say otherwise
         q = dict(p.quick_options)
         if "hidden_size" in q:
-            p = dataclasses.replace(p, hidden_size=q.pop("hidden_size"))
+            size = q.pop("hidden_size")
+            if "hidden_size" not in (overrides or {}):
+                p = dataclasses.replace(p, hidden_size=size)
         options.update(q)
+        options.update((overrides or {}).get("options", {}))
     budget = (p.quick_steps if quick else p.steps) if steps is None else steps
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ValueError(f"steps must be a positive int or None, got {steps!r}")
@@ -757,6 +778,8 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
         f"({result['examples']} sequences, {seconds:.1f} s): "
         + " | ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
         + f"  [criterion: {task.criterion}; paper: {task.reference}]")
+    if return_model:
+        result["model"] = model
     return result
 
 
