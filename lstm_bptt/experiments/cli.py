@@ -262,7 +262,8 @@ def cmd_trials(args, out) -> int:
     from .trials import dask_executor, format_report, run_trials, sweep_slug
 
     spec = {"task": args.name, "cell": args.cell, "cell_options": cell_options_from_args(args),
-            "quick": args.quick, "steps": args.steps, "dtype": None}
+            "quick": args.quick, "steps": args.steps, "dtype": None,
+            "overrides": _task_overrides(args) or None}
     out_dir = Path(args.out_dir) if args.out_dir else Path("runs", "trials", sweep_slug(spec))
     executor = None
     if args.scheduler is not None:
@@ -288,7 +289,8 @@ def cmd_trials(args, out) -> int:
     try:
         report = run_trials(args.name, args.seeds, cell=args.cell,
                             cell_options=spec["cell_options"], quick=args.quick,
-                            steps=args.steps, first_seed=args.seed, jobs=args.jobs,
+                            steps=args.steps, overrides=spec["overrides"],
+                            first_seed=args.seed, jobs=args.jobs,
                             executor=executor, out_dir=out_dir,
                             progress=None if not args.quiet else False, log=log)
     except KeyboardInterrupt:

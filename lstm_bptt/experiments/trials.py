@@ -200,6 +200,9 @@ def sweep_slug(spec: dict) -> str:
         parts.append(f"steps{spec['steps']}")
     if spec["dtype"]:
         parts.append(str(spec["dtype"]))
+    for k, v in sorted((spec.get("overrides") or {}).items()):  # the task command's knobs
+        parts += ([f"{ok}{ov}" for ok, ov in sorted(v.items())] if isinstance(v, dict)
+                  else [f"{k}{v}"])
     return "-".join(str(p).replace("_", "-") for p in parts)
 
 
