@@ -61,3 +61,52 @@ def npz_round_trip(tree: dict) -> dict:
                 node = node.setdefault(part, {})
             node[leaf] = f[key]
     return out
+
+
+def toy_rnn_cell():
+    """A one-state cell written in the tests from the contract alone (lstm_bptt.cells.base):
+    an Elman tanh RNN whose fast path is simply the base class's plain reference loop. It
+    shows that models, the Trainer and checkpoints work with a state of arity 1 without
+    knowing the cell (the library's own GRU/RNN cells are tested in their own files)."""
+    from lstm_bptt.cells.base import Cell
+
+    class _Toy(Cell):
+        name = "toy"
+        state_names = ("h",)
+        num_gates = 1
+
+        def step_forward(self, x, state, p):
+            a = x @ p["weight_ih"].T + state[0] @ p["weight_hh"].T  # Elman (1990)
+            if "bias_ih" in p:
+                a = a + p["bias_ih"] + p["bias_hh"]
+            h = np.tanh(a)
+            return (h,), (x, state[0], h, p)
+
+        def step_backward(self, dstate, sc):
+            x, h_prev, h, p = sc
+            dh = np.zeros_like(h) if dstate[0] is None else dstate[0]
+            da = dh * (1 - h * h)  # tanh' = 1 - h^2
+            g = {"weight_ih": da.T @ x, "weight_hh": da.T @ h_prev}
+            if "bias_ih" in p:
+                g["bias_ih"] = da.sum(0)
+                g["bias_hh"] = da.sum(0)
+            return da @ p["weight_ih"], (da @ p["weight_hh"],), g
+
+        def forward(self, x, state0, params, *, checkpoint_every=None, last=None):
+            out, state_n, caches = self.reference_forward(x, state0, params)
+            h0 = caches[0][1]
+            return out, state_n, (caches, np.concatenate([h0[None], out]))
+
+        def backward(self, doutput, cache, dstate_n=None, *, need_dx=True):
+            return self.reference_backward(doutput, cache[0], dstate_n)
+
+        def cache_dims(self, cache):
+            return cache[1].shape[0] - 1, cache[1].shape[1]
+
+        def state_at(self, cache, t):
+            return (cache[1][t],)
+
+        def per_step(self, cache):
+            return {"h": cache[1][1:]}
+
+    return _Toy()

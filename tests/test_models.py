@@ -7,8 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import toy_rnn_cell
 from scipy.special import softmax
 
+from lstm_bptt import LSTM
 from lstm_bptt.gradcheck import GradcheckError, gradcheck
 from lstm_bptt.models import CharLM, SequenceClassifier, SequenceRegressor, build_model
 
@@ -418,3 +420,56 @@ def test_sample_with_a_string_prime_says_to_encode_it():
     m = CharLM(5, 4, rng=0)
     with pytest.raises(TypeError, match="encode"):
         m.sample(3, "abc")
+
+
+# ------------------------------------------------------------------ any recurrent cell
+def test_models_take_a_one_state_cell():
+    """A cell with state (h,): gradients through CharLM / classifier / regressor, the state
+    is a 1-tuple, and the state after step t (truncated BPTT) comes from the layer."""
+    rng = np.random.default_rng(4)
+    V, H, L, T, B = 5, 3, 2, 4, 2
+    lm = CharLM(V, H, num_layers=L, embedding_dim=2, dtype=np.float64, rng=0,
+                cell=toy_rnn_cell())
+    assert lm.state_names == ("h",) and "toy.weight_hh_l1" in lm.params
+    _randomize(lm, rng)
+    inputs, targets = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = (0.5 * rng.standard_normal((L, B, H)),)
+    _check_model(lm, lambda: lm.loss(inputs, targets, state, train=False))
+    _, _, new_state = lm.loss(inputs, targets, state, train=False, state_at=2)
+    _, s2, _ = lm.forward(inputs[:2], state)
+    assert isinstance(new_state, tuple) and len(new_state) == 1
+    np.testing.assert_allclose(new_state[0], s2[0], rtol=1e-13, atol=1e-14)
+    with pytest.raises(TypeError, match=r"state: expected a tuple \(h\) of \(num_layers, B, H\)"):
+        lm.forward(inputs, (state[0], state[0]))
+
+    clf = SequenceClassifier(3, H, 2, num_layers=L, rng=0, cell=toy_rnn_cell())
+    _randomize(clf, rng)
+    x = rng.standard_normal((T, B, 3))
+    _check_model(clf, lambda: clf.loss(x, np.array([0, 1]), lengths=np.array([2, 4])))
+    reg = SequenceRegressor(3, H, 2, rng=0, cell=toy_rnn_cell())
+    _randomize(reg, rng)
+    y = rng.standard_normal((T, B, 2))
+    _check_model(reg, lambda: reg.loss(x, y))
+
+
+def test_models_take_a_ready_recurrent_layer_and_cell_options():
+    layer = LSTM(3, 4, num_layers=2, rng=0, forget_bias=2.0, recurrent_init="orthogonal")
+    clf = SequenceClassifier(3, 4, 2, num_layers=2, rng=1, cell=layer)
+    assert clf.recurrent is layer and clf.params["lstm.weight_ih_l0"] is layer.params[
+        "weight_ih_l0"]
+    cfg = clf.config()
+    assert cfg["cell"] == "lstm" and cfg["forget_bias"] == 2.0
+    assert cfg["cell_options"]["recurrent_init"] == "orthogonal"
+    assert "input_bias" not in cfg["cell_options"]  # defaults are left out
+    rebuilt = build_model("SequenceClassifier", cfg, rng=5)
+    w = rebuilt.params["lstm.weight_hh_l0"][:4]
+    np.testing.assert_allclose(w @ w.T, np.eye(4), atol=1e-12)  # the option came back
+    lm = CharLM(5, 4, rng=0, forget_bias=1.0, cell_options={"input_bias": -2.0})
+    b = lm.params["lstm.bias_ih_l0"] + lm.params["lstm.bias_hh_l0"]
+    np.testing.assert_array_equal(b[:4], -2.0)
+    np.testing.assert_array_equal(b[4:8], 1.0)
+    assert build_model("CharLM", lm.config()).config() == lm.config()
+    with pytest.raises(ValueError, match="cell: expected a layer with hidden_size = 5, got 4"):
+        SequenceClassifier(3, 5, 2, num_layers=2, cell=layer)
+    with pytest.raises(TypeError, match="forget_bias"):
+        CharLM(5, 4, forget_bias=1.0, cell=toy_rnn_cell())

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import toy_rnn_cell
 
 from lstm_bptt import train as train_module
 from lstm_bptt.checkpoint import load_checkpoint
@@ -118,8 +119,8 @@ class _CrashAt:
             raise _Crash
 
 
-def _charlm_setup(dropout=0.0, schedule=False, k2=8, seed=3):
-    model = CharLM(4, 6, num_layers=2, dropout=dropout, dtype=np.float64, rng=seed)
+def _charlm_setup(dropout=0.0, schedule=False, k2=8, seed=3, cell="lstm"):
+    model = CharLM(4, 6, num_layers=2, dropout=dropout, dtype=np.float64, rng=seed, cell=cell)
     opt = Adam(model.params, lr=0.02)
     sched = CosineAnnealingLR(opt, T_max=20, eta_min=1e-3) if schedule else None
     return model, opt, sched, TBPTTStream(_streams(), 5, k2)
@@ -141,6 +142,9 @@ RESUME_CASES = {
     "tbptt-k2>k1": lambda seed=3: _charlm_setup(k2=8, seed=seed),
     "tbptt-dropout": lambda seed=3: _charlm_setup(dropout=0.3, seed=seed),
     "tbptt-schedule": lambda seed=3: _charlm_setup(schedule=True, seed=seed),
+    # a one-state cell (state (h,)): the Trainer and checkpoints do not know the cell type
+    "tbptt-one-state-cell": lambda seed=3: _charlm_setup(k2=8, seed=seed,
+                                                         cell=toy_rnn_cell()),
     "minibatch-shuffle": lambda seed=3: _classifier_setup(seed=seed),
     "minibatch-dropout-schedule": lambda seed=3: _classifier_setup(dropout=0.4, schedule=True,
                                                                     seed=seed),
