@@ -76,6 +76,18 @@ variance 1/24) after 2,000 steps with fb 3 or fb 5 and no input bias. The T = 50
 trains with fb 1 for seed 0 (MSE 0.0044 at 450 steps) but seed 2 stayed at the baseline 1/6
 for 1,000 steps, and with fb 3 alone seed 1 did; fb 3 with ib -3 solved seeds 0, 1, 2.
 
+Cells other than the LSTM
+-------------------------
+``run_task(name, cell="gru")`` (``lstm-bptt task NAME --cell gru``) trains the same preset with
+a GRU or an Elman RNN in place of the LSTM: same H, learning rate, batch size, clipping and
+budget (so the GRU has 3/4 and the RNN 1/4 of the LSTM's recurrent weights). The gate-bias
+initialisation above is LSTM-specific and is not applied: GRU and RNN start from PyTorch's
+uniform initialisation U(-1/sqrt(H), 1/sqrt(H)), biases included. That is the comparison the
+1997 paper makes (its BPTT/RTRL nets had no memory-friendly initialisation either). A GRU
+update-gate bias towards keeping the state (z near 1) would be the analogue of the LSTM's
+forget bias; it is not tried here. The multi-seed comparison is
+:mod:`lstm_bptt.experiments.trials` (``--seeds N``); its measured table is in the README.
+
 Task notes
 ----------
 - reber: SequenceRegressor with 7 outputs trained by MSE on the multi-hot set of legal
