@@ -275,6 +275,20 @@ def gradcheck(
             UserWarning,
             stacklevel=2,
         )
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn: expected a callable () -> float, got {type(loss_fn).__name__}")
+    # Central differences assume L is a function of the tensors alone. A forward that draws
+    # fresh dropout masks (or reads any other changing state) gives another value at the same
+    # point, and every tensor would "FAIL" with a correct backward: detect it and say so.
+    first, second = loss_fn(), loss_fn()
+    for v in (first, second):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real | np.floating | np.ndarray):
+            raise TypeError(f"loss_fn: expected it to return a float, got {type(v).__name__}")
+    if float(first) != float(second):
+        raise ValueError(
+            f"loss_fn: the loss is not deterministic (two evaluations at the same point gave "
+            f"{float(first)!r} and {float(second)!r}): fix the dropout masks (e.g. reset the "
+            "rng before each call) or use eval mode (train=False)")
     rows = []
     for name, x in tensors.items():
         if name not in analytic:

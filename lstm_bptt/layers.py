@@ -18,10 +18,12 @@ from ._checks import (
     as_float_array,
     as_input_array,
     as_rng,
+    check_bool,
     check_dtype_arg,
     check_int_array,
     check_positive_int,
     check_shape,
+    describe,
 )
 from .export import StateDictMixin
 
@@ -115,6 +117,9 @@ class Linear(StateDictMixin):
         grads : dict with ``weight`` (V, D) = sum over rows of dy^T x, ``bias`` (V,) = sum dy
         """
         x = cache
+        if not isinstance(x, np.ndarray) or x.shape[-1:] != (self.in_features,):
+            raise TypeError(f"cache: expected the cache returned by this layer's forward (an "
+                            f"(..., {self.in_features}) array), got {describe(x)}")
         dy = as_float_array("dy", dy, self.dtype)
         check_shape("dy", dy, x.shape[:-1] + (self.out_features,), "(..., V)")
         dy2 = dy.reshape(-1, self.out_features)  # (N, V)
@@ -192,6 +197,9 @@ class Embedding(StateDictMixin):
         grads : dict with ``weight`` (V, D); rows never looked up get zero.
         """
         ids = cache
+        if not isinstance(ids, np.ndarray) or ids.dtype.kind not in "iu":
+            raise TypeError("cache: expected the cache returned by this layer's forward (the "
+                            f"integer ids), got {describe(ids)}")
         dout = as_float_array("dout", dout, self.dtype)
         check_shape("dout", dout, ids.shape + (self.embedding_dim,), "ids.shape + (D,)")
         dw = np.zeros_like(self.params["weight"])
@@ -225,9 +233,8 @@ def dropout_forward(x, p: float, rng, train: bool = True):
         p outside [0, 1).
     """
     x = as_float_array("x", x, finite=False)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p: expected a probability in [0, 1), got {p}")
-    if not train or p == 0.0:
+    p = check_dropout(p, "p")
+    if not check_bool("train", train) or p == 0.0:
         return x, None
     rng = as_rng(rng)
     keep = 1.0 - p

@@ -124,7 +124,8 @@ def mse_loss(pred, target, mask=None):
         raise ValueError(f"target: expected shape {pred.shape} (that of pred), got {target.shape}")
     if pred.size == 0:
         raise ValueError(f"pred: expected a non-empty array, got shape {pred.shape}")
-    diff = pred - target
+    # in float64: a float32 difference of large values (3e38 - -3e38) would overflow to inf
+    diff = pred.astype(np.float64) - target
     if mask is None:
         n = diff.size
     else:
@@ -134,8 +135,14 @@ def mse_loss(pred, target, mask=None):
         m = _check_mask(m, pred.shape, f"that of pred, or pred.shape[:-1] = {pred.shape[:-1]}")
         diff = np.where(m, diff, 0)
         n = int(m.sum())
-    loss = float(np.sum(diff * diff, dtype=np.float64) / n)
-    return loss, diff * pred.dtype.type(2.0 / n)
+    with np.errstate(over="ignore"):
+        loss = float(np.sum(diff * diff) / n)
+        dpred = (diff * (2.0 / n)).astype(pred.dtype)
+    if not (np.isfinite(loss) and np.isfinite(dpred).all()):
+        raise ValueError(f"pred: the squared error of these values overflows float64/"
+                         f"{pred.dtype} (largest |pred - target| = {np.abs(diff).max():.3g}); "
+                         "rescale the targets")
+    return loss, dpred
 
 
 def softmax_probs(logits, temperature: float = 1.0):

@@ -40,6 +40,8 @@ from .layers import Embedding, Linear, check_dropout
 from .losses import mse_loss, softmax_cross_entropy, softmax_probs
 from .recurrent import Recurrent
 
+MAX_SAMPLE_LENGTH = 10_000_000  # ids per sample() call: 80 MB of output, hours of steps
+
 
 class _Model(StateDictMixin):
     """Shared plumbing: merged params, loading, state copies."""
@@ -281,6 +283,7 @@ class CharLM(_Model):
         ValueError
             Not 2-D, or ids outside the vocabulary.
         """
+        train = check_bool("train", train)
         ids = check_int_array("inputs", inputs, 0, self.vocab_size)
         if ids.ndim != 2:
             raise ValueError(f"inputs: expected integer ids of shape "
@@ -334,6 +337,12 @@ class CharLM(_Model):
         logits, state_n, (emb_cache, rec_cache, drop_mask, head_cache) = self._forward(
             ids, state, train
         )
+        T = logits.shape[0]  # time-major here
+        if state_at is not None:
+            if isinstance(state_at, bool) or not isinstance(state_at, int | np.integer):
+                raise TypeError(f"state_at: expected an int in 0..T = {T}, got {state_at!r}")
+            if not 0 <= state_at <= T:
+                raise ValueError(f"state_at: expected an int in 0..T = {T}, got {state_at}")
         loss, dlogits = softmax_cross_entropy(logits, targets, mask)
         dout, head_grads = self.head.backward(dlogits, head_cache)
         if drop_mask is not None:
@@ -368,6 +377,10 @@ class CharLM(_Model):
         float : nats per token (divide by ln 2 for bits; exp for perplexity)
         """
         ids = check_int_array("ids", ids, 0, self.vocab_size)
+        batch_size = check_positive_int("batch_size", batch_size)
+        k1 = check_positive_int("k1", k1)
+        if ids.ndim != 1:
+            raise ValueError(f"ids: expected a 1-D token stream (N,), got shape {ids.shape}")
         n = (len(ids) - 1) // batch_size
         if n < 1:
             raise ValueError(f"ids: need at least {batch_size + 1} tokens, got {len(ids)}")
@@ -409,11 +422,15 @@ class CharLM(_Model):
         TypeError
             ``length`` or ``top_k`` not an int.
         ValueError
-            Negative ``length``, ``temperature`` <= 0 or NaN, ``top_k`` outside 1..V, prime
+            Negative ``length`` or more than MAX_SAMPLE_LENGTH, ``temperature`` <= 0, NaN or
+            inf, ``top_k`` outside 1..V, prime
             ids outside the vocabulary.
         """
         rng = self.rng if rng is None else as_rng(rng)
         length = check_positive_int("length", length) if length != 0 else 0
+        if length > MAX_SAMPLE_LENGTH:
+            raise ValueError(f"length: expected at most {MAX_SAMPLE_LENGTH:,} ids (one forward "
+                             f"step each), got {length:,}")
         if isinstance(temperature, bool) or not isinstance(temperature,
                                                            int | float | np.floating):
             raise TypeError(f"temperature: expected a number > 0, got {temperature!r}")
@@ -624,7 +641,7 @@ class SequenceRegressor(_RecurrentWithHead):
                  cell_options=None, batch_first=False):
         self.batch_first = check_bool("batch_first", batch_first)
         self.output_size = check_positive_int("output_size", output_size)
-        self.many_to_one = bool(many_to_one)
+        self.many_to_one = check_bool("many_to_one", many_to_one)
         self._build(input_size, hidden_size, output_size, num_layers, dtype, rng, forget_bias,
                     dropout, cell, cell_options)
 

@@ -64,6 +64,15 @@ def _real(name: str, value, *, low: float | None = 0.0, high: float | None = Non
     return value
 
 
+def _positive_eps(value) -> float:
+    """``eps`` of the adaptive optimizers: > 0, or a parameter whose squared gradients are
+    all zero divides 0 by 0 (NaN)."""
+    eps = _real("eps", value)
+    if eps == 0:
+        raise ValueError("eps: expected a number > 0 (it keeps 0 / sqrt(0) finite), got 0.0")
+    return eps
+
+
 def _flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
@@ -468,7 +477,7 @@ class Adam(Optimizer):
             "lr": _real("lr", hp["lr"]),
             "betas": (_real("betas[0]", betas[0], high=1.0, high_open=True),
                       _real("betas[1]", betas[1], high=1.0, high_open=True)),
-            "eps": _real("eps", hp["eps"]),
+            "eps": _positive_eps(hp["eps"]),
             "weight_decay": _real("weight_decay", hp["weight_decay"]),
             "amsgrad": _flag("amsgrad", hp["amsgrad"]),
         }
@@ -603,7 +612,7 @@ class RMSprop(Optimizer):
         return {
             "lr": _real("lr", hp["lr"]),
             "alpha": _real("alpha", hp["alpha"], high=1.0),
-            "eps": _real("eps", hp["eps"]),
+            "eps": _positive_eps(hp["eps"]),
             "weight_decay": _real("weight_decay", hp["weight_decay"]),
             "momentum": _real("momentum", hp["momentum"]),
             "centered": _flag("centered", hp["centered"]),
@@ -696,7 +705,9 @@ class Adagrad(Optimizer):
         self.eps = hp["eps"]
 
     def _validate(self, hp: dict) -> dict:
-        return {k: _real(k, hp[k]) for k in self._hyper}
+        out = {k: _real(k, hp[k]) for k in self._hyper}
+        out["eps"] = _positive_eps(out["eps"])
+        return out
 
     def _state_keys(self) -> tuple[str, ...]:
         return ("sum",)
@@ -783,6 +794,9 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float, norm_type: 
     """
     arrays = _grad_arrays(grads)
     max_norm = _real("max_norm", max_norm)
+    if max_norm == 0:
+        raise ValueError("max_norm: expected a number > 0 (0 would zero every gradient), got "
+                         "0.0")
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
         raise TypeError(f"norm_type must be a real number, got {type(norm_type).__name__}")
     p = float(norm_type)

@@ -45,6 +45,7 @@ from ._checks import (
     as_float_array,
     as_input_array,
     as_rng,
+    check_bool,
     check_dtype_arg,
     check_positive_int,
     check_shape,
@@ -164,8 +165,8 @@ class Recurrent(StateDictMixin):
         self.input_size = check_positive_int("input_size", input_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
+        self.bias = check_bool("bias", bias)
+        self.batch_first = check_bool("batch_first", batch_first)
         self.dtype = check_dtype_arg(dtype)
         self.dropout = check_dropout(dropout)
         if self.dropout > 0 and self.num_layers == 1:
@@ -316,6 +317,7 @@ class Recurrent(StateDictMixin):
             ``lengths`` of the wrong shape or outside [1, T].
         """
         D = self.input_size
+        train = check_bool("train", train)
         x = as_input_array("x", x, self.dtype)
         layout = "(B, T, D)" if self.batch_first else "(T, B, D)"
         if x.ndim != 3:

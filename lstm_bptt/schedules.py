@@ -187,7 +187,8 @@ class StepLR(LRScheduler):
     Raises
     ------
     ValueError
-        For ``step_size < 1`` or ``gamma <= 0``.
+        For ``step_size < 1`` or ``gamma`` outside (0, 1] (a decay; PyTorch also accepts a
+        growing lr, refused here as a likely typo).
 
     Notes
     -----
@@ -207,8 +208,8 @@ class StepLR(LRScheduler):
 
     def _validate(self, hp: dict) -> dict:
         gamma = _real("gamma", hp["gamma"])
-        if gamma <= 0:
-            raise ValueError(f"Invalid gamma: expected > 0, got {gamma}")
+        if not 0 < gamma <= 1:
+            raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma}")
         return {"step_size": _int("step_size", hp["step_size"], 1), "gamma": gamma}
 
     def lr_at(self, t: int) -> float:
@@ -228,7 +229,7 @@ class ExponentialLR(LRScheduler):
     Raises
     ------
     ValueError
-        For ``gamma <= 0``.
+        For ``gamma`` outside (0, 1] (a decay; a growing lr is refused as a likely typo).
 
     Notes
     -----
@@ -247,8 +248,8 @@ class ExponentialLR(LRScheduler):
 
     def _validate(self, hp: dict) -> dict:
         gamma = _real("gamma", hp["gamma"])
-        if gamma <= 0:
-            raise ValueError(f"Invalid gamma: expected > 0, got {gamma}")
+        if not 0 < gamma <= 1:
+            raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma}")
         return {"gamma": gamma}
 
     def lr_at(self, t: int) -> float:
@@ -290,6 +291,10 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803
         hp = self._validate({"T_max": T_max, "eta_min": eta_min})
+        _check_optimizer(optimizer)
+        if hp["eta_min"] > optimizer.lr:
+            raise ValueError(f"eta_min: expected at most the optimizer's lr = {optimizer.lr} "
+                             f"(the schedule anneals down to it), got {hp['eta_min']}")
         self.T_max, self.eta_min = hp["T_max"], hp["eta_min"]
         super().__init__(optimizer)
 

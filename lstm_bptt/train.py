@@ -150,7 +150,15 @@ class MinibatchSource:
         if self.lengths is not None and self.lengths.shape != (self.N,):
             raise ValueError(f"lengths: expected shape ({self.N},), got {self.lengths.shape}")
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self.seed, self.shuffle, self.drop_last = int(seed), bool(shuffle), bool(drop_last)
+        if self.lengths is not None and self.lengths.size and self.lengths.max() > len(
+                self.inputs):
+            raise ValueError(f"lengths: expected values in 1..T = {len(self.inputs)} (the "
+                             f"sequence length of inputs), got {self.lengths.max()}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise TypeError(f"seed: expected an int, got {seed!r}")
+        self.seed = int(seed)
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.drop_last = check_bool("drop_last", drop_last)
         n = self.N // self.batch_size if drop_last else math.ceil(self.N / self.batch_size)
         if n < 1:
             raise ValueError(f"batch_size {batch_size} exceeds the {self.N} sequences")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_bptt.checkpoint import load_checkpoint
+from lstm_bptt.checkpoint import load_checkpoint, save_checkpoint
 from lstm_bptt.experiments import cli
 from lstm_bptt.experiments.cli import main
 
@@ -135,6 +135,51 @@ def test_stale_lock_of_a_dead_run_does_not_block(small_text, tmp_path):
     (out / ".lock").write_text("pid 999999\n")  # left by a killed run: no flock held
     assert _train(small_text, out) == 0
     assert (out / ".lock").read_text() == f"pid {os.getpid()}\n"
+
+
+def test_folder_without_room_is_refused_before_training(small_text, tmp_path, capsys,
+                                                         monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 10))
+    out = tmp_path / "run"
+    assert _train(small_text, out) == 2
+    err = capsys.readouterr().err
+    assert "10 bytes free, a checkpoint of this model needs about" in err
+    assert not (out / "history.csv").exists()
+
+
+def _forged_run_checkpoint(tmp_path, small_text, edit):
+    out = tmp_path / "run"
+    assert _train(small_text, out, "--steps", "10") == 0
+    path = out / "checkpoint.npz"
+    tree = load_checkpoint(path)
+    edit(tree)
+    save_checkpoint(path, tree)
+    return path
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda t: t["model"]["config"].update(hidden_size=10**9),
+     "model/config/hidden_size: expected an integer in 1..4,096, got 1000000000"),
+    (lambda t: t["extra"].update(vocab=np.array([3.5])), "extra/vocab: expected"),
+    (lambda t: t["extra"].update(vocab=t["extra"]["vocab"][::-1].copy()),
+     "extra/vocab: CharVocab chars must be distinct and sorted"),
+    (lambda t: t["params"].update({"head.bias": np.zeros(3, np.float32)}),
+     r"member params/head.bias: expected shape \(\d+,\) and dtype float32, got shape \(3,\)"),
+    (lambda t: t["params"].update({"head.bias": t["params"]["head.bias"].astype(np.int64)}),
+     r"member params/head.bias: expected .* dtype float32, got .* dtype int64"),
+])
+def test_sample_reads_a_forged_checkpoint_defensively(tmp_path, small_text, capsys, edit,
+                                                      pattern):
+    import re
+
+    path = _forged_run_checkpoint(tmp_path, small_text, edit)
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(path), "--length", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert re.search(pattern, err[0]), err[0]
 
 
 def _spawn(args, out):

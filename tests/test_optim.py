@@ -107,8 +107,9 @@ def test_adam_first_step_moves_each_weight_by_lr():
     g = np.array([1e-3, 0.5, -7.0, 300.0, -2e4])
     p = {"w": np.linspace(-1.0, 1.0, 5)}
     w0 = p["w"].copy()
-    Adam(p, lr=0.01, eps=0.0).step({"w": g})
-    # m_hat = g, sqrt(v_hat) = |g|: each weight moves by exactly lr against the gradient sign
+    Adam(p, lr=0.01, eps=1e-300).step({"w": g})
+    # m_hat = g, sqrt(v_hat) = |g| (eps = 1e-300 vanishes next to |g|; eps = 0 is refused):
+    # each weight moves by exactly lr against the gradient sign
     np.testing.assert_allclose(w0 - p["w"], 0.01 * np.sign(g), rtol=1e-13)
     p = {"w": w0.copy()}
     Adam(p, lr=0.01).step({"w": g})
@@ -120,7 +121,7 @@ def test_adam_first_step_moves_each_weight_by_lr():
 def test_amsgrad_uses_running_max_by_hand():
     lr, b1, b2 = 0.1, 0.9, 0.5
     p = {"w": np.array([0.0])}
-    opt = Adam(p, lr=lr, betas=(b1, b2), eps=0.0, amsgrad=True)
+    opt = Adam(p, lr=lr, betas=(b1, b2), eps=1e-300, amsgrad=True)
     opt.step({"w": np.array([2.0])})
     # m1 = 0.2, v1 = 0.5*4 = 2, vmax = 2: w1 = 0 - 0.1 * (0.2/0.1) / (sqrt(2/0.5)) = -0.1
     np.testing.assert_allclose(p["w"], [-0.1], rtol=1e-15)
@@ -137,11 +138,11 @@ def test_adam_coupled_vs_adamw_decoupled_decay_by_hand():
     lr, wd = 0.1, 0.1
     # Adam: g' = 0.5 + 0.1*2 = 0.7; first step moves by lr * 0.7/(0.7+eps)
     p = {"w": np.array([2.0])}
-    Adam(p, lr=lr, weight_decay=wd, eps=0.0).step({"w": np.array([0.5])})
+    Adam(p, lr=lr, weight_decay=wd, eps=1e-300).step({"w": np.array([0.5])})
     np.testing.assert_allclose(p["w"], [2.0 - 0.1], rtol=1e-15)
     # AdamW: w <- 2*(1 - 0.01) = 1.98, then Adam on the raw gradient: -0.1 -> 1.88
     p = {"w": np.array([2.0])}
-    opt = AdamW(p, lr=lr, weight_decay=wd, eps=0.0)
+    opt = AdamW(p, lr=lr, weight_decay=wd, eps=1e-300)
     opt.step({"w": np.array([0.5])})
     np.testing.assert_allclose(p["w"], [1.88], rtol=1e-15)
     np.testing.assert_allclose(opt.state["w"]["exp_avg"], [0.05], rtol=1e-15)  # raw grad
@@ -154,7 +155,7 @@ def test_adam_coupled_vs_adamw_decoupled_decay_by_hand():
 
 def test_rmsprop_plain_by_hand():
     p = {"w": np.array([1.0])}
-    opt = RMSprop(p, lr=0.01, alpha=0.9, eps=0.0)
+    opt = RMSprop(p, lr=0.01, alpha=0.9, eps=1e-300)
     opt.step({"w": np.array([2.0])})
     # v1 = 0.1*4 = 0.4; w1 = 1 - 0.01 * 2/sqrt(0.4)
     w1 = 1.0 - 0.01 * 2.0 / math.sqrt(0.4)
@@ -188,7 +189,7 @@ def test_adagrad_by_hand():
     lr, eta, s0, wd = 0.1, 0.5, 0.25, 0.0
     p = {"w": np.array([1.0])}
     opt = Adagrad(p, lr=lr, lr_decay=eta, initial_accumulator_value=s0, weight_decay=wd,
-                  eps=0.0)
+                  eps=1e-300)
     opt.step({"w": np.array([1.0])})
     # clr1 = 0.1; s1 = 0.25 + 1 = 1.25; w1 = 1 - 0.1 * 1/sqrt(1.25)
     w1 = 1.0 - 0.1 / math.sqrt(1.25)

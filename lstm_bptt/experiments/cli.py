@@ -71,17 +71,14 @@ _set_threads = set_blas_threads
 # --------------------------------------------------------------------------------- sample
 def cmd_sample(args) -> int:
     """`lstm-bptt sample`: generate text from a `train` checkpoint; returns the exit status."""
-    from ..checkpoint import load_checkpoint
     from ..data import CharVocab
     from ..models import build_model
+    from .train_job import _load_train_checkpoint
 
     if Path(args.checkpoint).is_dir():
         raise ValueError(f"--checkpoint {args.checkpoint} is a directory; pass the file, e.g. "
                          f"{Path(args.checkpoint) / 'checkpoint.npz'}")
-    tree = load_checkpoint(args.checkpoint)
-    if tree.get("model", {}).get("class") != "CharLM" or "vocab" not in tree.get("extra", {}):
-        raise ValueError(f"{args.checkpoint} is not a character language model "
-                         "checkpoint (written by `lstm-bptt train`)")
+    tree = _load_train_checkpoint(args.checkpoint, "--checkpoint")
     model = build_model("CharLM", tree["model"]["config"], rng=args.seed)
     model.load_params(tree["params"])
     vocab = CharVocab.from_array(tree["extra"]["vocab"])

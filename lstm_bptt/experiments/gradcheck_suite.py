@@ -131,6 +131,33 @@ def _charlm(rng):
     return _model_check(m, (x, y, state), {"train": False})
 
 
+def _fixed_masks(m, args, kwargs):
+    """The model's loss in training mode with its dropout masks held fixed: the rng is put back
+    to the same state before every evaluation, so each one draws the same masks (a function of
+    the parameters alone, as central differences need)."""
+    start = m.rng.bit_generator.state
+
+    def loss_and_grads():
+        m.rng.bit_generator.state = start
+        return m.loss(*args, train=True, **kwargs)
+
+    _, grads, _ = loss_and_grads()
+    return (lambda: loss_and_grads()[0]), m.params, grads
+
+
+def _charlm_dropout(rng):
+    m = _randomise(CharLM(V, H, num_layers=2, embedding_dim=D, dropout=0.3, dtype=np.float64,
+                          rng=rng), rng)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    return _fixed_masks(m, (x, y), {})
+
+
+def _classifier_dropout(rng):
+    m = _randomise(SequenceClassifier(D, H, 3, num_layers=2, dropout=0.4, rng=rng), rng)
+    x, y = rng.normal(size=(T, B, D)), rng.integers(0, 3, B)
+    return _fixed_masks(m, (x, y), {})
+
+
 def _classifier(rng):
     m = _randomise(SequenceClassifier(D, H, 3, num_layers=2, rng=rng), rng)
     x, y = rng.normal(size=(T, B, D)), rng.integers(0, 3, B)
@@ -155,6 +182,8 @@ COMPONENTS = {
     "CharLM (embedding, 2 layers)": _charlm,
     "SequenceClassifier (lengths)": _classifier,
     "SequenceRegressor": _regressor,
+    "CharLM (dropout 0.3, masks fixed)": _charlm_dropout,
+    "SequenceClassifier (dropout 0.4, masks fixed)": _classifier_dropout,
 }
 
 

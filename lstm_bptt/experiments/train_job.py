@@ -185,13 +185,72 @@ def _init_settings(args, saved: dict) -> None:
                          + ", ".join(conflicts))
 
 
-def _load_train_checkpoint(path, flag: str) -> dict:
-    from ..checkpoint import load_checkpoint
+# Bounds of a checkpoint's model config (the CLI's own flag limits; a forged config must not
+# make us build an unbounded model)
+CONFIG_LIMITS = {"vocab_size": 0x110000, "hidden_size": 4096, "num_layers": 16,
+                 "embedding_dim": 4096}
 
-    tree = load_checkpoint(path)
-    extra = tree.get("extra", {})
-    if tree.get("model", {}).get("class") != "CharLM" or "vocab" not in extra:
-        raise ValueError(f"{flag}: {path} is not a checkpoint of `lstm-bptt train`")
+
+def _check_config(config, where: str) -> None:
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: model/config: expected a dict, got {type(config).__name__}")
+    for key, hi in CONFIG_LIMITS.items():
+        v = config.get(key)
+        if v is None and key == "embedding_dim":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+            raise ValueError(f"{where}: model/config/{key}: expected an integer in 1..{hi:,}, "
+                             f"got {v!r}")
+
+
+def _load_train_checkpoint(path, flag: str) -> dict:
+    """A checkpoint of `lstm-bptt train`, read defensively: the skeleton first (class, config
+    within the CLI's bounds, a vocabulary of vocab_size code points), then only members of the
+    shapes that config implies (checked from their headers before any data is read).
+
+    Raises
+    ------
+    ValueError
+        One line naming ``flag``, the file and the member at fault.
+    """
+    from ..checkpoint import load_checkpoint, peek_checkpoint
+    from ..data import CharVocab
+    from ..models import build_model
+
+    where = f"{flag}: {path}"
+    head = peek_checkpoint(path)
+    model = head.get("model") if isinstance(head, dict) else None
+    extra = head.get("extra") if isinstance(head, dict) else None
+    if (not isinstance(model, dict) or model.get("class") != "CharLM"
+            or not isinstance(extra, dict) or "vocab" not in extra):
+        raise ValueError(f"{where} is not a checkpoint of `lstm-bptt train` (model/class "
+                         "CharLM and extra/vocab expected)")
+    _check_config(model.get("config"), where)
+    V = model["config"]["vocab_size"]
+    vocab = extra["vocab"]
+    if getattr(vocab, "shape", None) != (V,) or vocab.dtype.kind not in "iu":
+        got = (f"shape {vocab.shape} dtype {vocab.dtype}" if hasattr(vocab, "dtype")
+               else type(vocab).__name__)
+        raise ValueError(f"{where}: extra/vocab: expected {V} integer code points (the "
+                         f"config's vocab_size), got {got}")
+    try:
+        params = build_model("CharLM", model["config"], rng=0).params
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: model/config: {exc}") from None
+
+    def expect(name):
+        parts = name.split("/")
+        if parts[0] == "params" and len(parts) == 2 and parts[1] in params:
+            return params[parts[1]].shape, params[parts[1]].dtype
+        if parts[:2] == ["optimizer", "state"] and len(parts) == 4 and parts[2] in params:
+            return params[parts[2]].shape, params[parts[2]].dtype
+        return None
+
+    tree = load_checkpoint(path, expect=expect)
+    try:
+        CharVocab.from_array(tree["extra"]["vocab"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: extra/vocab: {exc}") from None
     return tree
 
 
@@ -439,6 +498,27 @@ def _lock_out_dir(out_dir: Path):
     return fh
 
 
+def _check_room(out_dir: Path, model) -> None:
+    """Refuse to start when ``out_dir`` cannot take a checkpoint: not writable, or less free
+    space than about two checkpoints (parameters and optimizer moments, plus the temporary
+    copy while one is written). Checked before training, not at the first checkpoint."""
+    import shutil
+    import tempfile
+
+    need = 2 * 4 * sum(p.nbytes for p in model.params.values()) + (1 << 20)
+    try:
+        with tempfile.TemporaryFile(dir=out_dir) as fh:
+            fh.write(b"\0" * 4096)
+            fh.flush()
+    except OSError as exc:
+        raise OSError(f"--out-dir {out_dir}: cannot write a checkpoint there "
+                      f"({exc.strerror})") from None
+    free = shutil.disk_usage(out_dir).free
+    if free < need:
+        raise OSError(f"--out-dir {out_dir}: {free:,} bytes free, a checkpoint of this model "
+                      f"needs about {need:,}; free some space or choose another --out-dir")
+
+
 def cmd_train(args) -> int:
     """`lstm-bptt train`: character LM with truncated BPTT; returns the exit status."""
     from ..train import TrainingDivergedError
@@ -464,6 +544,7 @@ def cmd_train(args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     # one run per folder for the whole run (the kernel drops the lock when the process ends)
     args._lock = _lock_out_dir(out_dir)
+    _check_room(out_dir, model)
     # now, not only in summary.json at the end: `plot` draws them while the run goes on
     (out_dir / "baselines.json").write_text(json.dumps(base, indent=1))
     plot = None
