@@ -566,6 +566,13 @@ def main(argv=None) -> int:
         lock = getattr(args, "_lock", None)
         if lock is not None:
             lock.close()  # releases the --out-dir lock (the kernel would at exit anyway)
+        if argv is None:
+            # exiting now: a late Ctrl-C/SIGTERM during interpreter shutdown (e.g. while the
+            # progress bar's thread is joined) must not turn the exit into a traceback
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":  # pragma: no cover
