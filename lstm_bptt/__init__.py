@@ -1,6 +1,7 @@
 """lstm-bptt: LSTM sequence models in NumPy with hand-written backpropagation through time.
 
-Parameter names, shapes and gate order (i, f, g, o) follow PyTorch's ``nn.LSTM``. Every forward
+Parameter names, shapes and gate orders follow PyTorch's ``nn.LSTM`` (i, f, g, o), ``nn.GRU``
+(r, z, n) and ``nn.RNN``. Every forward
 returns a cache and stores nothing; every backward is written by hand and consumes the cache.
 """
 
@@ -21,7 +22,8 @@ if _sys.argv[:1] == ["-m"] or _sys.argv[0].endswith("lstm-bptt"):
     _signal.signal(_signal.SIGTERM, _quiet_exit)
 
 from ._fast import fast_path_enabled, set_fast_path  # noqa: E402
-from .cells import CELLS, Cell, LSTMCell, get_cell  # noqa: E402
+from .cells import CELLS, Cell, GRUCell, LSTMCell, RNNCell, get_cell  # noqa: E402
+from .cells.gru import gru_backward, gru_forward, gru_step_backward, gru_step_forward  # noqa: E402
 from .cells.lstm import (
     lstm_backward,
     lstm_cell_backward,
@@ -30,6 +32,7 @@ from .cells.lstm import (
     lstm_step_backward,
     lstm_step_forward,
 )
+from .cells.rnn import rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CharVocab, batchify, load_pydoc_text, load_text, split_train_val
 from .export import load_safetensors, save_safetensors
@@ -38,7 +41,7 @@ from .layers import Embedding, Linear, dropout_backward, dropout_forward
 from .losses import mse_loss, softmax_cross_entropy
 from .models import CharLM, SequenceClassifier, SequenceRegressor
 from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
-from .recurrent import LSTM, Recurrent
+from .recurrent import GRU, LSTM, RNN, Recurrent
 from .schedules import (
     CosineAnnealingLR,
     ExponentialLR,
@@ -68,7 +71,10 @@ def __getattr__(name):
     return getattr(importlib.import_module(module), name)
 
 __all__ = [
-    "Recurrent", "LSTM", "Cell", "LSTMCell", "CELLS", "get_cell",
+    "Recurrent", "LSTM", "GRU", "RNN", "Cell", "LSTMCell", "GRUCell", "RNNCell", "CELLS",
+    "get_cell",
+    "gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward",
+    "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
     "lstm_step_forward", "lstm_step_backward",
     "Embedding", "Linear", "dropout_forward", "dropout_backward",
     "lstm_cell_forward", "lstm_cell_backward", "lstm_forward", "lstm_backward",

@@ -54,7 +54,7 @@ from .cells import get_cell
 from .export import StateDictMixin
 from .layers import check_dropout, dropout_forward
 
-__all__ = ["Recurrent", "LSTM", "RecurrentCache", "LSTMStackCache"]
+__all__ = ["Recurrent", "LSTM", "GRU", "RNN", "RecurrentCache", "LSTMStackCache"]
 
 
 class RecurrentCache(NamedTuple):
@@ -740,3 +740,99 @@ class LSTM(Recurrent):
 
     def _cell_repr(self) -> str:
         return ""
+
+
+class GRU(Recurrent):
+    """Multi-layer GRU with PyTorch ``nn.GRU`` parameter names, shapes and gate order (r, z, n).
+
+    ``Recurrent("gru", ...)``; the math is in :mod:`lstm_bptt.cells.gru` (Cho et al. 2014 v3 in
+    PyTorch's form: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))). ``hx`` is one (L, B, H)
+    array ``h_0``, and ``forward`` returns ``(output, h_n, cache)``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, bias, batch_first, dtype, rng, dropout,
+    checkpoint_every :
+        As for :class:`Recurrent` (``checkpoint_every`` keeps only h, 1/5 of the cache, and
+        recomputes the gates in the backward).
+    recurrent_init : {"uniform", "orthogonal"}
+        Orthogonal (H, H) blocks of ``weight_hh`` (Saxe et al. 2014), or PyTorch's uniform.
+
+    Attributes
+    ----------
+    params : dict
+        ``weight_ih_l{k}`` (3H, D or H), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}`` and
+        ``bias_hh_l{k}`` (3H,), gates stacked r, z, n.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`Recurrent`; an unknown ``recurrent_init``.
+
+    References
+    ----------
+    PyTorch ``torch.nn.GRU``; Cho et al. (2014), arXiv:1406.1078v3.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dtype=np.float64, rng=None, dropout: float = 0.0,
+                 recurrent_init: str = "uniform", checkpoint_every: int | None = None):
+        super().__init__("gru", input_size, hidden_size, num_layers, bias=bias,
+                         batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
+                         checkpoint_every=checkpoint_every, recurrent_init=recurrent_init)
+
+    def _cell_repr(self) -> str:
+        return ""
+
+
+class RNN(Recurrent):
+    """Multi-layer Elman RNN with PyTorch ``nn.RNN`` parameter names, shapes and arguments.
+
+    ``Recurrent(RNNCell(nonlinearity), ...)``; the math is in :mod:`lstm_bptt.cells.rnn`:
+    h' = phi(W_ih x + b_ih + W_hh h + b_hh), phi = tanh or relu. ``hx`` is one (L, B, H) array
+    ``h_0``, and ``forward`` returns ``(output, h_n, cache)``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers :
+        As for :class:`Recurrent`.
+    nonlinearity : {"tanh", "relu"}
+        phi, in PyTorch's position (the fourth argument).
+    bias, batch_first, dtype, rng, dropout, checkpoint_every :
+        As for :class:`Recurrent` (``checkpoint_every`` is accepted and changes nothing: the
+        cache holds only x and h already).
+    recurrent_init : {"uniform", "orthogonal", "identity"}
+        PyTorch's uniform, an orthogonal ``weight_hh`` (Saxe et al. 2014), or the identity with
+        zero biases (the IRNN of Le, Jaitly & Hinton 2015, for ``nonlinearity="relu"``).
+
+    Attributes
+    ----------
+    params : dict
+        ``weight_ih_l{k}`` (H, D or H), ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}`` and
+        ``bias_hh_l{k}`` (H,).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`Recurrent`; ``nonlinearity`` not "tanh" or "relu"; an unknown
+        ``recurrent_init``.
+
+    References
+    ----------
+    PyTorch ``torch.nn.RNN``; Elman (1990), "Finding structure in time".
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dtype=np.float64, rng=None, dropout: float = 0.0,
+                 recurrent_init: str = "uniform", checkpoint_every: int | None = None):
+        super().__init__("rnn", input_size, hidden_size, num_layers, bias=bias,
+                         batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
+                         checkpoint_every=checkpoint_every, nonlinearity=nonlinearity,
+                         recurrent_init=recurrent_init)
+
+    def _cell_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", nonlinearity={self.cell.nonlinearity!r})"

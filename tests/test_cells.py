@@ -172,7 +172,8 @@ def test_orthogonal_recurrent_blocks():
 @pytest.mark.parametrize(
     "call, exc, msg",
     [
-        (lambda: get_cell("lstmm"), ValueError, r"cell: expected one of \['lstm'"),
+        (lambda: get_cell("lstmm"), ValueError,
+         r"cell: expected one of \['gru', 'lstm', 'rnn'\], got 'lstmm'"),
         (lambda: get_cell(3), TypeError, "cell: expected a cell name or a Cell object, got int"),
         (lambda: get_cell(LSTMCell(), x=1), TypeError, "cell: options"),
         (lambda: Recurrent("lstm", 2, 3, peepholes=True), TypeError, "peepholes"),

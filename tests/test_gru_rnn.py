@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_bptt import gradcheck
+from lstm_bptt import GRU, RNN, gradcheck
 from lstm_bptt.cells.gru import gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from lstm_bptt.cells.rnn import rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
 
@@ -373,29 +373,22 @@ RNN_CASES = _cases("rnn_torch.npz")
 
 
 def _stack(kind, case):
-    """Run the fixture's L layers by chaining the one-layer functions (no dropout)."""
+    """Run the fixture through the GRU / RNN layer (PyTorch's names, hx, batch_first)."""
     cfg = json.loads(str(case["config"]))
-    L = cfg["L"]
-    x = case["x"].transpose(1, 0, 2) if cfg["batch_first"] else case["x"]
-    R = case["R"].transpose(1, 0, 2) if cfg["batch_first"] else case["R"]
     params = {k[len("param/"):]: v for k, v in case.items() if k.startswith("param/")}
-
-    def layer_p(k):
-        return {n: params[f"{n}_l{k}"] for n in NAMES if f"{n}_l{k}" in params}
-
-    caches, h_n, inp = [], [], x
-    for k in range(L):
-        inp, h, c = _fwd(kind, inp, case["h_0"][k], layer_p(k))
-        caches.append(c)
-        h_n.append(h)
-    out = inp
-    grads, dh_0, dout = {}, np.empty_like(case["h_0"]), R
-    for k in reversed(range(L)):
-        dout, dh_0[k], g = _bwd(kind, dout, caches[k], case["Rh"][k])
-        grads.update({f"{n}_l{k}": v for n, v in g.items()})
-    if cfg["batch_first"]:
-        out, dout = out.transpose(1, 0, 2), dout.transpose(1, 0, 2)
-    return cfg, out, np.stack(h_n), dout, dh_0, grads, params
+    common = dict(num_layers=cfg["L"], bias=cfg["bias"], batch_first=cfg["batch_first"],
+                  dtype=np.dtype(cfg["dtype"]), rng=0)
+    if kind == "gru":
+        layer = GRU(cfg["D"], cfg["H"], **common)
+    else:
+        layer = RNN(cfg["D"], cfg["H"], nonlinearity=kind, **common)
+    assert list(layer.params) == list(params)  # PyTorch's names, in PyTorch's order
+    for k, v in params.items():
+        assert layer.params[k].shape == v.shape
+        layer.params[k][...] = v
+    out, h_n, cache = layer.forward(case["x"], case["h_0"])
+    dx, dh_0, grads = layer.backward(case["R"], cache, case["Rh"])
+    return cfg, out, h_n, dx, dh_0, grads, params
 
 
 def _assert_parity(kind, case):
@@ -422,3 +415,66 @@ def test_gru_matches_pytorch(name, case):
 def test_rnn_matches_pytorch(name, case):
     cfg = json.loads(str(case["config"]))
     _assert_parity(cfg["nonlinearity"], case)
+
+
+# ---------------------------------------------------------------- the layers
+
+
+def test_gru_per_step_gate_order_is_public():
+    """r, z, n read off the public weight blocks: biases a_r = 1, a_z = 2, a_n = 3 at h = 0."""
+    D, H, B = 2, 3, 1
+    layer = GRU(D, H, rng=0)
+    for v in layer.params.values():
+        v[...] = 0.0
+    layer.params["bias_ih_l0"][:] = np.repeat([1.0, 2.0, 3.0], H)
+    _, h_n, cache = layer.forward(np.zeros((1, B, D)))
+    v = layer.per_step(cache)
+    assert set(v) == {"h", "r", "z", "n"}
+    np.testing.assert_allclose(v["r"], _sig(1.0), rtol=1e-15)
+    np.testing.assert_allclose(v["z"], _sig(2.0), rtol=1e-15)
+    np.testing.assert_allclose(v["n"], math.tanh(3.0), rtol=1e-15)
+    np.testing.assert_allclose(h_n, (1 - _sig(2.0)) * math.tanh(3.0), rtol=1e-15)
+
+
+def test_layers_follow_pytorch_signatures():
+    rnn = RNN(3, 4, 2, "relu", rng=0)
+    assert rnn.cell.nonlinearity == "relu" and rnn.num_layers == 2
+    assert repr(rnn) == ("RNN(3, 4, num_layers=2, bias=True, batch_first=False, "
+                         "dtype=float64, nonlinearity='relu')")
+    assert repr(GRU(3, 4)).startswith("GRU(3, 4, num_layers=1")
+    gru = GRU(3, 4, num_layers=2, bias=False, rng=0)
+    assert {k: v.shape for k, v in gru.params.items()} == {
+        "weight_ih_l0": (12, 3), "weight_hh_l0": (12, 4),
+        "weight_ih_l1": (12, 4), "weight_hh_l1": (12, 4)}
+    assert RNN(3, 4, rng=0).params["bias_hh_l0"].shape == (4,)
+
+
+def test_hx_is_one_array(rng):
+    gru = GRU(3, 4, num_layers=2, rng=0)
+    x = rng.standard_normal((5, 2, 3))
+    out, h_n, cache = gru.forward(x)
+    assert isinstance(h_n, np.ndarray) and h_n.shape == (2, 2, 4)
+    np.testing.assert_array_equal(h_n[-1], out[-1])
+    dx, dh_0, _ = gru.backward(None, cache, np.ones((2, 2, 4)))
+    assert isinstance(dh_0, np.ndarray) and dh_0.shape == (2, 2, 4)
+    with pytest.raises(TypeError, match="hx: expected an array h_0 or None, got a tuple"):
+        gru.forward(x, (np.zeros((2, 2, 4)),))
+    with pytest.raises(ValueError, match=r"h_0: expected shape \(num_layers, B, H\)"):
+        gru.forward(x, np.zeros((1, 2, 4)))
+
+
+def test_init_options():
+    H = 5
+    gru = GRU(3, H, rng=0, recurrent_init="orthogonal")
+    w = gru.params["weight_hh_l0"]
+    for g in range(3):
+        np.testing.assert_allclose(w[g * H:(g + 1) * H] @ w[g * H:(g + 1) * H].T, np.eye(H),
+                                   atol=1e-12)
+    irnn = RNN(3, H, nonlinearity="relu", rng=0, recurrent_init="identity")
+    np.testing.assert_array_equal(irnn.params["weight_hh_l0"], np.eye(H))
+    np.testing.assert_array_equal(irnn.params["bias_ih_l0"], 0)
+    np.testing.assert_array_equal(irnn.params["bias_hh_l0"], 0)
+    with pytest.raises(ValueError, match="recurrent_init: expected one of"):
+        GRU(3, H, recurrent_init="identity")
+    with pytest.raises(ValueError, match="nonlinearity: expected 'tanh' or 'relu'"):
+        RNN(3, H, nonlinearity="sigmoid")

@@ -10,10 +10,12 @@ subclass (see :mod:`lstm_bptt.cells.base` for what it must provide and
 from __future__ import annotations
 
 from .base import Cell
+from .gru import GRUCell
 from .lstm import LSTMCell
+from .rnn import RNNCell
 
 #: Registry: cell name -> cell class.
-CELLS: dict[str, type[Cell]] = {"lstm": LSTMCell}
+CELLS: dict[str, type[Cell]] = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
 
 
 def get_cell(cell, **options) -> Cell:
@@ -48,4 +50,4 @@ def get_cell(cell, **options) -> Cell:
         ) from exc
 
 
-__all__ = ["CELLS", "Cell", "LSTMCell", "get_cell"]
+__all__ = ["CELLS", "Cell", "GRUCell", "LSTMCell", "RNNCell", "get_cell"]

@@ -45,14 +45,14 @@ the placement of b_hn). Chen et al. (2016), "Training deep nets with sublinear m
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid
-from .rnn import check_grad, check_sequence, check_weights
+from .base import Cell, check_checkpoint_every, orthogonal, read_only, segments
+from .rnn import check_grad, check_recurrent_init, check_sequence, check_weights
 
 # ----------------------------------------------------------------------------- step reference
 
@@ -253,21 +253,6 @@ def _run_steps(gates, h, m, w_hh_t, b_hn):
         Hs[t + 1] += N[t]  # (5): h' = n + z (h - n)
 
 
-def _segments(T, k):
-    k = T if k is None else k
-    return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
-
-
-def _check_checkpoint_every(k):
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"checkpoint_every: expected an int or None, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"checkpoint_every: expected >= 1, got {k}")
-    return int(k)
-
-
 def gru_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
                 checkpoint_every=None):
     """Run one GRU layer over a whole sequence, keeping the cache for BPTT.
@@ -304,7 +289,7 @@ def gru_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype = check_weights(
         3, weight_ih, weight_hh, bias_ih, bias_hh)
     x, h_0, T, B = check_sequence(x, h_0, D, H, dtype)
-    k = _check_checkpoint_every(checkpoint_every)
+    k = check_checkpoint_every(checkpoint_every)
     h = np.empty((T + 1, B, H), dtype)
     h[0] = 0 if h_0 is None else h_0
     gates = _projection(x, weight_ih, bias_ih, bias_hh, H)  # activated in place
@@ -313,13 +298,12 @@ def gru_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     if k is None:
         m = np.empty((T, B, H), dtype)
         _run_steps(gates, h, m, w_hh_t, b_hn)
-        gates.flags.writeable = m.flags.writeable = False
     else:
         m_seg = np.empty((min(k, T), B, H), dtype)
-        for t0, t1 in _segments(T, k):
+        for t0, t1 in segments(T, k):
             _run_steps(gates[t0:t1], h[t0 : t1 + 1], m_seg[: t1 - t0], w_hh_t, b_hn)
         gates = m = None
-    h.flags.writeable = False
+    read_only(h, gates, m)
     cache = GRUCache(x, h, gates, m, weight_ih, weight_hh, bias_ih, bias_hh, k)
     return h[1:], h[T], cache
 
@@ -382,7 +366,7 @@ def gru_backward(doutput, cache: GRUCache, dh_n=None, *, need_dx: bool = True):
         b_hn = None if b_hh is None else b_hh[2 * H :]
         m_seg = np.empty((min(k, T), B, H), dtype)
         h_seg = np.empty((min(k, T) + 1, B, H), dtype)  # scratch: the cache is not written
-    for t0, t1 in reversed(_segments(T, k)):
+    for t0, t1 in reversed(segments(T, k)):
         if k is None:
             g_s, m_s = gates, m
         else:
@@ -450,3 +434,99 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
         np.multiply(dh_t, Zl[t], out=tmp)
         dh += tmp  # through (5) directly
     return dh
+
+
+# ----------------------------------------------------------------------------- the cell
+
+
+class GRUCell(Cell):
+    """The GRU behind the common cell interface (PyTorch ``nn.GRU`` layout, gates r, z, n).
+
+    Stateless; state tuple ``(h,)`` with h (B, H). Parameters ``weight_ih`` (3H, D),
+    ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh`` (3H,), blocks r, z, n.
+
+    Init options (keyword arguments of :meth:`init_params` and of the layer
+    :class:`lstm_bptt.recurrent.GRU`):
+
+    recurrent_init : {"uniform", "orthogonal"}
+        "uniform" is PyTorch's U(-1/sqrt(H), 1/sqrt(H)); "orthogonal" replaces each (H, H)
+        block of ``weight_hh`` by an independent random orthogonal matrix (Saxe et al. 2014).
+
+    ``per_step`` returns ``h``, ``r``, ``z``, ``n`` (T, B, H) (recomputed when the forward
+    used ``checkpoint_every``).
+    """
+
+    name = "gru"
+    state_names = ("h",)
+    num_gates = 3
+    gate_names = ("r", "z", "n")
+    init_option_names = ("recurrent_init",)
+
+    def check_init_options(self, bias, recurrent_init="uniform", **unknown):
+        super().check_init_options(bias, **unknown)
+        return {"recurrent_init": check_recurrent_init(recurrent_init,
+                                                       ("uniform", "orthogonal"))}
+
+    def init_params(self, input_size, hidden_size, bias, dtype, rng, **init):
+        opts = self.check_init_options(bias, **init)
+        H = hidden_size
+        params = self.uniform_params(input_size, hidden_size, bias, dtype, rng)
+        if opts["recurrent_init"] == "orthogonal":
+            for gate in range(3):
+                params["weight_hh"][gate * H : (gate + 1) * H] = orthogonal(rng, H, dtype)
+        return params
+
+    def step_forward(self, x, state, params):
+        h, cache = gru_step_forward(x, state[0], params["weight_ih"], params["weight_hh"],
+                                    params.get("bias_ih"), params.get("bias_hh"))
+        return (h,), cache
+
+    def step_backward(self, dstate, step_cache):
+        dh = dstate[0]
+        dx, dh_prev, grads = gru_step_backward(
+            np.zeros_like(step_cache.h_prev) if dh is None else dh, step_cache)
+        return dx, (dh_prev,), grads
+
+    def forward(self, x, state0, params, *, checkpoint_every=None):
+        h_0 = None if state0 is None else state0[0]
+        output, h_n, cache = gru_forward(x, h_0, params["weight_ih"], params["weight_hh"],
+                                         params.get("bias_ih"), params.get("bias_hh"),
+                                         checkpoint_every=checkpoint_every)
+        return output, (h_n,), cache
+
+    def backward(self, doutput, cache, dstate_n=None, *, need_dx=True):
+        dh_n = None if dstate_n is None else dstate_n[0]
+        dx, dh_0, grads = gru_backward(doutput, cache, dh_n, need_dx=need_dx)
+        return dx, (dh_0,), grads
+
+    def cache_dims(self, cache):
+        return cache.x.shape[0], cache.x.shape[1]
+
+    def state_at(self, cache, t):
+        """``(h_t,)`` after step t (0 <= t <= T), a read-only view."""
+        return (cache.h[t],)
+
+    def per_step(self, cache):
+        """``h``, ``r``, ``z``, ``n``, each (T, B, H), post-activation, PyTorch's order."""
+        gates = cache.gates
+        if gates is None:  # checkpointed: recompute every segment from the stored h
+            gates = _recompute_gates(cache)
+        H = cache.h.shape[2]
+        return {"h": cache.h[1:], "r": gates[:, :, :H], "z": gates[:, :, H : 2 * H],
+                "n": gates[:, :, 2 * H :]}
+
+
+def _recompute_gates(cache):
+    """(T, B, 3H) gates of a checkpointed cache, by the forward's own operations (bitwise)."""
+    x, h, _, _, w_ih, w_hh, b_ih, b_hh, k = cache
+    T, B, _ = x.shape
+    H = h.shape[2]
+    gates = _projection(x, w_ih, b_ih, b_hh, H)
+    w_hh_t = np.ascontiguousarray((w_hh * _sigmoid_scale(H, x.dtype)[:, None]).T)
+    b_hn = None if b_hh is None else b_hh[2 * H :]
+    m = np.empty((T, B, H), x.dtype)
+    h_seg = np.empty((min(k, T) + 1, B, H), x.dtype)
+    for t0, t1 in segments(T, k):
+        h_seg[0] = h[t0]
+        _run_steps(gates[t0:t1], h_seg[: t1 - t0 + 1], m[t0:t1], w_hh_t, b_hn)
+    return gates

@@ -298,6 +298,15 @@ class VariantStepCache(NamedTuple):
     mask_h: np.ndarray | None
     eps: float
 
+    def _gate(self, k):
+        H = self.c.shape[1]
+        return self.values.gates[:, k * H : (k + 1) * H]
+
+    i = property(lambda self: self._gate(0), doc="input gate (B, H)")
+    f = property(lambda self: self._gate(1), doc="forget gate (B, H)")
+    g = property(lambda self: self._gate(2), doc="cell candidate (B, H)")
+    o = property(lambda self: self._gate(3), doc="output gate (B, H)")
+
 
 def lstm_variant_step_forward(x, h_prev, c_prev, params, *, peephole=False, layer_norm=False,
                               mask_x=None, mask_h=None, eps=LN_EPS):
@@ -513,3 +522,4 @@ def lstm_variant_backward(doutput, cache: VariantCache, dh_n=None, dc_n=None, *,
     if dx is not None:
         dx = dx.reshape(T, B, D)
     return dx, dh, dc, grads
+

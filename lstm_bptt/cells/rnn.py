@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_float_array, check_shape
+from .base import Cell, check_checkpoint_every, orthogonal
 
 NONLINEARITIES = ("tanh", "relu")
 
@@ -351,3 +352,108 @@ def rnn_backward(doutput, cache: RNNCache, dh_n=None, *, need_dx: bool = True):
         grads["bias_ih"] = da2.sum(axis=0)
         grads["bias_hh"] = grads["bias_ih"].copy()
     return dx, dh, grads
+
+
+# ----------------------------------------------------------------------------- the cell
+
+
+class RNNCell(Cell):
+    """The Elman RNN behind the common cell interface (PyTorch ``nn.RNN`` layout).
+
+    Stateless; state tuple ``(h,)`` with h (B, H). Parameters ``weight_ih`` (H, D),
+    ``weight_hh`` (H, H), ``bias_ih``, ``bias_hh`` (H,).
+
+    Parameters
+    ----------
+    nonlinearity : {"tanh", "relu"}
+        phi of equation (1), as ``nn.RNN(nonlinearity=...)``.
+
+    Init options (keyword arguments of :meth:`init_params` and of the layer
+    :class:`lstm_bptt.recurrent.RNN`):
+
+    recurrent_init : {"uniform", "orthogonal", "identity"}
+        "uniform" is PyTorch's U(-1/sqrt(H), 1/sqrt(H)); "orthogonal" makes ``weight_hh`` a
+        random orthogonal matrix (Saxe et al. 2014); "identity" sets ``weight_hh`` = I and
+        ``bias_hh`` = 0, ``bias_ih`` = 0 (the IRNN of Le, Jaitly & Hinton 2015, for relu).
+
+    ``checkpoint_every`` is accepted and has no effect: the cache already holds only x and h.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``nonlinearity`` not "tanh" or "relu".
+    """
+
+    name = "rnn"
+    state_names = ("h",)
+    num_gates = 1
+    gate_names = ()
+    init_option_names = ("recurrent_init",)
+
+    def __init__(self, nonlinearity: str = "tanh"):
+        self.nonlinearity = check_nonlinearity(nonlinearity)
+
+    def __repr__(self) -> str:
+        return f"RNNCell(nonlinearity={self.nonlinearity!r})"
+
+    def check_init_options(self, bias, recurrent_init="uniform", **unknown):
+        super().check_init_options(bias, **unknown)
+        return {"recurrent_init": check_recurrent_init(
+            recurrent_init, ("uniform", "orthogonal", "identity"))}
+
+    def init_params(self, input_size, hidden_size, bias, dtype, rng, **init):
+        opts = self.check_init_options(bias, **init)
+        params = self.uniform_params(input_size, hidden_size, bias, dtype, rng)
+        if opts["recurrent_init"] == "orthogonal":
+            params["weight_hh"][...] = orthogonal(rng, hidden_size, dtype)
+        elif opts["recurrent_init"] == "identity":
+            params["weight_hh"][...] = np.eye(hidden_size, dtype=dtype)
+            if bias:
+                params["bias_ih"][...] = 0
+                params["bias_hh"][...] = 0
+        return params
+
+    def step_forward(self, x, state, params):
+        h, cache = rnn_step_forward(x, state[0], params["weight_ih"], params["weight_hh"],
+                                    params.get("bias_ih"), params.get("bias_hh"),
+                                    self.nonlinearity)
+        return (h,), cache
+
+    def step_backward(self, dstate, step_cache):
+        dh = dstate[0]
+        dx, dh_prev, grads = rnn_step_backward(
+            np.zeros_like(step_cache.h) if dh is None else dh, step_cache)
+        return dx, (dh_prev,), grads
+
+    def forward(self, x, state0, params, *, checkpoint_every=None):
+        check_checkpoint_every(checkpoint_every)  # validated, no effect (see the class doc)
+        h_0 = None if state0 is None else state0[0]
+        output, h_n, cache = rnn_forward(x, h_0, params["weight_ih"], params["weight_hh"],
+                                         params.get("bias_ih"), params.get("bias_hh"),
+                                         nonlinearity=self.nonlinearity)
+        return output, (h_n,), cache
+
+    def backward(self, doutput, cache, dstate_n=None, *, need_dx=True):
+        dh_n = None if dstate_n is None else dstate_n[0]
+        dx, dh_0, grads = rnn_backward(doutput, cache, dh_n, need_dx=need_dx)
+        return dx, (dh_0,), grads
+
+    def cache_dims(self, cache):
+        return cache.x.shape[0], cache.x.shape[1]
+
+    def state_at(self, cache, t):
+        """``(h_t,)`` after step t (0 <= t <= T), a read-only view."""
+        return (cache.h[t],)
+
+    def per_step(self, cache):
+        """``{"h": (T, B, H)}``: the RNN has no gates."""
+        return {"h": cache.h[1:]}
+
+
+def check_recurrent_init(value, allowed):
+    """``recurrent_init`` must be one of ``allowed`` (ValueError, TypeError for a non-str)."""
+    if not isinstance(value, str):
+        raise TypeError(f"recurrent_init: expected one of {list(allowed)}, got {value!r}")
+    if value not in allowed:
+        raise ValueError(f"recurrent_init: expected one of {list(allowed)}, got {value!r}")
+    return value

@@ -8,14 +8,17 @@ float64 by :func:`lstm_bptt.gradcheck.gradcheck`.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from ..cells import GRUCell, RNNCell
 from ..cells.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
 from ..gradcheck import gradcheck
 from ..layers import Embedding, Linear
 from ..losses import mse_loss, softmax_cross_entropy
 from ..models import CharLM, SequenceClassifier, SequenceRegressor
-from ..recurrent import LSTM
+from ..recurrent import GRU, LSTM, RNN
 
 T, B, D, H, V = 4, 3, 5, 6, 7
 
@@ -77,6 +80,51 @@ def _stack(rng, batch_first):
     dx, (dh0, dc0), g = m.backward(R, cache, (Rh, Rc))
     return loss, {"x": x, "h_0": h0, "c_0": c0, **m.params}, {"x": dx, "h_0": dh0, "c_0": dc0,
                                                               **g}
+
+
+def _recurrent(rng, make, batch_first=False):
+    """Any Recurrent layer, 2 layers: hx and dhx in the layer's own form (array or tuple)."""
+    m = make(num_layers=2, batch_first=batch_first, rng=rng)
+    for v in m.params.values():
+        v[...] = rng.normal(0, 0.5, v.shape)
+    shape = (B, T, D) if batch_first else (T, B, D)
+    x = rng.normal(size=shape)
+    s0 = tuple(rng.normal(size=(2, B, H)) for _ in m.state_names)
+    Rs = tuple(rng.normal(size=(2, B, H)) for _ in m.state_names)
+    R = rng.normal(size=shape[:2] + (H,))
+
+    def pack(states):  # PyTorch's form: one array for a one-state cell
+        return states[0] if len(states) == 1 else states
+
+    def loss():
+        out, s_n, _ = m.forward(x, pack(s0))
+        s_n = (s_n,) if len(s0) == 1 else s_n
+        return float(np.sum(out * R) + sum(np.sum(a * r) for a, r in zip(s_n, Rs, strict=True)))
+
+    _, _, cache = m.forward(x, pack(s0))
+    dx, ds0, g = m.backward(R, cache, pack(Rs))
+    ds0 = (ds0,) if len(s0) == 1 else ds0
+    names = [f"{n}_0" for n in m.state_names]
+    return (loss, {"x": x, **dict(zip(names, s0, strict=True)), **m.params},
+            {"x": dx, **dict(zip(names, ds0, strict=True)), **g})
+
+
+def _step(rng, cell):
+    """One step of a cell's readable reference (Cell.step_forward / step_backward)."""
+    p = {k: rng.normal(0, 0.5, shape) for k, shape in cell.param_shapes(D, H, True).items()}
+    x = rng.normal(size=(B, D))
+    s = tuple(rng.normal(size=(B, n)) for n in cell.state_sizes(H))
+    Rs = tuple(rng.normal(size=(B, n)) for n in cell.state_sizes(H))
+
+    def loss():
+        s1, _ = cell.step_forward(x, s, p)
+        return float(sum(np.sum(a * r) for a, r in zip(s1, Rs, strict=True)))
+
+    _, step_cache = cell.step_forward(x, s, p)
+    dx, ds, g = cell.step_backward(Rs, step_cache)
+    names = [f"{n}_prev" for n in cell.state_names]
+    return (loss, {"x": x, **dict(zip(names, s, strict=True)), **p},
+            {"x": dx, **dict(zip(names, ds, strict=True)), **g})
 
 
 def _linear(rng):
@@ -175,6 +223,12 @@ COMPONENTS = {
     "lstm_forward (1 layer, T steps)": _sequence,
     "LSTM (2 layers)": lambda rng: _stack(rng, False),
     "LSTM (2 layers, batch_first)": lambda rng: _stack(rng, True),
+    "gru_step": lambda rng: _step(rng, GRUCell()),
+    "rnn_step (relu)": lambda rng: _step(rng, RNNCell("relu")),
+    "GRU (2 layers, batch_first)": lambda rng: _recurrent(rng, partial(GRU, D, H), True),
+    "RNN tanh (2 layers)": lambda rng: _recurrent(rng, partial(RNN, D, H)),
+    "RNN relu (2 layers, batch_first)": lambda rng: _recurrent(
+        rng, partial(RNN, D, H, nonlinearity="relu"), True),
     "Linear": _linear,
     "Embedding": _embedding,
     "softmax_cross_entropy (masked)": _cross_entropy,
