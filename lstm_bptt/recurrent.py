@@ -752,17 +752,18 @@ class GRU(Recurrent):
     Parameters
     ----------
     input_size, hidden_size, num_layers, bias, batch_first, dtype, rng, dropout,
-    checkpoint_every :
+    checkpoint_every, bidirectional :
         As for :class:`Recurrent` (``checkpoint_every`` keeps only h, 1/5 of the cache, and
-        recomputes the gates in the backward).
+        recomputes the gates in the backward). ``forward`` takes ``lengths`` as for the LSTM.
     recurrent_init : {"uniform", "orthogonal"}
         Orthogonal (H, H) blocks of ``weight_hh`` (Saxe et al. 2014), or PyTorch's uniform.
 
     Attributes
     ----------
     params : dict
-        ``weight_ih_l{k}`` (3H, D or H), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}`` and
-        ``bias_hh_l{k}`` (3H,), gates stacked r, z, n.
+        ``weight_ih_l{k}`` (3H, D, H or 2H), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}`` and
+        ``bias_hh_l{k}`` (3H,), gates stacked r, z, n (and ``..._reverse`` when
+        bidirectional).
 
     Raises
     ------
@@ -776,10 +777,12 @@ class GRU(Recurrent):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dtype=np.float64, rng=None, dropout: float = 0.0,
-                 recurrent_init: str = "uniform", checkpoint_every: int | None = None):
+                 recurrent_init: str = "uniform", checkpoint_every: int | None = None,
+                 bidirectional: bool = False):
         super().__init__("gru", input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
-                         checkpoint_every=checkpoint_every, recurrent_init=recurrent_init)
+                         checkpoint_every=checkpoint_every, bidirectional=bidirectional,
+                         recurrent_init=recurrent_init)
 
     def _cell_repr(self) -> str:
         return ""
@@ -798,9 +801,9 @@ class RNN(Recurrent):
         As for :class:`Recurrent`.
     nonlinearity : {"tanh", "relu"}
         phi, in PyTorch's position (the fourth argument).
-    bias, batch_first, dtype, rng, dropout, checkpoint_every :
+    bias, batch_first, dtype, rng, dropout, checkpoint_every, bidirectional :
         As for :class:`Recurrent` (``checkpoint_every`` is accepted and changes nothing: the
-        cache holds only x and h already).
+        cache holds only x and h already). ``forward`` takes ``lengths`` as for the LSTM.
     recurrent_init : {"uniform", "orthogonal", "identity"}
         PyTorch's uniform, an orthogonal ``weight_hh`` (Saxe et al. 2014), or the identity with
         zero biases (the IRNN of Le, Jaitly & Hinton 2015, for ``nonlinearity="relu"``).
@@ -808,8 +811,8 @@ class RNN(Recurrent):
     Attributes
     ----------
     params : dict
-        ``weight_ih_l{k}`` (H, D or H), ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}`` and
-        ``bias_hh_l{k}`` (H,).
+        ``weight_ih_l{k}`` (H, D, H or 2H), ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}`` and
+        ``bias_hh_l{k}`` (H,) (and ``..._reverse`` when bidirectional).
 
     Raises
     ------
@@ -825,11 +828,12 @@ class RNN(Recurrent):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dtype=np.float64, rng=None, dropout: float = 0.0,
-                 recurrent_init: str = "uniform", checkpoint_every: int | None = None):
+                 recurrent_init: str = "uniform", checkpoint_every: int | None = None,
+                 bidirectional: bool = False):
         super().__init__("rnn", input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
-                         checkpoint_every=checkpoint_every, nonlinearity=nonlinearity,
-                         recurrent_init=recurrent_init)
+                         checkpoint_every=checkpoint_every, bidirectional=bidirectional,
+                         nonlinearity=nonlinearity, recurrent_init=recurrent_init)
 
     def _cell_repr(self) -> str:
         return ""

@@ -377,7 +377,8 @@ def _stack(kind, case):
     cfg = json.loads(str(case["config"]))
     params = {k[len("param/"):]: v for k, v in case.items() if k.startswith("param/")}
     common = dict(num_layers=cfg["L"], bias=cfg["bias"], batch_first=cfg["batch_first"],
-                  dtype=np.dtype(cfg["dtype"]), rng=0)
+                  dtype=np.dtype(cfg["dtype"]), rng=0,
+                  bidirectional=cfg.get("bidirectional", False))
     if kind == "gru":
         layer = GRU(cfg["D"], cfg["H"], **common)
     else:
@@ -386,7 +387,7 @@ def _stack(kind, case):
     for k, v in params.items():
         assert layer.params[k].shape == v.shape
         layer.params[k][...] = v
-    out, h_n, cache = layer.forward(case["x"], case["h_0"])
+    out, h_n, cache = layer.forward(case["x"], case["h_0"], lengths=case.get("lengths"))
     dx, dh_0, grads = layer.backward(case["R"], cache, case["Rh"])
     return cfg, out, h_n, dx, dh_0, grads, params
 

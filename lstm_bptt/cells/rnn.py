@@ -393,9 +393,6 @@ class RNNCell(Cell):
     def __init__(self, nonlinearity: str = "tanh"):
         self.nonlinearity = check_nonlinearity(nonlinearity)
 
-    def __repr__(self) -> str:
-        return f"RNNCell(nonlinearity={self.nonlinearity!r})"
-
     def check_init_options(self, bias, recurrent_init="uniform", **unknown):
         super().check_init_options(bias, **unknown)
         return {"recurrent_init": check_recurrent_init(
