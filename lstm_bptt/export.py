@@ -15,8 +15,10 @@ Three things live here, all NumPy only:
   ``safetensors.torch.load_file`` straight into ``torch.nn.LSTM(...).load_state_dict(...)``.
 * **Converters** between PyTorch's LSTM layout and Keras 3, Flax linen and the CS231n layout
   (:func:`lstm_to_keras`, :func:`lstm_from_keras`, :func:`lstm_to_flax`, :func:`lstm_from_flax`,
-  :func:`lstm_to_cs231n`, :func:`lstm_from_cs231n`), and for whole models
-  (:func:`export_weights`, :func:`import_weights`).
+  :func:`lstm_to_cs231n`, :func:`lstm_from_cs231n`), the GRU ones for Keras and Flax
+  (:func:`gru_to_keras`, :func:`gru_from_keras`, :func:`gru_to_flax`, :func:`gru_from_flax`),
+  and for whole modules and models (:func:`export_weights`, :func:`import_weights`), which
+  also convert Linear (dense) and Embedding layers.
 
 Layouts (D input features, H hidden units, gate blocks of H rows or columns):
 
@@ -30,12 +32,17 @@ Flax linen  ii/if/ig/io kernel (D, H), hi/hf/hg/ho       one dense   hi/hf/hg/ho
 CS231n      Wx (D, 4H), Wh (H, 4H)                       i, f, o, g  b (4H,) (one)
 ==========  ==========================================  ==========  =========================
 
-Keras's c is PyTorch's g (the candidate, tanh). Keras, Flax and CS231n have one bias where
-PyTorch has two; only the sum b_ih + b_hh enters the equations, so ``to_*`` writes the sum and
-``from_*`` puts it into ``bias_ih`` and zeros into ``bias_hh``. Hence ``to(from(w)) == w``
-exactly, and ``from(to(sd))`` has the same sum (so the same outputs, up to the rounding of one
-addition: ~1e-16 relative in float64) but not the same split. States: Keras passes
-``initial_state=[h, c]``, Flax's carry is ``(c, h)``.
+For the LSTM, Keras's c is PyTorch's g (the candidate, tanh). Keras, Flax and CS231n have one
+bias where PyTorch has two; only the sum b_ih + b_hh enters the equations, so ``to_*`` writes
+the sum and ``from_*`` puts it into ``bias_ih`` and zeros into ``bias_hh``. Hence
+``to(from(w)) == w`` exactly, and ``from(to(sd))`` has the same sum (so the same outputs, up to
+the rounding of one addition: ~1e-16 relative in float64) but not the same split. States: Keras
+passes ``initial_state=[h, c]``, Flax's carry is ``(c, h)``.
+
+GRU (gates r, z, n in PyTorch): Keras 3 ``GRU(reset_after=True)`` has kernel (D, 3H) and
+recurrent_kernel (H, 3H) in the order z, r, h and bias (2, 3H) = (input, recurrent), exactly
+PyTorch's two biases; Flax ``GRUCell`` has ``ir, iz, in`` (D, H) with bias, ``hr, hz, hn``
+(H, H) and a bias on ``hn`` only (see :func:`gru_to_flax`).
 """
 
 from __future__ import annotations
