@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import as_float_array, check_int_array
+from .losses import softmax_probs
 
 #: Per-step quantities that are sigmoid gates, in [0, 1]: the ones whose saturation is counted.
 SIGMOID_GATES = ("i", "f", "o", "r", "z")
@@ -403,12 +404,6 @@ def _lm_parts(model):
     return embed, layer, model.head
 
 
-def _softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def lm_inspect(model, ids, top_k: int = 5) -> dict:
     """Run a character model over one text and collect what a report shows.
 
@@ -433,7 +428,7 @@ def lm_inspect(model, ids, top_k: int = 5) -> dict:
     x = embed(ids[:, None])
     out, _, cache = layer.forward(_time_major(layer, x))
     logits, _ = head.forward(_time_major(layer, out))
-    probs = _softmax(logits[:, 0].astype(np.float64))
+    probs = softmax_probs(logits[:, 0].astype(np.float64))
     top = np.argsort(-probs, axis=1)[:, :top_k]
     vals = [{k: np.asarray(v)[:, 0] for k, v in d.items()}
             for d in per_step_values(layer, cache)]
@@ -502,7 +497,7 @@ def lm_gradients(model, ids, positions, window: int = 50) -> dict:
     logits, head_cache = head.forward(out)
     out_tm = _time_major(layer, np.asarray(logits))  # (W, P, V)
     z = out_tm[steps, np.arange(P)].astype(np.float64)  # (P, V)
-    p = _softmax(z)
+    p = softmax_probs(z)
     target = ids[positions + 1]
     loss = -np.log(np.maximum(p[np.arange(P), target], 1e-300))
     dz = p.copy()

@@ -175,3 +175,24 @@ def test_inspect_lstmvis_export(tmp_path, capsys):
     with h5py.File(out / "lstmvis" / "train.hdf5") as f:
         vocab = CharVocab.from_text(TEXT)
         np.testing.assert_array_equal(f["words"][...], vocab.encode(TEXT[:50]))
+
+
+@pytest.mark.parametrize("cell, quantities, scatters", [
+    ("gru", {"h", "r", "z", "n"}, 1),
+    ("rnn", {"h"}, 0),
+])
+def test_report_for_other_cells(cell, quantities, scatters):
+    if cell.upper() not in dir(lstm_bptt):
+        pytest.skip(f"no {cell} cell")
+    vocab = CharVocab.from_text(TEXT)
+    model = lstm_bptt.CharLM(len(vocab), 6, dtype=np.float64, rng=0, cell=cell)
+    html = build_report(model, vocab, TEXT, start=30, length=40, context=10, stats_chars=120,
+                        window=8, flow_window=20, flow_positions=3, demo=False)
+    p = _Collect()
+    p.feed(html)
+    data = json.loads(p.scripts[0])
+    assert {q["q"] for q in data["quantities"]} == quantities
+    assert sum(1 for a in p.find("svg") if a.get("aria-label", "").startswith("gate saturation")
+               ) == scatters
+    assert all(r["q"] == "h" for r in data["ranking"])
+    assert len(p.with_class("col")) == 40
