@@ -542,8 +542,9 @@ def module_metadata(obj) -> dict:
 
     Keys: ``format`` = ``"pt"`` (the tensors are in PyTorch's layout, what
     ``transformers``-style loaders check for), ``lstm_bptt.class`` (e.g. ``"CharLM"``,
-    ``"LSTM"``), ``lstm_bptt.config`` (JSON of the constructor arguments: sizes, dtype,
-    num_layers, ...), ``lstm_bptt.layout`` (names and gate order, human-readable), and
+    ``"LSTM"``), ``lstm_bptt.config`` (JSON of the constructor arguments: sizes,
+    num_layers, bidirectional, the cell and its options such as ``nonlinearity``; a model's
+    ``config()``), ``lstm_bptt.layout`` (names and gate order, human-readable), and
     ``lstm_bptt.dtype``.
     """
     cls = type(obj).__name__
@@ -557,6 +558,10 @@ def module_metadata(obj) -> dict:
         cell = getattr(obj, "cell", None)
         if cell is not None and hasattr(cell, "name"):
             config["cell"] = cell.name
+            # the cell's own options (nonlinearity, proj_size, ...), which PyTorch takes as
+            # constructor arguments
+            config["cell_options"] = {k: v for k, v in getattr(cell, "__dict__", {}).items()
+                                      if isinstance(v, str | int | float | bool)}
     dtype = getattr(obj, "dtype", None)
     return {
         "format": "pt",

@@ -585,7 +585,9 @@ def test_model_exported_by_the_cli_is_a_pytorch_modules_state_dict():
 
 def _modules():
     from lstm_bptt import (
+        GRU,
         LSTM,
+        RNN,
         CharLM,
         Embedding,
         Linear,
@@ -602,6 +604,9 @@ def _modules():
         "CharLM_onehot": lambda s: CharLM(6, hidden_size=4, rng=s),
         "SequenceClassifier": lambda s: SequenceClassifier(3, 4, 5, num_layers=2, rng=s),
         "SequenceRegressor": lambda s: SequenceRegressor(3, 4, 2, rng=s),
+        "GRU": lambda s: GRU(3, 4, 2, rng=s),
+        "RNN_relu_bidirectional_nobias": lambda s: RNN(3, 4, nonlinearity="relu",
+                                                       bidirectional=True, bias=False, rng=s),
     }
 
 
@@ -624,6 +629,10 @@ TORCH_KEYS = {
                            "lstm.bias_ih_l1", "lstm.bias_hh_l1", "head.weight", "head.bias"],
     "SequenceRegressor": ["lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0",
                           "lstm.bias_hh_l0", "head.weight", "head.bias"],
+    "GRU": ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+            "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"],
+    "RNN_relu_bidirectional_nobias": ["weight_ih_l0", "weight_hh_l0", "weight_ih_l0_reverse",
+                                      "weight_hh_l0_reverse"],
 }
 
 
@@ -651,7 +660,10 @@ def test_state_dict_names_copies_and_in_place_load(name, tmp_path):
     if hasattr(a, "config"):
         assert config == json.loads(json.dumps(a.config()))
     else:
-        assert all(config[k] == getattr(a, k) for k in config if k != "cell")
+        assert all(config[k] == getattr(a, k) for k in config
+                   if k not in ("cell", "cell_options"))
+        if name.startswith("RNN"):
+            assert config["cell"] == "rnn" and config["cell_options"]["nonlinearity"] == "relu"
 
 
 def test_load_state_dict_errors_name_the_key():
@@ -769,3 +781,19 @@ def test_gru_keras_is_exact_both_ways_and_refuses_lstm_shapes(rng):
         gru_from_keras({**gru_to_keras(sd), "l0/bias": np.zeros(3 * H)})
     with pytest.raises(ValueError, match=r"expected GRU layer weights"):
         gru_to_flax(LSTM(2, 3, rng=0).params)
+
+
+@pytest.mark.parametrize("name", ["keras_gru_f64", "keras_gru_f64_nobias", "flax_gru_f64"])
+def test_our_gru_layer_after_import_matches_keras_and_flax(name):
+    from lstm_bptt import GRU
+
+    cfg, a = case(KF, name)
+    fmt = name.split("_")[0]
+    gru = GRU(cfg["D"], cfg["H"], cfg["L"], bias=cfg["bias"], batch_first=True)
+    import_weights(gru, weights_of(a), fmt)
+    out, h_n, _ = gru.forward(a["x"], a["h_0"])
+    assert max_err(out, a["output"]) < 1e-12 and max_err(h_n, a["h_n"]) < 1e-12
+    back = export_weights(gru, fmt)
+    assert all(np.array_equal(back[k], v) for k, v in weights_of(a).items())
+    with pytest.raises(ValueError, match="no converter for 'gru' layers"):
+        export_weights(gru, "cs231n")
