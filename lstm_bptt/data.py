@@ -27,6 +27,7 @@ __all__ = [
     "load_pydoc_text",
     "load_text",
     "num_bptt_windows",
+    "bptt_window",
     "split_train_val",
 ]
 
@@ -331,13 +332,32 @@ def batchify(ids, batch_size: int) -> np.ndarray:
 
 
 def num_bptt_windows(n_steps: int, k1: int) -> int:
-    """Number of windows :func:`iterate_bptt_windows` yields for N = ``n_steps`` and ``k1``.
+    """Number of truncated-BPTT windows over N = ``n_steps`` positions with ``k1`` steps each.
 
-    Equals ``ceil((n_steps - 1) / k1)``.
+    Equals ``ceil((n_steps - 1) / k1)``: every position except the last is an input exactly
+    once. :func:`iterate_bptt_windows` and :class:`lstm_bptt.train.TBPTTStream` both use it.
     """
     if k1 < 1:
-        raise ValueError(f"k1 must be >= 1, got {k1}")
+        raise ValueError(f"k1: expected >= 1, got {k1}")
     return max(0, -(-(n_steps - 1) // k1))
+
+
+def bptt_window(n_steps: int, w: int, k1: int, k2: int | None = None) -> tuple[int, int, int]:
+    """Window ``w`` of truncated BPTT over N = ``n_steps`` positions: ``(lo, start, end)``.
+
+    The loss counts the input steps [start, end) (start = w * k1, end = min(start + k1,
+    N - 1)); backpropagation runs through [lo, end): with k2 > k1 the last k2 steps (fewer only
+    at the start of the stream; Williams & Peng 1990), with k2 = k1 (the default) just the
+    window (plain disjoint truncation, lo = start). The one place this arithmetic is written:
+    :func:`iterate_bptt_windows` and :class:`lstm_bptt.train.TBPTTStream` both call it.
+    """
+    k2 = k1 if k2 is None else k2
+    start = w * k1
+    end = min(start + k1, n_steps - 1)
+    if k2 == k1:
+        return start, start, end
+    # lo from end, not start: a short last window must still look back k2 steps
+    return max(0, end - k2), start, end
 
 
 def iterate_bptt_windows(streams: np.ndarray, k1: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -376,6 +396,6 @@ def iterate_bptt_windows(streams: np.ndarray, k1: int) -> Iterator[tuple[np.ndar
         raise ValueError(f"streams need at least 2 time steps, got N={n}")
     view = streams.view()
     view.flags.writeable = False
-    for start in range(0, n - 1, k1):
-        length = min(k1, n - 1 - start)
-        yield view[start : start + length], view[start + 1 : start + 1 + length]
+    for w in range(num_bptt_windows(n, k1)):
+        _, start, end = bptt_window(n, w, k1)
+        yield view[start:end], view[start + 1 : end + 1]

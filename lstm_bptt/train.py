@@ -43,6 +43,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from .data import bptt_window, num_bptt_windows
 from .optim import clip_grad_norm
 
 
@@ -209,19 +210,11 @@ class TBPTTStream:
         self.k2 = self.k1 if k2 is None else check_positive_int("k2", k2)
         if self.k2 < self.k1:
             raise ValueError(f"k2: expected k2 >= k1 = {self.k1}, got {self.k2}")
-        self.num_batches = math.ceil((self.streams.shape[0] - 1) / self.k1)
+        self.num_batches = num_bptt_windows(self.streams.shape[0], self.k1)
 
     def _window(self, w: int):
-        """(lo, start, end): the loss counts steps [start, end); backpropagation runs through
-        [lo, end): with k2 > k1 the last k2 steps (fewer only at the start of the stream),
-        with k2 = k1 just the window (plain disjoint truncation)."""
-        n = self.streams.shape[0] - 1
-        start = w * self.k1
-        end = min(start + self.k1, n)
-        if self.k2 == self.k1:
-            return start, start, end
-        # lo from end, not start: a short last window must still look back k2 steps
-        return max(0, end - self.k2), start, end
+        """(lo, start, end) of window ``w``: see :func:`lstm_bptt.data.bptt_window`."""
+        return bptt_window(self.streams.shape[0], w, self.k1, self.k2)
 
     def get(self, step: int) -> Batch:
         """Window ``step % num_batches``: inputs/targets (<= k2, B) and the kwargs ``mask``
