@@ -64,7 +64,8 @@ __all__ = [
     "load_safetensors", "safetensors_metadata", "module_metadata", "save_npz", "FORMATS",
     "lstm_to_keras", "lstm_from_keras", "lstm_to_flax", "lstm_from_flax",
     "lstm_to_cs231n", "lstm_from_cs231n", "gru_to_keras", "gru_from_keras", "gru_to_flax",
-    "gru_from_flax", "export_weights", "import_weights",
+    "gru_from_flax", "rnn_to_keras", "rnn_from_keras", "rnn_to_flax", "rnn_from_flax",
+    "export_weights", "import_weights",
 ]
 
 # ------------------------------------------------------------------------------- state dicts
@@ -698,13 +699,18 @@ def lstm_to_keras(sd: Mapping) -> dict:
     so a "float64" Keras LSTM on the JAX backend evaluates its tanh in float32 (outputs within
     ~5e-8 of ours; with ``activation=jax.numpy.tanh`` within 2e-16).
     """
+    return _to_keras_one_bias(sd, 4, "LSTM")
+
+
+def _to_keras_one_bias(sd: Mapping, G: int, cell: str) -> dict:
+    """Keras layout of a cell with G gate blocks in PyTorch's order and one summed bias."""
     out = {}
     for s in _layers(sd):
-        w_ih, w_hh, b, _ = _lstm_layer(sd, s)
-        out[f"{s}/kernel"] = np.ascontiguousarray(w_ih.T)  # (D, 4H)
-        out[f"{s}/recurrent_kernel"] = np.ascontiguousarray(w_hh.T)  # (H, 4H)
-        if b is not None:
-            out[f"{s}/bias"] = b  # (4H,)
+        w_ih, w_hh, b_ih, b_hh, _ = _rec_layer(sd, s, G, cell)
+        out[f"{s}/kernel"] = np.ascontiguousarray(w_ih.T)  # (D, G*H)
+        out[f"{s}/recurrent_kernel"] = np.ascontiguousarray(w_hh.T)  # (H, G*H)
+        if b_ih is not None:
+            out[f"{s}/bias"] = b_ih + b_hh  # (G*H,)
     return out
 
 
@@ -731,21 +737,26 @@ def lstm_from_keras(weights: Mapping, bias: bool = True) -> dict:
     ValueError
         A missing or misshapen array, an unknown key, a non-zero bias with ``bias=False``.
     """
-    what = "keras weights"
+    return _from_keras_one_bias(weights, bias, 4, "keras weights")
+
+
+def _from_keras_one_bias(weights: Mapping, bias: bool, G: int, what: str) -> dict:
+    """Inverse of :func:`_to_keras_one_bias`: the bias goes into bias_ih, bias_hh = 0."""
     out = {}
     for s in _source_layers(weights, what):
         rk = np.asarray(weights.get(f"{s}/recurrent_kernel", np.empty((0, 0))))
-        if rk.ndim != 2 or rk.shape[1] != 4 * rk.shape[0] or rk.shape[0] == 0:
-            raise ValueError(f"{what}[{s + '/recurrent_kernel'!r}]: expected shape (H, 4H), "
+        if rk.ndim != 2 or rk.shape[1] != G * rk.shape[0] or rk.shape[0] == 0:
+            gh = "H" if G == 1 else f"{G}H"
+            raise ValueError(f"{what}[{s + '/recurrent_kernel'!r}]: expected shape (H, {gh}), "
                              f"got {rk.shape}")
         H = rk.shape[0]
         kernel = np.asarray(weights.get(f"{s}/kernel", np.empty((0,))))
         if kernel.ndim != 2:
-            raise ValueError(f"{what}[{s + '/kernel'!r}]: expected shape (D, {4 * H}), got "
+            raise ValueError(f"{what}[{s + '/kernel'!r}]: expected shape (D, {G * H}), got "
                              f"{kernel.shape}")
-        kernel = _get(weights, f"{s}/kernel", (kernel.shape[0], 4 * H), what)
-        rk = _get(weights, f"{s}/recurrent_kernel", (H, 4 * H), what)
-        b = _get(weights, f"{s}/bias", (4 * H,), what) if f"{s}/bias" in weights else None
+        kernel = _get(weights, f"{s}/kernel", (kernel.shape[0], G * H), what)
+        rk = _get(weights, f"{s}/recurrent_kernel", (H, G * H), what)
+        b = _get(weights, f"{s}/bias", (G * H,), what) if f"{s}/bias" in weights else None
         extra = set(k for k in weights if k.startswith(s + "/")) - {
             f"{s}/kernel", f"{s}/recurrent_kernel", f"{s}/bias"}
         if extra:
@@ -1090,10 +1101,80 @@ def gru_from_flax(weights: Mapping, bias: bool = True) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- RNN converters
+
+
+def rnn_to_keras(sd: Mapping) -> dict:
+    """PyTorch RNN (Elman) state dict -> Keras 3 ``SimpleRNN`` weights.
+
+    Parameters
+    ----------
+    sd : Mapping
+        ``weight_ih_l{k}`` (H, D), ``weight_hh_l{k}`` (H, H), optional ``bias_ih_l{k}``,
+        ``bias_hh_l{k}`` (H,); ``..._reverse`` for a bidirectional layer.
+
+    Returns
+    -------
+    dict
+        ``"l{k}/kernel"`` (D, H) = W_ih^T, ``"l{k}/recurrent_kernel"`` (H, H) = W_hh^T,
+        ``"l{k}/bias"`` (H,) = b_ih + b_hh (absent without bias). ``SimpleRNN(H,
+        activation=...)`` with PyTorch's ``nonlinearity`` ("tanh" or "relu").
+    """
+    return _to_keras_one_bias(sd, 1, "RNN")
+
+
+def rnn_from_keras(weights: Mapping, bias: bool = True) -> dict:
+    """Keras 3 ``SimpleRNN`` weights -> PyTorch RNN state dict (inverse of
+    :func:`rnn_to_keras`; the bias goes into ``bias_ih``, ``bias_hh`` = 0)."""
+    return _from_keras_one_bias(weights, bias, 1, "keras SimpleRNN weights")
+
+
+def rnn_to_flax(sd: Mapping) -> dict:
+    """PyTorch RNN state dict -> Flax linen ``SimpleCell`` params.
+
+    Returns
+    -------
+    dict
+        ``"l{k}/i/kernel"`` (D, H) = W_ih^T, ``"l{k}/i/bias"`` (H,) = b_ih + b_hh (zeros
+        without bias), ``"l{k}/h/kernel"`` (H, H) = W_hh^T; ``SimpleCell(features=H,
+        activation_fn=...)`` with PyTorch's ``nonlinearity`` (``residual=False``).
+    """
+    out = {}
+    for s, w in _to_keras_one_bias(sd, 1, "RNN").items():
+        layer, name = s.rsplit("/", 1)
+        key = {"kernel": "i/kernel", "recurrent_kernel": "h/kernel", "bias": "i/bias"}[name]
+        out[f"{layer}/{key}"] = w
+    for s in _layers(sd):
+        if f"{s}/i/bias" not in out:
+            out[f"{s}/i/bias"] = np.zeros(out[f"{s}/h/kernel"].shape[0],
+                                          out[f"{s}/h/kernel"].dtype)
+    return out
+
+
+def rnn_from_flax(weights: Mapping, bias: bool = True) -> dict:
+    """Flax linen ``SimpleCell`` params -> PyTorch RNN state dict (inverse of
+    :func:`rnn_to_flax`; ``bias_ih`` = ``i/bias``, ``bias_hh`` = 0)."""
+    what = "flax SimpleCell weights"
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"{what}: expected a mapping of names to arrays, got "
+                        f"{type(weights).__name__}")
+    renamed = {}
+    for k, v in weights.items():
+        layer, _, name = str(k).partition("/")
+        new = {"i/kernel": "kernel", "h/kernel": "recurrent_kernel", "i/bias": "bias"}.get(name)
+        if new is None:
+            raise ValueError(f"{what}: unexpected key {k!r} (expected l<k>/i/kernel, "
+                             "l<k>/i/bias, l<k>/h/kernel)")
+        renamed[f"{layer}/{new}"] = v
+    return _from_keras_one_bias(renamed, bias, 1, what)
+
+
 _TO = {"lstm": {"keras": lstm_to_keras, "flax": lstm_to_flax, "cs231n": lstm_to_cs231n},
-       "gru": {"keras": gru_to_keras, "flax": gru_to_flax}}
+       "gru": {"keras": gru_to_keras, "flax": gru_to_flax},
+       "rnn": {"keras": rnn_to_keras, "flax": rnn_to_flax}}
 _FROM = {"lstm": {"keras": lstm_from_keras, "flax": lstm_from_flax, "cs231n": lstm_from_cs231n},
-         "gru": {"keras": gru_from_keras, "flax": gru_from_flax}}
+         "gru": {"keras": gru_from_keras, "flax": gru_from_flax},
+         "rnn": {"keras": rnn_from_keras, "flax": rnn_from_flax}}
 # Linear (weight (out, in), bias) and Embedding (weight (V, E)) in each format
 _DENSE = {"keras": ("kernel", "bias"), "flax": ("kernel", "bias"), "cs231n": ("w", "b")}
 _EMBED = {"keras": "embeddings", "flax": "embedding", "cs231n": "W_embed"}
@@ -1110,10 +1191,10 @@ def _converter(table: dict, module, fmt: str):
     cell = getattr(getattr(module, "cell", None), "name", None)
     if cell is None:  # a layer without a cell object: tell LSTM and GRU apart by the shapes
         w = module.params["weight_hh_l0"]
-        cell = {4: "lstm", 3: "gru"}.get(w.shape[0] // max(w.shape[1], 1), "rnn")
+        cell = {4: "lstm", 3: "gru", 1: "rnn"}.get(w.shape[0] // max(w.shape[1], 1), "?")
     if cell not in table or fmt not in table[cell]:
         raise ValueError(f"format {fmt!r}: no converter for {cell!r} layers (LSTM: keras, flax, "
-                         "cs231n; GRU: keras, flax)")
+                         "cs231n; GRU, RNN: keras, flax)")
     return table[cell][fmt]
 
 

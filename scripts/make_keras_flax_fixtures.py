@@ -31,7 +31,10 @@ GRU cases (``keras_gru_*``, ``flax_gru_f64``, config ``"cell": "gru"``): Keras `
 reset_after=True)`` layers (``l{k}/kernel`` (D, 3H), ``l{k}/recurrent_kernel`` (H, 3H),
 ``l{k}/bias`` (2, 3H)) and one Flax ``GRUCell`` (``l0/i{r,z,n}/kernel`` (D, H) and ``/bias``,
 ``l0/h{r,z,n}/kernel`` (H, H), ``l0/hn/bias``); ``x`` (B, T, D), ``h_0``, ``h_n`` (L, B, H),
-``output`` (B, T, H).
+``output`` (B, T, H). RNN cases (``keras_rnn_*``, ``flax_rnn_f64``, config ``"cell": "rnn"``
+and ``"nonlinearity"``): Keras ``SimpleRNN`` layers (``l{k}/kernel`` (D, H),
+``l{k}/recurrent_kernel`` (H, H), ``l{k}/bias`` (H,)) and one Flax ``SimpleCell``
+(``l0/i/kernel`` (D, H), ``l0/i/bias`` (H,), ``l0/h/kernel`` (H, H)).
 
 All weights, biases and initial states are random and non-zero (scale 0.5, so the gates are not
 all near 0.5).
@@ -172,6 +175,62 @@ def keras_gru_case(out, name, D, H, L, T, B, bias, dtype, seed):
     out[f"{name}/output"], out[f"{name}/h_n"] = inp, np.stack(h_n)
 
 
+def keras_rnn_case(out, name, D, H, L, T, B, bias, dtype, seed, activation):
+    """Stacked Keras ``SimpleRNN(H)`` layers: kernel (D, H), recurrent_kernel (H, H), bias (H,);
+    states h_0, h_n (L, B, H)."""
+    rng = np.random.default_rng(seed)
+    keras.config.set_floatx(dtype)
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    h_0 = (0.5 * rng.standard_normal((L, B, H))).astype(dtype)
+    inp, h_n = x, []
+    for k in range(L):
+        layer = keras.layers.SimpleRNN(
+            H, use_bias=bias, return_sequences=True, return_state=True, dtype=dtype,
+            activation=tanh64 if activation == "tanh" else activation)
+        layer.build((B, T, D if k == 0 else H))
+        weights = [(0.5 * rng.standard_normal(w.shape)).astype(dtype) for w in layer.get_weights()]
+        layer.set_weights(weights)
+        names = ["kernel", "recurrent_kernel", "bias"][: len(weights)]
+        for n, w in zip(names, layer.get_weights(), strict=True):
+            out[f"{name}/l{k}/{n}"] = w
+        seq, h = layer(inp, initial_state=[h_0[k]])
+        seq, h = keras.ops.convert_to_numpy(seq), keras.ops.convert_to_numpy(h)
+        assert seq.dtype == np.dtype(dtype), seq.dtype
+        h_n.append(h)
+        inp = seq
+    out[f"{name}/config"] = np.array(json.dumps(
+        {"D": D, "H": H, "L": L, "T": T, "B": B, "bias": bias, "dtype": dtype, "cell": "rnn",
+         "nonlinearity": activation}))
+    out[f"{name}/x"], out[f"{name}/h_0"] = x, h_0
+    out[f"{name}/output"], out[f"{name}/h_n"] = inp, np.stack(h_n)
+
+
+def flax_rnn_case(out, name, D, H, T, B, dtype, seed):
+    """One ``flax.linen.SimpleCell(features=H)`` (tanh) step by step: i (D, H) with bias, h
+    (H, H) without; carry h."""
+    rng = np.random.default_rng(seed)
+    cell = nn.SimpleCell(features=H, dtype=dtype, param_dtype=dtype)
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    h_0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)
+    variables = cell.init(jax.random.key(0), jnp.asarray(h_0), jnp.asarray(x[:, 0]))
+    flat = flax.traverse_util.flatten_dict(variables["params"], sep="/")
+    assert sorted(flat) == ["h/kernel", "i/bias", "i/kernel"], sorted(flat)
+    flat = {k: (0.5 * rng.standard_normal(v.shape)).astype(dtype) for k, v in flat.items()}
+    params = flax.traverse_util.unflatten_dict(flat, sep="/")
+    carry, ys = jnp.asarray(h_0), []
+    for t in range(T):
+        carry, y = cell.apply({"params": params}, carry, jnp.asarray(x[:, t]))
+        ys.append(np.asarray(y))
+    for k, v in flat.items():
+        out[f"{name}/l0/{k}"] = v
+    out[f"{name}/config"] = np.array(json.dumps(
+        {"D": D, "H": H, "L": 1, "T": T, "B": B, "bias": True, "dtype": dtype, "cell": "rnn",
+         "nonlinearity": "tanh"}))
+    out[f"{name}/x"], out[f"{name}/h_0"] = x, h_0[None]
+    out[f"{name}/output"] = np.stack(ys, axis=1)
+    out[f"{name}/h_n"] = np.asarray(carry)[None]
+
+
 def flax_gru_case(out, name, D, H, T, B, dtype, seed):
     """One ``flax.linen.GRUCell(features=H)`` step by step: dense layers ir, iz, in (D, H) with
     bias, hr, hz (H, H) without, hn (H, H) with bias; carry h."""
@@ -249,6 +308,11 @@ def main():
                    seed=7)
     keras_gru_case(out, "keras_gru_f64_nobias", D=4, H=3, L=1, T=4, B=2, bias=False,
                    dtype="float64", seed=8)
+    keras_rnn_case(out, "keras_rnn_f64", D=3, H=4, L=2, T=5, B=2, bias=True, dtype="float64",
+                   seed=13, activation="tanh")
+    keras_rnn_case(out, "keras_rnn_relu_f64_nobias", D=4, H=3, L=1, T=4, B=2, bias=False,
+                   dtype="float64", seed=14, activation="relu")
+    flax_rnn_case(out, "flax_rnn_f64", D=3, H=4, T=5, B=2, dtype="float64", seed=15)
     flax_gru_case(out, "flax_gru_f64", D=3, H=4, T=5, B=2, dtype="float64", seed=9)
     flax_case(out, "flax_f64", D=3, H=4, T=5, B=2, dtype="float64", seed=4)
     flax_case(out, "flax_f32", D=5, H=3, T=4, B=2, dtype="float32", seed=5)

@@ -38,6 +38,9 @@ from lstm_bptt.export import (
     lstm_to_flax,
     lstm_to_keras,
     module_metadata,
+    rnn_from_flax,
+    rnn_from_keras,
+    rnn_to_keras,
     safetensors_metadata,
     save_npz,
     save_safetensors,
@@ -797,3 +800,33 @@ def test_our_gru_layer_after_import_matches_keras_and_flax(name):
     assert all(np.array_equal(back[k], v) for k, v in weights_of(a).items())
     with pytest.raises(ValueError, match="no converter for 'gru' layers"):
         export_weights(gru, "cs231n")
+
+
+# -------------------------------------------------------------------------------------- RNN
+
+
+@pytest.mark.parametrize("name", ["keras_rnn_f64", "keras_rnn_relu_f64_nobias", "flax_rnn_f64"])
+def test_our_rnn_layer_after_import_matches_keras_and_flax(name):
+    from lstm_bptt import RNN
+
+    cfg, a = case(KF, name)
+    fmt = name.split("_")[0]
+    rnn = RNN(cfg["D"], cfg["H"], cfg["L"], nonlinearity=cfg["nonlinearity"], bias=cfg["bias"],
+              batch_first=True)
+    import_weights(rnn, weights_of(a), fmt)
+    out, h_n, _ = rnn.forward(a["x"], a["h_0"])
+    assert max_err(out, a["output"]) < 1e-12 and max_err(h_n, a["h_n"]) < 1e-12
+    back = export_weights(rnn, fmt)
+    assert sorted(back) == sorted(weights_of(a))
+    assert all(np.array_equal(back[k], v) for k, v in weights_of(a).items())
+    with pytest.raises(ValueError, match="no converter for 'rnn' layers"):
+        export_weights(rnn, "cs231n")
+
+
+def test_rnn_converters_refuse_other_shapes():
+    with pytest.raises(ValueError, match=r"expected RNN layer weights"):
+        rnn_to_keras(LSTM(2, 3, rng=0).params)
+    with pytest.raises(ValueError, match=r"unexpected key 'l0/x/kernel'"):
+        rnn_from_flax({"l0/x/kernel": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match=r"recurrent_kernel'\]: expected shape \(H, H\)"):
+        rnn_from_keras({"l0/kernel": np.zeros((2, 3)), "l0/recurrent_kernel": np.zeros((3, 4))})
