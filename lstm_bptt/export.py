@@ -182,7 +182,8 @@ class StateDictMixin:
     ``<attribute>.<name>`` for a model (``"lstm.weight_ih_l0"``, ``"head.weight"``,
     ``"embedding.weight"``), i.e. what ``state_dict()`` gives for a ``torch.nn.Module`` with
     attributes ``embedding = nn.Embedding(V, E)`` (CharLM with ``embedding_dim``), ``lstm =
-    nn.LSTM(D, H, L)`` and ``head = nn.Linear(H, out)``.
+    nn.LSTM(D, H, L)`` (named after the cell: ``gru = nn.GRU(...)``, ``rnn = nn.RNN(...)``)
+    and ``head = nn.Linear(H, out)`` (``2H`` inputs after a bidirectional layer).
     """
 
     params: dict
