@@ -393,7 +393,7 @@ def save_safetensors(path, tensors: Mapping, metadata: Mapping | None = None, *,
     return _atomic_write(path, write, overwrite)
 
 
-def _no_duplicates(pairs):
+def _unique_keys(pairs):
     d = {}
     for k, v in pairs:
         if k in d:
@@ -417,7 +417,7 @@ def _read_header(fh, path: Path, size: int) -> tuple[dict, int]:
     if not raw.startswith(b"{"):
         raise ValueError(f"{path}: not a safetensors file (the header does not start with '{{')")
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: invalid safetensors header: {exc}") from exc
     if not isinstance(header, dict):
