@@ -283,3 +283,76 @@ def test_char_model_one_hot_equals_dense_path():
     g_d = lstm_backward(dout, cache_d, dh_n, dc_n)[3]
     for name in g:
         np.testing.assert_allclose(g[name], g_d[name], rtol=1e-13, atol=1e-13, err_msg=name)
+
+
+# --- GRU and RNN kernels ----------------------------------------------------------------------
+
+def _gru_rnn_run(flag, cell, x, h_0, p, dout, dh_n, **kw):
+    from lstm_bptt.cells.gru import gru_backward, gru_forward
+    from lstm_bptt.cells.rnn import rnn_backward, rnn_forward
+
+    fwd, bwd = (gru_forward, gru_backward) if cell == "gru" else (rnn_forward, rnn_backward)
+    _fast.set_fast_path(flag)
+    out, h_n, cache = fwd(x, h_0, **p, **kw)
+    dx, dh_0, grads = bwd(dout, cache, dh_n)
+    return cache, {"out": out, "h_n": h_n, "dx": dx, "dh_0": dh_0, **grads}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell, kw", [("gru", {}), ("gru", {"checkpoint_every": 3}),
+                                      ("rnn", {"nonlinearity": "tanh"}),
+                                      ("rnn", {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("with_doutput", [True, False])
+def test_gru_rnn_compiled_path_equals_numpy_path(dtype, cell, kw, with_doutput):
+    _kernels()
+    rng = np.random.default_rng(7)
+    T, B, D, H = 8, 3, 4, 5
+    G = 3 * H if cell == "gru" else H
+    p = {"weight_ih": rng.standard_normal((G, D)), "weight_hh": rng.standard_normal((G, H)),
+         "bias_ih": rng.standard_normal(G), "bias_hh": rng.standard_normal(G)}
+    p = {k: (0.5 * v).astype(dtype) for k, v in p.items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    h_0, dh_n = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    dout = rng.standard_normal((T, B, H)).astype(dtype) if with_doutput else None
+    _, fast = _gru_rnn_run(True, cell, x, h_0, p, dout, dh_n, **kw)
+    cache, ref = _gru_rnn_run(False, cell, x, h_0, p, dout, dh_n, **kw)
+    eps = np.finfo(dtype).eps
+    for name, want in ref.items():
+        got = fast[name]
+        assert got.dtype == dtype and got.shape == want.shape, name
+        scale = max(1.0, float(np.max(np.abs(want))))
+        err = float(np.max(np.abs(got.astype(np.float64) - want))) / (eps * scale)
+        assert err <= TOL, (name, err)
+    if "checkpoint_every" in kw:
+        return  # that backward recomputes the forward, with the kernels' tanh
+    # the backward of one cache: bitwise the NumPy backward
+    from lstm_bptt.cells.gru import gru_backward
+    from lstm_bptt.cells.rnn import rnn_backward
+
+    bwd = gru_backward if cell == "gru" else rnn_backward
+    _fast.set_fast_path(True)
+    got = bwd(dout, cache, dh_n)
+    _fast.set_fast_path(False)
+    want = bwd(dout, cache, dh_n)
+    for a, b in zip(got[:2], want[:2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in want[2]:
+        np.testing.assert_array_equal(got[2][name], want[2][name], err_msg=name)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_kernel_saturation_and_nan(nonlinearity):
+    from lstm_bptt.cells.rnn import rnn_forward
+
+    _kernels()
+    T, B, D, H = 3, 2, 2, 4
+    rng = np.random.default_rng(3)
+    p = {"weight_ih": np.eye(H, D) * 1e4, "weight_hh": rng.standard_normal((H, H)) * 0.1}
+    x = rng.standard_normal((T, B, D))
+    x[1, 0, 0] = 1e3
+    outs = []
+    for flag in (False, True):
+        _fast.set_fast_path(flag)
+        with np.errstate(all="raise"):
+            outs.append(rnn_forward(x, None, **p, nonlinearity=nonlinearity)[0])
+    np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=8 * np.finfo(float).eps * 1e4)

@@ -222,3 +222,122 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
                 u[j] = u[j] * gt[2 * H + j]  # dc_{t-1} = dc_t f
         np.dot(da[t], w_hh, dh)  # dh_{t-1} = da_t W_hh
     return dh, dc
+
+
+# --- GRU: equations (1)-(5) of lstm_bptt.cells.gru; gate order (r, z, n) ----------------------
+
+@njit(**_JIT)
+def gru_forward_steps(gates, h, m, w_hh_t, b_hn):
+    """The forward time loop of ``gru._run_steps`` (same arguments, same in-place results).
+
+    gates : (n, B, 3H) projection rows on entry (r, z rows halved), post-activation r, z, n
+    on exit; h : (n + 1, B, H), row 0 read, rows 1..n written; m : (n, B, H) written,
+    W_hn h_{t-1} + b_hn; w_hh_t : (H, 3H) = (W_hh * scale)^T; b_hn : (H,) or None.
+    """
+    n, B, H3 = gates.shape
+    H = H3 // 3
+    rec = np.empty((B, H3), gates.dtype)
+    half = like(gates[0, 0, 0], 0.5)
+    for t in range(n):
+        np.dot(h[t], w_hh_t, rec)  # h_{t-1} (W_hh * scale)^T
+        for b in range(B):
+            a, r, mt = gates[t, b], rec[b], m[t, b]
+            for k in range(2 * H):  # r, z: (1), (2) as sigma(a) = (1 + tanh(a/2)) / 2
+                a[k] = tanh_(a[k] + r[k]) * half + half
+            if b_hn is None:
+                for j in range(H):
+                    mt[j] = r[2 * H + j]
+            else:
+                for j in range(H):
+                    mt[j] = r[2 * H + j] + b_hn[j]  # (3)
+            for j in range(H):
+                a[2 * H + j] = tanh_(a[2 * H + j] + a[j] * mt[j])  # (4) n = tanh(. + r m)
+            h_prev, h_t = h[t, b], h[t + 1, b]
+            for j in range(H):
+                nj = a[2 * H + j]
+                h_t[j] = (h_prev[j] - nj) * a[H + j] + nj  # (5) h' = n + z (h - n)
+
+
+@njit(**_JIT)
+def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh):
+    """The BPTT loop of ``gru._backward_steps`` (same arguments; returns the new dh).
+
+    gates : (n, B, 3H) r, z, n; m : (n, B, H); h : (n + 1, B, H); w_hh : (3H, H);
+    work : (n, B, 4H) written [da_n | da_r | da_z | dm] per row; doutput : (n, B, H) or None;
+    dh : (B, H) carried in (not modified). The products of the NumPy loop, in its order.
+    """
+    n, B, H3 = gates.shape
+    H = H3 // 3
+    one = like(gates[0, 0, 0], 1.0)
+    dh = dh.copy()
+    dh_t = np.empty((B, H), gates.dtype)
+    dgh = np.empty((B, H3), gates.dtype)  # [da_r, da_z, dm] contiguous, for the GEMM
+    for t in range(n - 1, -1, -1):
+        _add_or_copy(doutput, t, dh, dh_t)  # dh': output gradient plus the carried one
+        for b in range(B):
+            g, w, h_prev, mt, d = gates[t, b], work[t, b], h[t, b], m[t, b], dh_t[b]
+            for j in range(H):
+                r, z, nn = g[j], g[H + j], g[2 * H + j]
+                da_n = d[j] * ((one - nn * nn) * (one - z))  # (5), (4)
+                w[j] = da_n
+                w[H + j] = da_n * (mt[j] * (r * (one - r)))  # da_r: (4), (1)
+                w[2 * H + j] = d[j] * ((h_prev[j] - nn) * (z * (one - z)))  # da_z: (5), (2)
+                w[3 * H + j] = da_n * r  # dm: (4)
+            dg = dgh[b]
+            for k in range(H3):
+                dg[k] = w[H + k]
+        np.dot(dgh, w_hh, dh)  # through (1)-(3)
+        for b in range(B):
+            z, d, dhb = gates[t, b, H : 2 * H], dh_t[b], dh[b]
+            for j in range(H):
+                dhb[j] += d[j] * z[j]  # through (5) directly
+    return dh
+
+
+# --- Elman RNN: h' = phi(x W_ih^T + b_ih + h W_hh^T + b_hh), phi = tanh or relu -----------------
+
+@njit(**_JIT)
+def rnn_forward_steps(h, w_hh_t, relu):
+    """The forward time loop of ``rnn.rnn_forward``: h (n + 1, B, H) holds h_0 in row 0 and
+    the input pre-activations in rows 1..n on entry, h_1..h_n on exit; w_hh_t : (H, H)."""
+    n = h.shape[0] - 1
+    B, H = h.shape[1], h.shape[2]
+    rec = np.empty((B, H), h.dtype)
+    zero = like(h[0, 0, 0], 0.0)
+    for t in range(n):
+        np.dot(h[t], w_hh_t, rec)  # h_{t-1} W_hh^T
+        for b in range(B):
+            a, r = h[t + 1, b], rec[b]
+            if relu:
+                for j in range(H):
+                    v = a[j] + r[j]
+                    a[j] = v if (v >= zero or v != v) else zero  # np.maximum(v, 0), NaN kept
+            else:
+                for j in range(H):
+                    a[j] = tanh_(a[j] + r[j])
+
+
+@njit(**_JIT)
+def rnn_backward_steps(h, w_hh, doutput, dh, relu):
+    """The BPTT loop of ``rnn.rnn_backward``: returns (da (n, B, H), dh_0); h : (n + 1, B, H),
+    w_hh : (H, H), doutput : (n, B, H) or None, dh : (B, H) carried in (not modified)."""
+    n = h.shape[0] - 1
+    B, H = h.shape[1], h.shape[2]
+    one = like(h[0, 0, 0], 1.0)
+    zero = like(h[0, 0, 0], 0.0)
+    da = np.empty((n, B, H), h.dtype)
+    dh = dh.copy()
+    for t in range(n - 1, -1, -1):
+        for b in range(B):
+            hv, d, dhb = h[t + 1, b], da[t, b], dh[b]
+            if doutput is not None:
+                dout = doutput[t, b]
+                for j in range(H):
+                    dhb[j] = dhb[j] + dout[j]  # dh_t: output gradient plus the carried one
+            for j in range(H):
+                if relu:
+                    d[j] = (one if hv[j] > zero else zero) * dhb[j]  # (2), phi' = [h > 0]
+                else:
+                    d[j] = (one - hv[j] * hv[j]) * dhb[j]  # (2), phi' = 1 - h^2
+        np.dot(da[t], w_hh, dh)  # dh_{t-1} = da_t W_hh
+    return da, dh

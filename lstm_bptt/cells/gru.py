@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _fast
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid
 from .base import Cell, check_checkpoint_every, orthogonal, read_only, segments
@@ -223,8 +224,12 @@ def _run_steps(gates, h, m, w_hh_t, b_hn):
     w_hh_t : (H, 3H) = (W_hh * scale)^T; b_hn : (H,) or None.
 
     Forward and the recomputation of the checkpointed backward both call this, so a
-    recomputed segment is bitwise equal to the original.
+    recomputed segment is bitwise equal to the original. With the compiled path on
+    (:mod:`lstm_bptt._fast`) the loop is the kernel ``gru_forward_steps``.
     """
+    kernels = _fast.kernels()
+    if kernels is not None:
+        return kernels.gru_forward_steps(gates, h, m, w_hh_t, b_hn)
     n, B, H3 = gates.shape
     H = H3 // 3
     dtype = gates.dtype
@@ -398,8 +403,13 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
     gates : (n, B, 3H) r, z, n; m : (n, B, H); h : (n + 1, B, H) (h[0] = the state before);
     w_hh : (3H, H); work : (n, B, 4H), written [da_n | da_r | da_z | dm] per row;
     doutput : (n, B, H) or None; dh : (B, H) carried in from step n (not modified).
-    Returns dh carried out to the step before the segment.
+    Returns dh carried out to the step before the segment. With the compiled path on, the
+    loop is the kernel ``gru_backward_steps``.
     """
+    kernels = _fast.kernels()
+    if kernels is not None:
+        return kernels.gru_backward_steps(gates, m, h, np.ascontiguousarray(w_hh), work,
+                                          doutput, dh)
     n, B, H3 = gates.shape
     H = H3 // 3
     dtype = gates.dtype

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _fast
 from .._checks import as_float_array, check_shape
 from .base import Cell, check_checkpoint_every, orthogonal
 
@@ -279,12 +280,16 @@ def rnn_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     if bias_ih is not None:
         a += bias_ih + bias_hh
     w_hh_t = np.ascontiguousarray(weight_hh.T)  # (H, H)
-    rec = np.empty((B, H), dtype)
-    Hs = list(h)  # per-step views made once
-    for t in range(T):
-        np.dot(Hs[t], w_hh_t, out=rec)  # h_{t-1} W_hh^T
-        Hs[t + 1] += rec
-        _activate(Hs[t + 1], nonlinearity, Hs[t + 1])  # (1)
+    kernels = _fast.kernels()  # the compiled loop (optional extra), else the NumPy loop
+    if kernels is not None:
+        kernels.rnn_forward_steps(h, w_hh_t, nonlinearity == "relu")
+    else:
+        rec = np.empty((B, H), dtype)
+        Hs = list(h)  # per-step views made once
+        for t in range(T):
+            np.dot(Hs[t], w_hh_t, out=rec)  # h_{t-1} W_hh^T
+            Hs[t + 1] += rec
+            _activate(Hs[t + 1], nonlinearity, Hs[t + 1])  # (1)
     h.flags.writeable = False
     return h[1:], h[T], RNNCache(x, h, weight_ih, weight_hh, bias_ih is not None, nonlinearity)
 
@@ -333,15 +338,20 @@ def rnn_backward(doutput, cache: RNNCache, dh_n=None, *, need_dx: bool = True):
     dtype = h.dtype
     doutput = check_grad("doutput", doutput, (T, B, H), "(T, B, H)", dtype)
     dh_n = check_grad("dh_n", dh_n, (B, H), "(B, H)", dtype)
-    da = _derivative(h[1:], nonlinearity)  # (T, B, H) phi'(a_t); becomes da_t in the loop
     dh = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    DA = list(da)
-    douts = None if doutput is None else list(doutput)
-    for t in reversed(range(T)):
-        if douts is not None:
-            dh += douts[t]  # dh_t: output gradient plus the carried one
-        DA[t] *= dh  # (2)
-        dh = DA[t] @ w_hh  # dh_{t-1}, (B, H) @ (H, H)
+    kernels = _fast.kernels()  # the compiled loop (optional extra), else the NumPy loop
+    if kernels is not None:
+        da, dh = kernels.rnn_backward_steps(h, np.ascontiguousarray(w_hh), doutput, dh,
+                                            nonlinearity == "relu")
+    else:
+        da = _derivative(h[1:], nonlinearity)  # (T, B, H) phi'(a_t); becomes da_t below
+        DA = list(da)
+        douts = None if doutput is None else list(doutput)
+        for t in reversed(range(T)):
+            if douts is not None:
+                dh += douts[t]  # dh_t: output gradient plus the carried one
+            DA[t] *= dh  # (2)
+            dh = DA[t] @ w_hh  # dh_{t-1}, (B, H) @ (H, H)
     da2 = da.reshape(T * B, H)
     dx = (da2 @ w_ih).reshape(T, B, D) if need_dx else None  # (T*B, H) @ (H, D)
     grads = {
