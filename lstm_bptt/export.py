@@ -581,12 +581,21 @@ FORMATS = ("keras", "flax", "cs231n")
 _GATES = "ifgo"  # PyTorch's order of the four H-blocks
 _CS231N_ORDER = [0, 1, 3, 2]  # CS231n's (i, f, o, g) as PyTorch block indices (self-inverse)
 _LAYER_KEY = re.compile(r"^weight_ih_l(\d+)(_reverse)?$")
+_KNOWN_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l\d+(_reverse)?$")
 
 
 def _layers(sd: Mapping) -> list[str]:
-    """Layer suffixes ``l0``, ``l0_reverse``, ``l1``, ... of a recurrent state dict, in order."""
+    """Layer suffixes ``l0``, ``l0_reverse``, ``l1``, ... of a recurrent state dict, in order.
+
+    Any other key is refused, so that a parameter these layouts cannot hold (a peephole or
+    layer-norm weight, say) is never dropped silently.
+    """
     found = []
     for k in sd:
+        if not _KNOWN_KEY.match(str(k)):
+            raise ValueError(f"state_dict: key {k!r} has no equivalent in the Keras, Flax or "
+                             "CS231n layouts (expected weight_ih_l<k>, weight_hh_l<k>, "
+                             "bias_ih_l<k>, bias_hh_l<k>, optionally with _reverse)")
         m = _LAYER_KEY.match(k)
         if m:
             found.append((int(m.group(1)), bool(m.group(2)), k[len("weight_ih_"):]))

@@ -228,8 +228,12 @@ def test_converters_refuse_bad_input():
         lstm_to_keras({"weight_ih_l0": np.zeros((9, 2)), "weight_hh_l0": np.zeros((9, 3))})
     with pytest.raises(ValueError, match="proj_size"):
         lstm_to_flax({**lstm.params, "weight_hr_l0": np.zeros((2, 4))})
-    with pytest.raises(ValueError, match="weight_ih_l0"):
+    with pytest.raises(ValueError, match="'weight_ci_l0' has no equivalent"):  # never dropped
+        lstm_to_keras({**lstm.params, "weight_ci_l0": np.zeros(4)})
+    with pytest.raises(ValueError, match="'weight' has no equivalent"):
         lstm_to_cs231n({"weight": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="expected recurrent weights named weight_ih_l0"):
+        lstm_to_cs231n({})
     with pytest.raises(ValueError, match="format: expected one of"):
         export_weights(lstm, "onnx")
 
