@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import as_float_array, check_int_array
+from ._checks import as_float_array, check_int_array, check_positive_int
 from .losses import softmax_probs
 
 #: Per-step quantities that are sigmoid gates, in [0, 1]: the ones whose saturation is counted.
@@ -423,10 +423,11 @@ def lm_inspect(model, ids, top_k: int = 5) -> dict:
         character; ``"top_ids"``, ``"top_probs"``: (N, top_k) the most probable next
         characters; ``"loss"``: (N - 1,) cross-entropy (nats) of each actual next character.
     """
+    embed, layer, head = _lm_parts(model)
+    top_k = check_positive_int("top_k", top_k)
     ids = check_int_array("ids", ids, 0, model.vocab_size)
     if ids.ndim != 1 or len(ids) < 2:
         raise ValueError(f"ids: expected a 1-D array of at least 2 ids, got shape {ids.shape}")
-    embed, layer, head = _lm_parts(model)
     x = embed(ids[:, None])
     out, _, cache = layer.forward(_time_major(layer, x))
     logits, _ = head.forward(_time_major(layer, out))
@@ -465,16 +466,14 @@ def lm_gradients(model, ids, positions, window: int = 50) -> dict:
         ``"<state name>"``: (window, L, P) norms by lag (NaN before the text start);
         ``"x"``: (window, P) saliency ||dL_t/dx_{t - lag}||; ``"loss"``: (P,) L_t.
     """
+    embed, layer, head = _lm_parts(model)
     ids = check_int_array("ids", ids, 0, model.vocab_size)
     positions = np.asarray(positions)
     if ids.ndim != 1 or positions.ndim != 1 or positions.dtype.kind not in "iu" or (
             len(positions) and (positions.min() < 0 or positions.max() > len(ids) - 2)):
         raise ValueError(f"positions: expected integers in [0, {len(ids) - 2}] for {len(ids)} "
                          f"ids, got {positions!r}")
-    window = int(window)
-    if window < 1:
-        raise ValueError(f"window: expected >= 1, got {window}")
-    embed, layer, head = _lm_parts(model)
+    window = check_positive_int("window", window)
     N = len(ids)
     x_all = embed(ids[:, None])  # (N, 1, D)
     _, _, cache = layer.forward(_time_major(layer, x_all))

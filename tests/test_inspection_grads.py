@@ -261,6 +261,10 @@ def test_state_gradients_refuses_bad_input():
         state_gradients(layer, np.zeros((2, 1, 3)), np.zeros((3, 1, 4)))
     with pytest.raises(ValueError, match="positions"):
         lm_gradients(_char_model(), np.array([0, 1, 2]), [2])
+    with pytest.raises(TypeError, match="model: expected a character language model"):
+        lm_inspect(layer, np.array([0, 1]))
+    with pytest.raises(TypeError, match="window"):
+        lm_gradients(_char_model(), np.array([0, 1, 2]), [1], window=2.5)
 
 
 @pytest.mark.parametrize("cell", CELLS)
