@@ -39,7 +39,7 @@ from .export import load_safetensors, save_safetensors
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient, rel_error
 from .layers import Embedding, Linear, dropout_backward, dropout_forward
 from .losses import mse_loss, softmax_cross_entropy
-from .models import CharLM, SequenceClassifier, SequenceRegressor
+from .models import CharLM, SequenceClassifier, SequenceRegressor, SequenceTagger
 from .optim import SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm, clip_grad_value
 from .recurrent import GRU, LSTM, RNN, Recurrent
 from .schedules import (
@@ -80,7 +80,7 @@ __all__ = [
     "lstm_cell_forward", "lstm_cell_backward", "lstm_forward", "lstm_backward",
     "softmax_cross_entropy", "mse_loss",
     "gradcheck", "numerical_gradient", "rel_error", "GradcheckError",
-    "CharLM", "SequenceClassifier", "SequenceRegressor",
+    "CharLM", "SequenceClassifier", "SequenceRegressor", "SequenceTagger",
     "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm", "clip_grad_value",
     "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearWarmup", "ReduceLROnPlateau",
     "Trainer", "MinibatchSource", "TBPTTStream", "TrainingDivergedError",

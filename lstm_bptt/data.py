@@ -289,46 +289,51 @@ def split_train_val(ids, val_fraction: float = 0.1):
 
 
 def batchify(ids, batch_size: int) -> np.ndarray:
-    """Cut a 1-D token stream into ``batch_size`` contiguous streams, time-major.
+    """Cut one long stream into ``batch_size`` contiguous streams, time-major.
 
     Parameters
     ----------
-    ids : array_like, shape (N_total,)
-        Token ids (any dtype; kept).
+    ids : array_like, shape (N_total,) or (N_total, D)
+        Token ids (any dtype; kept), or a stream of D-dimensional feature vectors (e.g. a
+        multivariate time series, one row per time step).
     batch_size : int
         Number of parallel streams B.
 
     Returns
     -------
-    np.ndarray, shape (N, B)
+    np.ndarray, shape (N, B), or (N, B, D) for feature vectors
         ``N = N_total // B``; column ``b`` is ``ids[b*N:(b+1)*N]``. The last ``N_total - N*B``
-        tokens are dropped. A new array (not a view of ``ids``).
+        steps are dropped. A new array (not a view of ``ids``).
 
     Raises
     ------
     ValueError
-        If ``ids`` is not 1-D, ``batch_size < 1``, or each stream would have fewer than 2 tokens
-        (one input and one target).
+        If ``ids`` is not 1-D or 2-D, ``batch_size < 1``, or each stream would have fewer than
+        2 steps (one input and one target).
 
     Notes
     -----
     This is the batching of char-rnn and PyTorch's word_language_model: the hidden state of row
     ``b`` can be carried across consecutive windows because stream ``b`` continues where the
-    previous window stopped.
+    previous window stopped. Feature vectors are laid out the same way, so a time series is
+    trained with truncated BPTT exactly like a text (:class:`~lstm_bptt.train.TBPTTStream`).
     """
     arr = np.asarray(ids)
-    if arr.ndim != 1:
-        raise ValueError(f"ids must be 1-D (N,), got shape {arr.shape}")
+    if arr.ndim not in (1, 2):
+        raise ValueError(
+            f"ids must be 1-D (N,) token ids or 2-D (N, D) feature vectors, got shape {arr.shape}"
+        )
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     n = arr.shape[0] // batch_size
     if n < 2:
         raise ValueError(
-            f"stream of {arr.shape[0]} tokens is too short for batch_size={batch_size}: "
+            f"stream of {arr.shape[0]} steps is too short for batch_size={batch_size}: "
             f"need at least {2 * batch_size} tokens (2 per stream)"
         )
-    # (B, N) rows are contiguous chunks; transpose to time-major (N, B).
-    return np.ascontiguousarray(arr[: n * batch_size].reshape(batch_size, n).T)
+    # (B, N, ...) rows are contiguous chunks; swap to time-major (N, B, ...).
+    chunks = arr[: n * batch_size].reshape(batch_size, n, *arr.shape[1:])
+    return np.ascontiguousarray(chunks.swapaxes(0, 1))
 
 
 def num_bptt_windows(n_steps: int, k1: int) -> int:

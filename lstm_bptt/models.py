@@ -100,13 +100,18 @@ class _Model(StateDictMixin):
         for k, p in self.params.items():
             np.copyto(p, params[k])
 
-    def _build_recurrent(self, cell, input_size, dropout, forget_bias, cell_options):
+    def _build_recurrent(self, cell, input_size, dropout, forget_bias, cell_options,
+                         bidirectional=False):
         """The recurrent layer: ``cell`` a name, a Cell object or a ready Recurrent layer."""
+        bidirectional = check_bool("bidirectional", bidirectional)
         if isinstance(cell, Recurrent):
             layer = cell
             if cell_options or forget_bias is not None:
                 raise TypeError("cell: forget_bias/cell_options given with a ready Recurrent "
                                 "layer; set them when building the layer")
+            if bidirectional and not layer.bidirectional:
+                raise ValueError("cell: bidirectional=True given with a unidirectional layer; "
+                                 "build the layer with bidirectional=True")
             for name, want in (("input_size", input_size), ("hidden_size", self.hidden_size),
                                ("num_layers", self.num_layers)):
                 if getattr(layer, name) != want:
@@ -122,7 +127,8 @@ class _Model(StateDictMixin):
             if forget_bias is not None:
                 options["forget_bias"] = forget_bias
             layer = Recurrent(cell, input_size, self.hidden_size, self.num_layers,
-                              dtype=self.dtype, rng=self.rng, dropout=dropout, **options)
+                              dtype=self.dtype, rng=self.rng, dropout=dropout,
+                              bidirectional=bidirectional, **options)
         if isinstance(cell, Recurrent):
             self.forget_bias = layer.init_options.get("forget_bias")
         self.recurrent = layer
@@ -157,10 +163,10 @@ class _Model(StateDictMixin):
                             f"(num_layers, B, H) arrays, or None, got {_describe_state(state)}")
         return self.recurrent.pack_state(tuple(state))
 
-    def _run_recurrent(self, x, state, train):
+    def _run_recurrent(self, x, state, train, lengths=None):
         """(output, state tuple, cache) of the recurrent layer."""
         out, h_n, cache = self.recurrent.forward(x, self._check_state(state, x.shape[1]),
-                                                 train=train)
+                                                 lengths=lengths, train=train)
         return out, self.recurrent.unpack_state(h_n), cache
 
     @staticmethod
@@ -234,7 +240,8 @@ class CharLM(_Model):
         # so a one-layer model passes 0 (nn.LSTM-style warning otherwise)
         rec = self._build_recurrent(cell, d_in, self.dropout if self.num_layers > 1 else 0.0,
                                     forget_bias, cell_options)
-        self.head = Linear(self.hidden_size, self.vocab_size, dtype=self.dtype, rng=self.rng)
+        # the head reads the layer's output: H, or P with an LSTM projection (proj_size)
+        self.head = Linear(rec.output_size, self.vocab_size, dtype=self.dtype, rng=self.rng)
         self.modules[rec.cell.name] = rec
         self.modules["head"] = self.head
         self._collect_params()
@@ -469,20 +476,14 @@ class CharLM(_Model):
         return out
 
 
-def _last_index(lengths, T, B):
-    if lengths is None:
-        return np.full(B, T - 1)
-    lengths = check_int_array("lengths", lengths, 1, T + 1)
-    check_shape("lengths", lengths, (B,), "(B,)")
-    return lengths - 1
-
-
 class _RecurrentWithHead(_Model):
-    """Recurrent layer -> Linear on float inputs (T, B, D): the shared body of the classifier
-    and the regressor."""
+    """Recurrent layer -> Linear on float inputs (T, B, D): the shared body of the classifier,
+    the regressor and the tagger. ``lengths`` go to the layer (padded steps do not change the
+    state and output 0); the head reads every step's output, or the final state of the top
+    layer (many-to-one)."""
 
     def _build(self, input_size, hidden_size, out_size, num_layers, dtype, rng, forget_bias,
-               dropout, cell, cell_options):
+               dropout, cell, cell_options, bidirectional=False):
         self.input_size = check_positive_int("input_size", input_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
@@ -490,8 +491,10 @@ class _RecurrentWithHead(_Model):
         self.dtype = check_dtype_arg(dtype)
         self.rng = as_rng(rng)
         rec = self._build_recurrent(cell, self.input_size, self.dropout, forget_bias,
-                                    cell_options)
-        self.head = Linear(self.hidden_size, out_size, dtype=self.dtype, rng=self.rng)
+                                    cell_options, bidirectional)
+        self.bidirectional = rec.bidirectional
+        # features the head reads: num_directions * (H, or P with an LSTM projection)
+        self.head = Linear(rec.output_size, out_size, dtype=self.dtype, rng=self.rng)
         self.modules = {rec.cell.name: rec, "head": self.head}
         self._collect_params()
 
@@ -499,7 +502,8 @@ class _RecurrentWithHead(_Model):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "dtype": self.dtype.name,
                 "forget_bias": self.forget_bias, "dropout": self.dropout,
-                "batch_first": self.batch_first, **self._cell_config()}
+                "batch_first": self.batch_first, "bidirectional": self.bidirectional,
+                **self._cell_config()}
 
     @property
     def _layout(self) -> str:
@@ -532,27 +536,66 @@ class _RecurrentWithHead(_Model):
         if self.batch_first:
             x = x.transpose(1, 0, 2)  # (T, B, D)
         T, B, _ = x.shape
-        if lengths is not None:
+        if lengths is not None and np.ndim(lengths) >= 1:
             self._check_batch("lengths", np.shape(lengths), B, x_shape)
-        out, state_n, cache = self._run_recurrent(x, state, train)
+        out, state_n, cache = self._run_recurrent(x, state, train, lengths)
         return T, B, out, state_n, cache
 
-    def _backward(self, dout, head_grads, cache):
-        """BPTT from dL/d(recurrent output); with a read-out step ``last`` the (B, H) gradient
-        is scattered into (T, B, H) first."""
-        rec_cache, _, last, T = cache
-        if last is not None:
+    def _time_major(self, a):
+        """A per-step array given in the model's layout ((B, T, ...) if ``batch_first``) as
+        (T, B, ...), the layout of the computation."""
+        if a is None or not self.batch_first:
+            return a
+        a = np.asarray(a)
+        return a.transpose(1, 0, *range(2, a.ndim)) if a.ndim >= 2 else a
+
+    def _final_features(self, state_n):
+        """(B, F) read-out of the top layer's final h: ``h_n[-1]``, or ``[h_n[-2], h_n[-1]]``
+        when bidirectional (the forward direction after each sequence's last valid step, the
+        reverse direction after reading back to step 0), as PyTorch users concatenate them."""
+        dirs = self.recurrent.num_directions
+        top = state_n[0][-dirs:]  # (dirs, B, P)
+        return top[0] if dirs == 1 else np.concatenate(list(top), axis=1)
+
+    def _backward(self, dout, head_grads, rec_cache, final=False):
+        """BPTT from dL/d(recurrent output) (T, B, F), or, if ``final``, from dL/d(final
+        features) (B, F), which is dL/dh_n of the top layer (each direction's half)."""
+        dhx = None
+        if final:
+            rec = self.recurrent
+            dirs = rec.num_directions
             B = dout.shape[0]
-            full = np.zeros((T, B, self.hidden_size), self.dtype)
-            full[last, np.arange(B)] = dout  # only the read-out step gets a gradient
-            dout = full
-        _, _, rec_grads = self.recurrent.backward(dout, rec_cache)
+            sizes = rec.cell.state_sizes(self.hidden_size)
+            dstate = [np.zeros((self.num_layers * dirs, B, S), self.dtype) for S in sizes]
+            dstate[0][-dirs:] = dout.reshape(B, dirs, sizes[0]).transpose(1, 0, 2)
+            dhx, dout = rec.pack_state(tuple(dstate)), None
+        _, _, rec_grads = self.recurrent.backward(dout, rec_cache, dhx)
         grads = self._split_grads({self.recurrent.cell.name: rec_grads, "head": head_grads})
         return {k: grads[k] for k in self.params}
 
+    def _carry(self, state_n, rec_cache, state_at):
+        """The state to carry: the final one, or the one after ``state_at`` steps."""
+        if state_at is None:
+            return self._copy_state(state_n)
+        return self._copy_state(self.recurrent.state_at(rec_cache, state_at))
+
+
+def _valid_mask(lengths, mask, T, B):
+    """Combine ``lengths`` (steps t < l_b count) with a time-major ``mask`` (T, B) or
+    (T, B, K); either may be None."""
+    if lengths is None:
+        return mask
+    valid = np.arange(T)[:, None] < np.asarray(lengths)[None, :]  # (T, B); checked by the layer
+    if mask is None:
+        return valid
+    mask = np.asarray(mask, bool)
+    if mask.ndim == 3:
+        valid = valid[..., None]
+    return np.logical_and(mask, valid)
+
 
 class SequenceClassifier(_RecurrentWithHead):
-    """Many-to-one classifier: LSTM over (T, B, D), Linear head on the last valid hidden state.
+    """Many-to-one classifier: LSTM over (T, B, D), Linear head on the final hidden state.
 
     Parameters
     ----------
@@ -560,40 +603,46 @@ class SequenceClassifier(_RecurrentWithHead):
         D, H, C.
     num_layers : int
     dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.recurrent.LSTM`.
-    cell, cell_options : see :class:`CharLM`.
+    cell, cell_options : see :class:`CharLM` (e.g. ``cell_options={"proj_size": P}`` for an
+        LSTM with a projection: the head then reads P features per direction).
+    batch_first : bool
+        Inputs (B, T, D) instead of (T, B, D).
+    bidirectional : bool
+        The head reads [h_fwd, h_rev] (2H features): the forward direction at each sequence's
+        last valid step and the reverse direction at step 0 (after reading the sequence
+        backwards), i.e. the concatenation of ``h_n[-2]`` and ``h_n[-1]``.
 
     Notes
     -----
-    With lengths l_b the prediction for sequence b reads h_{l_b} of the top layer (padding after
-    it is ignored, and receives no gradient). ``loss`` is mean cross-entropy over the batch,
-    nats.
+    With lengths l_b the prediction for sequence b reads the top layer's state after step
+    l_b - 1 (the padding after it changes nothing and receives no gradient). ``loss`` is the
+    mean cross-entropy over the batch, nats.
     """
 
     def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
                  rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None,
-                 batch_first=False):
+                 batch_first=False, bidirectional=False):
         self.batch_first = check_bool("batch_first", batch_first)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
-                    dropout, cell, cell_options)
+                    dropout, cell, cell_options, bidirectional)
 
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable)."""
         return {**self._common_config(), "num_classes": self.num_classes}
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
-        """Class logits (B, C) from the last valid step; returns (logits, state, cache).
+        """Class logits (B, C) from the final state; returns (logits, state, cache).
 
         Parameters
         ----------
-        inputs : float ndarray (T, B, D)
+        inputs : float ndarray (T, B, D), or (B, T, D) if ``batch_first``
+        state : tuple of (L * dirs, B, H) arrays (``(h, c)`` for an LSTM), or None
         lengths : integer ndarray (B,) in [1, T], optional (default: all T)
         """
         T, B, out, state_n, rec_cache = self._run(inputs, state, train, lengths)
-        last = _last_index(lengths, T, B)
-        h_last = out[last, np.arange(B)]  # (B, H)
-        logits, head_cache = self.head.forward(h_last)  # (B, C)
-        return logits, state_n, (rec_cache, head_cache, last, T)
+        logits, head_cache = self.head.forward(self._final_features(state_n))  # (B, C)
+        return logits, state_n, (rec_cache, head_cache)
 
     def predict(self, inputs, lengths=None):
         """Predicted class ids (B,) (argmax of the logits)."""
@@ -604,15 +653,16 @@ class SequenceClassifier(_RecurrentWithHead):
 
         Parameters
         ----------
-        inputs : float ndarray (T, B, D)
+        inputs : float ndarray (T, B, D), or (B, T, D) if ``batch_first``
         targets : integer ndarray (B,), class ids in [0, C)
         lengths : integer ndarray (B,), optional
         """
-        logits, state_n, cache = self.forward(inputs, state, lengths, train=train)
+        logits, state_n, (rec_cache, head_cache) = self.forward(inputs, state, lengths,
+                                                                train=train)
         self._check_batch("targets", np.shape(targets), logits.shape[0], np.shape(inputs))
         loss, dlogits = softmax_cross_entropy(logits, targets)
-        dh_last, head_grads = self.head.backward(dlogits, cache[1])
-        grads = self._backward(dh_last, head_grads, cache)
+        dfeat, head_grads = self.head.backward(dlogits, head_cache)
+        grads = self._backward(dfeat, head_grads, rec_cache, final=True)
         return loss, grads, self._copy_state(state_n)
 
 
@@ -625,10 +675,12 @@ class SequenceRegressor(_RecurrentWithHead):
         D, H, K.
     num_layers : int
     many_to_one : bool
-        If True, predict (B, K) from the last (valid) step (e.g. the adding problem); else
-        (T, B, K) at every step (e.g. one-step-ahead forecasting of a time series).
+        If True, predict (B, K) from the final state (e.g. the adding problem; with
+        ``bidirectional``, from [h_fwd, h_rev] as :class:`SequenceClassifier`); else (T, B, K)
+        at every step (e.g. one-step-ahead forecasting of a time series, trained with
+        truncated BPTT on a :class:`~lstm_bptt.train.TBPTTStream` of float vectors).
     dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.recurrent.LSTM`.
-    cell, cell_options : see :class:`CharLM`.
+    cell, cell_options, batch_first, bidirectional : see :class:`SequenceClassifier`.
 
     Notes
     -----
@@ -638,12 +690,12 @@ class SequenceRegressor(_RecurrentWithHead):
 
     def __init__(self, input_size, hidden_size, output_size=1, num_layers=1, many_to_one=False,
                  dtype=np.float64, rng=None, forget_bias=None, dropout=0.0, cell="lstm",
-                 cell_options=None, batch_first=False):
+                 cell_options=None, batch_first=False, bidirectional=False):
         self.batch_first = check_bool("batch_first", batch_first)
         self.output_size = check_positive_int("output_size", output_size)
         self.many_to_one = check_bool("many_to_one", many_to_one)
         self._build(input_size, hidden_size, output_size, num_layers, dtype, rng, forget_bias,
-                    dropout, cell, cell_options)
+                    dropout, cell, cell_options, bidirectional)
 
     def config(self) -> dict:
         """Constructor arguments (JSON-serialisable)."""
@@ -652,7 +704,11 @@ class SequenceRegressor(_RecurrentWithHead):
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
         """Predictions (T, B, K) ((B, T, K) if ``batch_first``), or (B, K) if ``many_to_one``;
-        returns (pred, state, cache)."""
+        returns (pred, state, cache).
+
+        In per-step mode the predictions at padded steps (t >= l_b) are the head's bias (the
+        recurrent layer outputs 0 there); the loss ignores them.
+        """
         pred, state_n, cache = self._forward(inputs, state, lengths, train)
         if self.batch_first and not self.many_to_one:
             pred = pred.transpose(1, 0, 2)
@@ -661,19 +717,18 @@ class SequenceRegressor(_RecurrentWithHead):
     def _forward(self, inputs, state, lengths, train):
         """:meth:`forward` with time-major per-step predictions (T, B, K)."""
         T, B, out, state_n, rec_cache = self._run(inputs, state, train, lengths)
-        last = None
         if self.many_to_one:
-            last = _last_index(lengths, T, B)
-            out = out[last, np.arange(B)]  # (B, H)
+            out = self._final_features(state_n)  # (B, F)
         pred, head_cache = self.head.forward(out)
-        return pred, state_n, (rec_cache, head_cache, last, T)
+        return pred, state_n, (rec_cache, head_cache)
 
     def predict(self, inputs, lengths=None):
         """Predictions only."""
         return self.forward(inputs, lengths=lengths)[0]
 
-    def loss(self, inputs, targets, state=None, lengths=None, mask=None, *, train: bool = True):
-        """MSE, grads keyed like params, and the final state.
+    def loss(self, inputs, targets, state=None, lengths=None, mask=None, *, train: bool = True,
+             state_at: int | None = None):
+        """MSE, grads keyed like params, and the state to carry.
 
         Parameters
         ----------
@@ -684,33 +739,114 @@ class SequenceRegressor(_RecurrentWithHead):
             Valid lengths: the read-out step (many-to-one) or a mask of t < l_b (per step).
         mask : bool ndarray (T, B) or (T, B, K) ((B, T) or (B, T, K) if ``batch_first``),
             optional (per-step mode)
+        state_at : int, optional
+            Return the state after this many steps instead of the final one (truncated BPTT
+            with k2 > k1; see :class:`~lstm_bptt.train.TBPTTStream`).
         """
-        pred, state_n, cache = self._forward(inputs, state, lengths, train)
+        pred, state_n, (rec_cache, head_cache) = self._forward(inputs, state, lengths, train)
         targets = as_input_array("targets", targets, self.dtype)
         if self.many_to_one:
             self._check_batch("targets", targets.shape, pred.shape[0], np.shape(inputs))
-        elif self.batch_first and targets.ndim >= 2:  # the computation is time-major
-            targets = targets.transpose(1, 0, *range(2, targets.ndim))
-            if mask is not None:
-                mask = np.asarray(mask)
-                mask = mask.transpose(1, 0, *range(2, mask.ndim))
-        if lengths is not None and not self.many_to_one:
-            T, B = pred.shape[:2]
-            valid = np.arange(T)[:, None] <= _last_index(lengths, T, B)[None, :]  # (T, B)
-            if mask is not None:
-                mask = np.asarray(mask, bool)
-                valid = valid[..., None] if mask.ndim == 3 else valid
-                mask = np.logical_and(mask, valid)
-            else:
-                mask = valid
+        else:  # the computation is time-major
+            targets = self._time_major(targets)
+            mask = _valid_mask(lengths, self._time_major(mask), *pred.shape[:2])
         loss, dpred = mse_loss(pred, targets, mask)
-        dout, head_grads = self.head.backward(dpred, cache[1])
-        grads = self._backward(dout, head_grads, cache)
-        return loss, grads, self._copy_state(state_n)
+        dout, head_grads = self.head.backward(dpred, head_cache)
+        grads = self._backward(dout, head_grads, rec_cache, final=self.many_to_one)
+        return loss, grads, self._carry(state_n, rec_cache, state_at)
+
+
+class SequenceTagger(_RecurrentWithHead):
+    """Per-step classifier (sequence labelling, e.g. part-of-speech or named-entity tags):
+    LSTM over (T, B, D), Linear head at every step, cross-entropy over the valid steps.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_classes : int
+        D, H, C.
+    num_layers : int
+    dtype, rng, forget_bias, dropout : see :class:`~lstm_bptt.recurrent.LSTM`.
+    cell, cell_options, batch_first : see :class:`SequenceClassifier`.
+    bidirectional : bool
+        Each step's features are [h_fwd_t, h_rev_t] (2H): the tag at t sees the whole
+        sequence (the usual BiLSTM tagger; Graves & Schmidhuber 2005).
+
+    Notes
+    -----
+    ``loss`` is the mean cross-entropy in nats over the counted positions: steps t < l_b
+    (all steps without ``lengths``), and among them those where ``mask`` is True. Targets at
+    padded steps are ignored, whatever their value (e.g. PyTorch's -100).
+    """
+
+    def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
+                 rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None,
+                 batch_first=False, bidirectional=False):
+        self.batch_first = check_bool("batch_first", batch_first)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
+                    dropout, cell, cell_options, bidirectional)
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable)."""
+        return {**self._common_config(), "num_classes": self.num_classes}
+
+    def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
+        """Tag logits (T, B, C) ((B, T, C) if ``batch_first``); returns (logits, state, cache).
+
+        Parameters
+        ----------
+        inputs : float ndarray (T, B, D), or (B, T, D) if ``batch_first``
+        state : tuple of (L * dirs, B, H) arrays (``(h, c)`` for an LSTM), or None
+        lengths : integer ndarray (B,) in [1, T], optional
+        """
+        logits, state_n, cache = self._forward(inputs, state, lengths, train)
+        return self._time_major(logits), state_n, cache  # the transpose is its own inverse
+
+    def _forward(self, inputs, state, lengths, train):
+        T, B, out, state_n, rec_cache = self._run(inputs, state, train, lengths)
+        logits, head_cache = self.head.forward(out)  # (T, B, C)
+        return logits, state_n, (rec_cache, head_cache)
+
+    def predict(self, inputs, lengths=None):
+        """Predicted tags (T, B) ((B, T) if ``batch_first``): the argmax of the logits, and -1
+        at padded steps (t >= l_b)."""
+        logits = self._forward(inputs, None, lengths, False)[0]
+        tags = np.argmax(logits, axis=-1)  # (T, B)
+        valid = _valid_mask(lengths, None, *tags.shape)
+        return self._time_major(tags if valid is None else np.where(valid, tags, -1))
+
+    def loss(self, inputs, targets, state=None, lengths=None, mask=None, *, train: bool = True,
+             state_at: int | None = None):
+        """Mean per-step cross-entropy (nats), grads keyed like params, and the state to carry.
+
+        Parameters
+        ----------
+        inputs : float ndarray (T, B, D), or (B, T, D) if ``batch_first``
+        targets : integer ndarray (T, B) ((B, T) if ``batch_first``), tag ids in [0, C) at
+            the counted steps
+        lengths : integer ndarray (B,), optional
+        mask : bool ndarray (T, B) ((B, T) if ``batch_first``), optional
+            Positions whose loss counts (with ``lengths``: also t < l_b).
+        state_at : int, optional
+            Return the state after this many steps instead of the final one.
+        """
+        logits, state_n, (rec_cache, head_cache) = self._forward(inputs, state, lengths, train)
+        T, B = logits.shape[:2]
+        targets = check_int_array("targets", targets)
+        check_shape("targets", targets, (B, T) if self.batch_first else (T, B),
+                    "(B, T)" if self.batch_first else "(T, B)")
+        targets = self._time_major(targets)
+        mask = _valid_mask(lengths, self._time_major(mask), T, B)
+        if lengths is not None:  # padded targets may hold anything (e.g. -100)
+            targets = np.where(_valid_mask(lengths, None, T, B), targets, 0)
+        loss, dlogits = softmax_cross_entropy(logits, targets, mask)
+        dout, head_grads = self.head.backward(dlogits, head_cache)
+        grads = self._backward(dout, head_grads, rec_cache)
+        return loss, grads, self._carry(state_n, rec_cache, state_at)
 
 
 MODELS = {"CharLM": CharLM, "SequenceClassifier": SequenceClassifier,
-          "SequenceRegressor": SequenceRegressor}
+          "SequenceRegressor": SequenceRegressor, "SequenceTagger": SequenceTagger}
 
 
 def build_model(name: str, config: dict, rng=None):

@@ -178,13 +178,15 @@ class MinibatchSource:
 
 
 class TBPTTStream:
-    """Truncated-BPTT windows over B parallel token streams (language modelling).
+    """Truncated-BPTT windows over B parallel streams: token ids (language modelling) or float
+    feature vectors (a multivariate time series), laid out the same way.
 
     Parameters
     ----------
-    streams : integer ndarray (N, B)
+    streams : integer ndarray (N, B), or float ndarray (N, B, D)
         B contiguous streams, time-major (see :func:`lstm_bptt.data.batchify`). Inputs are
-        ``streams[t]``, targets ``streams[t + 1]``.
+        ``streams[t]``; targets ``streams[t + 1]`` (next-step prediction) unless ``targets``
+        is given.
     k1 : int
         Steps per window (and per update); the state is carried across windows.
     k2 : int, optional
@@ -192,29 +194,53 @@ class TBPTTStream:
         backpropagates through the last k2 steps (fewer only at the start of the stream): the
         window is extended into the past and the loss there masked out (Williams & Peng 1990).
         So with k2 >= N - 1 the accumulated gradients are exactly those of full BPTT.
+    targets : ndarray (N, B, ...), optional
+        A target for every step of ``streams`` (e.g. a label per time step, or another series):
+        the window's inputs are ``streams[t]`` and its targets ``targets[t]``, all N steps.
 
     Notes
     -----
     ``num_batches`` windows make one pass over the streams (an epoch); at the first window of
     every pass ``reset_state`` is True, since the streams restart there and the carried state
-    belongs to their ends.
+    belongs to their ends. Windows with k2 > k1 pass ``mask`` (T, B) to the model's loss.
     """
 
     stateful = True
 
-    def __init__(self, streams, k1: int, k2: int | None = None):
-        self.streams = check_int_array("streams", streams, 0)
-        if self.streams.ndim != 2 or self.streams.shape[0] < 2:
+    def __init__(self, streams, k1: int, k2: int | None = None, *, targets=None):
+        arr = np.asarray(streams)
+        if arr.dtype.kind == "f":
+            if arr.ndim != 3:
+                raise TypeError(f"streams: expected integer token ids (N, B) or float feature "
+                                f"vectors (N, B, D), got {arr.dtype} of shape {arr.shape}")
+            if not np.isfinite(arr).all():
+                raise ValueError("streams: expected finite values, got NaN or inf")
+            self.streams = arr
+        else:
+            self.streams = check_int_array("streams", arr, 0)
+            if self.streams.ndim != 2:
+                raise ValueError(f"streams: expected token ids (N, B), got {self.streams.shape}")
+        self.targets = None if targets is None else np.asarray(targets)
+        if self.targets is not None and (self.targets.ndim < 2
+                                         or self.targets.shape[:2] != self.streams.shape[:2]):
+            raise ValueError(f"targets: expected (N, B, ...) = {self.streams.shape[:2]} + (...) "
+                             f"like streams, got {self.targets.shape}")
+        # positions with a target: next-step prediction has one fewer than the stream
+        self.n_steps = self.streams.shape[0] - (1 if self.targets is None else 0)
+        if self.n_steps < 1:
             raise ValueError(f"streams: expected (N, B) with N >= 2, got {self.streams.shape}")
         self.k1 = check_positive_int("k1", k1)
         self.k2 = self.k1 if k2 is None else check_positive_int("k2", k2)
         if self.k2 < self.k1:
             raise ValueError(f"k2: expected k2 >= k1 = {self.k1}, got {self.k2}")
-        self.num_batches = num_bptt_windows(self.streams.shape[0], self.k1)
+        # positions: next-step prediction has one target fewer than the stream has steps, so
+        # with per-step targets the window arithmetic runs over N + 1 "positions"
+        self._positions = self.n_steps + 1
+        self.num_batches = num_bptt_windows(self._positions, self.k1)
 
     def _window(self, w: int):
         """(lo, start, end) of window ``w``: see :func:`lstm_bptt.data.bptt_window`."""
-        return bptt_window(self.streams.shape[0], w, self.k1, self.k2)
+        return bptt_window(self._positions, w, self.k1, self.k2)
 
     def get(self, step: int) -> Batch:
         """Window ``step % num_batches``: inputs/targets (<= k2, B) and the kwargs ``mask``
@@ -224,10 +250,13 @@ class TBPTTStream:
         lo, start, end = self._window(w)
         hist = start - lo
         inputs = self.streams[lo:end]
-        targets = self.streams[lo + 1 : end + 1]
+        if self.targets is None:
+            targets = self.streams[lo + 1 : end + 1]
+        else:
+            targets = self.targets[lo:end]
         kwargs = {}
         if hist:
-            mask = np.ones(targets.shape, bool)
+            mask = np.ones(targets.shape[:2], bool)
             mask[:hist] = False
             kwargs["mask"] = mask
         if self.k2 > self.k1 and w + 1 < self.num_batches:
@@ -255,7 +284,9 @@ def tbptt_gradients(model, source: TBPTTStream, num_windows: int | None = None, 
         if b.reset_state:
             state = None
         loss, grads, state = model.loss(b.inputs, b.targets, state, train=False, **b.kwargs)
-        n = int(b.kwargs["mask"].sum()) if "mask" in b.kwargs else b.targets.size
+        # counted entries of the mean: masked positions times the entries per position
+        mask = b.kwargs.get("mask")
+        n = b.targets.size if mask is None else int(mask.sum()) * (b.targets.size // mask.size)
         total += loss * n
         count += n
         for k in acc:

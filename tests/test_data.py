@@ -146,7 +146,16 @@ def test_batchify_errors():
     with pytest.raises(ValueError, match="batch_size"):
         batchify(np.arange(10), 0)
     with pytest.raises(ValueError, match="1-D"):
-        batchify(np.zeros((3, 3)), 1)
+        batchify(np.zeros((3, 3, 2)), 1)
+
+
+def test_batchify_feature_vectors_by_hand():
+    series = np.arange(22.0).reshape(11, 2)  # 11 steps of 2 features, 3 streams of 3 steps
+    out = batchify(series, 3)
+    assert out.shape == (3, 3, 2) and out.dtype == series.dtype and out.flags.c_contiguous
+    np.testing.assert_array_equal(out[:, 0], series[0:3])
+    np.testing.assert_array_equal(out[:, 1], series[3:6])
+    np.testing.assert_array_equal(out[:, 2], series[6:9])
 
 
 def test_bptt_windows_targets_shifted_and_cover_stream():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import randomize_params
 
-from lstm_bptt import LSTM, gradcheck
+from lstm_bptt import LSTM, Cell, Recurrent, gradcheck
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lstm9_torch.npz"
 
@@ -392,3 +392,85 @@ def test_bad_options_and_states():
         model.forward(x, (np.zeros((2, 3, 1)), np.zeros((4, 3, 3))))
     with pytest.raises(ValueError, match=r"c_0: expected shape.*\(4, 3, 3\), got \(4, 3, 1\)"):
         model.forward(x, (np.zeros((4, 3, 1)), np.zeros((4, 3, 1))))
+
+
+# ----------------------------------------- any cell gets lengths and bidirectional for free
+
+
+class _ElmanCell(Cell):
+    """A one-state tanh RNN cell that knows nothing about lengths or directions: its fast path
+    is the base class's plain step loop (reference_forward / reference_backward)."""
+
+    name = "elman_test"
+    state_names = ("h",)
+    num_gates = 1
+
+    def step_forward(self, x, state, params):
+        a = x @ params["weight_ih"].T + state[0] @ params["weight_hh"].T
+        if "bias_ih" in params:
+            a = a + params["bias_ih"] + params["bias_hh"]
+        h = np.tanh(a)
+        return (h,), (x, state[0], h, params)
+
+    def step_backward(self, dstate, step_cache):
+        x, h_prev, h, params = step_cache
+        da = (np.zeros_like(h) if dstate[0] is None else dstate[0]) * (1 - h**2)
+        grads = {"weight_ih": da.T @ x, "weight_hh": da.T @ h_prev}
+        if "bias_ih" in params:
+            grads["bias_ih"] = da.sum(0)
+            grads["bias_hh"] = da.sum(0)
+        return da @ params["weight_ih"], (da @ params["weight_hh"],), grads
+
+    def forward(self, x, state0, params, *, checkpoint_every=None):
+        out, state_n, steps = self.reference_forward(x, state0, params)
+        h0 = steps[0][1]
+        return out, state_n, (np.concatenate([h0[None], out]), steps)
+
+    def backward(self, doutput, cache, dstate_n=None, *, need_dx=True):
+        return self.reference_backward(doutput, cache[1], dstate_n)
+
+    def cache_dims(self, cache):
+        return len(cache[1]), cache[0].shape[1]
+
+    def state_at(self, cache, t):
+        return (cache[0][t],)
+
+    def per_step(self, cache):
+        return {"h": cache[0][1:]}
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(bidirectional=True, num_layers=2),
+                                dict(bidirectional=True, batch_first=True)],
+                         ids=["lengths", "bidir_L2", "bidir_bf"])
+def test_a_cell_without_last_gets_lengths_and_bidirectional(rng, kw):
+    """The layer reads h_n off the output and adds dh_n to the output gradient for a one-state
+    cell: gradients against central differences, rows against each sequence alone."""
+    layer = Recurrent(_ElmanCell(), 3, 2, rng=0, **kw)
+    randomize_params(layer, rng)
+    bf, dirs, L = layer.batch_first, layer.num_directions, layer.num_layers
+    T, lengths = 4, np.array([2, 4, 1])
+    shape = (3, T) if bf else (T, 3)
+    x = rng.standard_normal((*shape, 3))
+    h_0 = rng.standard_normal((L * dirs, 3, 2))
+    R, Rh = rng.standard_normal((*shape, 2 * dirs)), rng.standard_normal((L * dirs, 3, 2))
+
+    def loss():
+        out, h_n, _ = layer.forward(x, h_0, lengths=lengths)
+        return np.sum(out * R) + np.sum(h_n * Rh)
+
+    out, h_n, cache = layer.forward(x, h_0, lengths=lengths)
+    dx, dh_0, grads = layer.backward(R, cache, Rh)
+    report = gradcheck(loss, {"x": x, "h_0": h_0, **layer.params},
+                       {"x": dx, "h_0": dh_0, **grads}, tol=1e-7)
+    assert report.passed
+    for b, n in enumerate(lengths):
+        xb = x[b : b + 1, :n] if bf else x[:n, b : b + 1]
+        ob, hb, _ = layer.forward(xb, h_0[:, b : b + 1])
+        np.testing.assert_allclose(out[b, :n] if bf else out[:n, b], ob[0] if bf else ob[:, 0],
+                                   rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(h_n[:, b], hb[:, 0], rtol=1e-13, atol=1e-14)
+    # a cell with a second state and no `last` is refused with lengths, not silently wrong
+    two = type("TwoState", (_ElmanCell,), {"state_names": ("h", "s")})()
+    with pytest.raises(ValueError, match="lengths: .* does not support lengths"):
+        Recurrent(two, 3, 2, rng=0).forward(x if not bf else x.transpose(1, 0, 2),
+                                            lengths=lengths)
