@@ -178,6 +178,21 @@ def check_nonneg_int(name: str, value) -> int:
     return int(value)
 
 
+def check_int(name: str, value, low: int | None = None) -> int:
+    """Return ``value`` as int if it is an integer (bool refused) >= ``low``, else raise.
+
+    TypeError "name: expected an int, got str '3'"; ValueError "name: expected an int >= 1,
+    got 0".
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
+    return int(value)
+
+
 def check_bool(name: str, value) -> bool:
     """Return ``value`` as bool if it is a bool (or NumPy bool); a str such as ``"false"`` or
     a number is refused rather than taken for its truth value."""

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._checks import check_bool, check_int, check_real
+
 __all__ = [
     "Optimizer",
     "SGD",
@@ -48,53 +50,32 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _real(name: str, value, *, low: float | None = 0.0, high: float | None = None,
-          high_open: bool = False) -> float:
-    """Return ``value`` as a finite Python float in ``[low, high]`` (or ``[low, high)``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and value < low:
-        raise ValueError(f"Invalid {name}: expected >= {low}, got {value}")
-    if high is not None and (value >= high if high_open else value > high):
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"Invalid {name}: expected in [{low}, {high}{bracket}, got {value}")
-    return value
-
-
 def _positive_eps(value) -> float:
     """``eps`` of the adaptive optimizers: > 0, or a parameter whose squared gradients are
     all zero divides 0 by 0 (NaN)."""
-    eps = _real("eps", value)
+    eps = check_real("eps", value, low=0.0)
     if eps == 0:
         raise ValueError("eps: expected a number > 0 (it keeps 0 / sqrt(0) finite), got 0.0")
     return eps
 
 
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 def _check_params(params) -> dict[str, np.ndarray]:
     if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict name -> np.ndarray, got {type(params).__name__}")
+        raise TypeError(f"params: expected a dict name -> np.ndarray, got {type(params).__name__}")
     if len(params) == 0:
-        raise ValueError("params is empty: expected at least one parameter array")
+        raise ValueError("params: expected at least one parameter array, got an empty dict")
     seen: dict[int, str] = {}
     out: dict[str, np.ndarray] = {}
     for name, p in params.items():
         if not isinstance(name, str):
-            raise TypeError(f"parameter names must be str, got {type(name).__name__} {name!r}")
+            raise TypeError(f"params: expected str keys, got {type(name).__name__} {name!r}")
         if not isinstance(p, np.ndarray):
-            raise TypeError(f"params[{name!r}] must be a np.ndarray, got {type(p).__name__}")
+            raise TypeError(f"params[{name!r}]: expected a np.ndarray, got {type(p).__name__}")
         if not np.issubdtype(p.dtype, np.floating):
-            raise TypeError(f"params[{name!r}] must have a floating dtype, got {p.dtype}")
+            raise TypeError(f"params[{name!r}]: expected a floating dtype, got {p.dtype}")
         if not p.flags.writeable:
-            raise ValueError(f"params[{name!r}] is read-only; the optimizer updates it in place")
+            raise ValueError(f"params[{name!r}]: expected a writeable array (the optimizer updates "
+                             "it in place), got a read-only one")
         if id(p) in seen:
             raise ValueError(
                 f"params[{name!r}] is the same array as params[{seen[id(p)]!r}]; "
@@ -107,21 +88,21 @@ def _check_params(params) -> dict[str, np.ndarray]:
 
 def _check_grads(params: Mapping[str, np.ndarray], grads) -> None:
     if not isinstance(grads, Mapping):
-        raise TypeError(f"grads must be a dict name -> np.ndarray, got {type(grads).__name__}")
+        raise TypeError(f"grads: expected a dict name -> np.ndarray, got {type(grads).__name__}")
     if grads.keys() != params.keys():
         missing = sorted(set(params) - set(grads))
         extra = sorted(set(grads) - set(params))
         raise ValueError(
-            f"grads must be keyed exactly like params: missing {missing}, unexpected {extra}"
+            f"grads: expected the keys of params, got missing {missing}, unexpected {extra}"
         )
     for name, p in params.items():
         g = grads[name]
         if not isinstance(g, np.ndarray):
-            raise ValueError(f"grads[{name!r}] must be a np.ndarray, got {type(g).__name__}")
+            raise TypeError(f"grads[{name!r}]: expected a np.ndarray, got {type(g).__name__}")
         if g.shape != p.shape or g.dtype != p.dtype:
             raise ValueError(
-                f"grads[{name!r}] must match its parameter: expected shape {p.shape} dtype "
-                f"{p.dtype}, got shape {g.shape} dtype {g.dtype}"
+                f"grads[{name!r}]: expected shape {p.shape} dtype {p.dtype} (its parameter's), "
+                f"got shape {g.shape} dtype {g.dtype}"
             )
 
 
@@ -257,10 +238,11 @@ class Optimizer:
             array's shape differs from its parameter's.
         """
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         kind = _scalar_leaf(state_dict.get("type"))
         if kind != type(self).__name__:
-            raise ValueError(f"state_dict is for optimizer {kind!r}, not {type(self).__name__!r}")
+            raise ValueError(f"state_dict: expected one of optimizer {type(self).__name__!r}, got "
+                             f"{kind!r}")
         raw_hp = state_dict.get("hyperparams", {})
         expected_hp = set(self.hyperparams())
         if not isinstance(raw_hp, Mapping) or set(raw_hp) != expected_hp:
@@ -274,7 +256,7 @@ class Optimizer:
 
         raw_state = state_dict.get("state", {})
         if not isinstance(raw_state, Mapping):
-            raise ValueError(f"state_dict['state'] must be a dict, got {type(raw_state).__name__}")
+            raise TypeError(f"state_dict['state']: expected a dict, got {type(raw_state).__name__}")
         if raw_state and set(raw_state) != set(self.params):
             raise ValueError(
                 "state_dict holds state for a different set of parameters: expected "
@@ -294,9 +276,7 @@ class Optimizer:
                     raise ValueError(f"state for {name!r}: expected keys "
                                      f"{sorted(keys | {'step'})}, got {got}")
                 step = _scalar_leaf(st["step"])
-                if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
-                    raise ValueError(f"state[{name!r}]['step'] must be an int >= 1, got {step!r}")
-                entry: dict = {"step": int(step)}
+                entry: dict = {"step": check_int(f"state[{name!r}]['step']", step, low=1)}
                 for k in sorted(keys):
                     a = np.asarray(st[k])
                     if a.shape != p.shape:
@@ -380,15 +360,16 @@ class SGD(Optimizer):
 
     def _validate(self, hp: dict) -> dict:
         out = {
-            "lr": _real("lr", hp["lr"]),
-            "momentum": _real("momentum", hp["momentum"]),
-            "dampening": _real("dampening", hp["dampening"], low=None),
-            "nesterov": _flag("nesterov", hp["nesterov"]),
-            "weight_decay": _real("weight_decay", hp["weight_decay"]),
+            "lr": check_real("lr", hp["lr"], low=0.0),
+            "momentum": check_real("momentum", hp["momentum"], low=0.0),
+            "dampening": check_real("dampening", hp["dampening"]),
+            "nesterov": check_bool("nesterov", hp["nesterov"]),
+            "weight_decay": check_real("weight_decay", hp["weight_decay"], low=0.0),
         }
         if out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
-            raise ValueError("Nesterov momentum requires momentum > 0 and dampening == 0, got "
-                             f"momentum={out['momentum']}, dampening={out['dampening']}")
+            raise ValueError("nesterov: expected momentum > 0 and dampening == 0 (Nesterov "
+                             f"momentum), got momentum={out['momentum']}, "
+                             f"dampening={out['dampening']}")
         return out
 
     def _state_keys(self) -> tuple[str, ...]:
@@ -471,15 +452,17 @@ class Adam(Optimizer):
 
     def _validate(self, hp: dict) -> dict:
         betas = hp["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        if not isinstance(betas, (tuple, list)):
+            raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+        if len(betas) != 2:
+            raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
         return {
-            "lr": _real("lr", hp["lr"]),
-            "betas": (_real("betas[0]", betas[0], high=1.0, high_open=True),
-                      _real("betas[1]", betas[1], high=1.0, high_open=True)),
+            "lr": check_real("lr", hp["lr"], low=0.0),
+            "betas": (check_real("betas[0]", betas[0], low=0.0, high=1.0, high_open=True),
+                      check_real("betas[1]", betas[1], low=0.0, high=1.0, high_open=True)),
             "eps": _positive_eps(hp["eps"]),
-            "weight_decay": _real("weight_decay", hp["weight_decay"]),
-            "amsgrad": _flag("amsgrad", hp["amsgrad"]),
+            "weight_decay": check_real("weight_decay", hp["weight_decay"], low=0.0),
+            "amsgrad": check_bool("amsgrad", hp["amsgrad"]),
         }
 
     def _state_keys(self) -> tuple[str, ...]:
@@ -610,12 +593,12 @@ class RMSprop(Optimizer):
 
     def _validate(self, hp: dict) -> dict:
         return {
-            "lr": _real("lr", hp["lr"]),
-            "alpha": _real("alpha", hp["alpha"], high=1.0),
+            "lr": check_real("lr", hp["lr"], low=0.0),
+            "alpha": check_real("alpha", hp["alpha"], low=0.0, high=1.0),
             "eps": _positive_eps(hp["eps"]),
-            "weight_decay": _real("weight_decay", hp["weight_decay"]),
-            "momentum": _real("momentum", hp["momentum"]),
-            "centered": _flag("centered", hp["centered"]),
+            "weight_decay": check_real("weight_decay", hp["weight_decay"], low=0.0),
+            "momentum": check_real("momentum", hp["momentum"], low=0.0),
+            "centered": check_bool("centered", hp["centered"]),
         }
 
     def _state_keys(self) -> tuple[str, ...]:
@@ -705,7 +688,7 @@ class Adagrad(Optimizer):
         self.eps = hp["eps"]
 
     def _validate(self, hp: dict) -> dict:
-        out = {k: _real(k, hp[k]) for k in self._hyper}
+        out = {k: check_real(k, hp[k], low=0.0) for k in self._hyper}
         out["eps"] = _positive_eps(out["eps"])
         return out
 
@@ -733,14 +716,15 @@ class Adagrad(Optimizer):
 
 def _grad_arrays(grads) -> list[np.ndarray]:
     if not isinstance(grads, Mapping):
-        raise TypeError(f"grads must be a dict name -> np.ndarray, got {type(grads).__name__}")
+        raise TypeError(f"grads: expected a dict name -> np.ndarray, got {type(grads).__name__}")
     out = []
     for name, g in grads.items():
         if not isinstance(g, np.ndarray) or not np.issubdtype(g.dtype, np.floating):
             got = g.dtype if isinstance(g, np.ndarray) else type(g).__name__
-            raise TypeError(f"grads[{name!r}] must be a floating np.ndarray, got {got}")
+            raise TypeError(f"grads[{name!r}]: expected a floating np.ndarray, got {got}")
         if not g.flags.writeable:
-            raise ValueError(f"grads[{name!r}] is read-only; clipping works in place")
+            raise ValueError(f"grads[{name!r}]: expected a writeable array (clipping works in "
+                             "place), got a read-only one")
         out.append(g)
     return out
 
@@ -793,15 +777,16 @@ def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float, norm_type: 
     .. [2] PyTorch documentation, ``torch.nn.utils.clip_grad_norm_``.
     """
     arrays = _grad_arrays(grads)
-    max_norm = _real("max_norm", max_norm)
+    max_norm = check_real("max_norm", max_norm, low=0.0)
     if max_norm == 0:
         raise ValueError("max_norm: expected a number > 0 (0 would zero every gradient), got "
                          "0.0")
     if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
-        raise TypeError(f"norm_type must be a real number, got {type(norm_type).__name__}")
+        raise TypeError(f"norm_type: expected a real number > 0 or inf, got "
+                        f"{type(norm_type).__name__} {norm_type!r}")
     p = float(norm_type)
     if not p > 0:
-        raise ValueError(f"norm_type must be > 0 or inf, got {norm_type}")
+        raise ValueError(f"norm_type: expected a real number > 0 or inf, got {norm_type}")
     if not arrays:
         return 0.0
     if math.isinf(p):
@@ -851,6 +836,6 @@ def clip_grad_value(grads: Mapping[str, np.ndarray], clip_value: float) -> None:
     .. [2] PyTorch documentation, ``torch.nn.utils.clip_grad_value_``.
     """
     arrays = _grad_arrays(grads)
-    c = _real("clip_value", clip_value)
+    c = check_real("clip_value", clip_value, low=0.0)
     for g in arrays:
         np.clip(g, -c, c, out=g)

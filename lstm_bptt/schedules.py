@@ -29,7 +29,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .optim import _real, _scalar_leaf
+from ._checks import check_choice, check_int, check_real
+from .optim import _scalar_leaf
 
 __all__ = [
     "LRScheduler",
@@ -44,25 +45,17 @@ __all__ = [
 def _check_optimizer(optimizer) -> None:
     lr = getattr(optimizer, "lr", None)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError("optimizer must have a float attribute `lr` (an lstm_bptt.optim "
-                        f"optimizer), got {type(optimizer).__name__}")
-
-
-def _int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"Invalid {name}: expected an int >= {low}, got {value}")
-    return int(value)
+        raise TypeError("optimizer: expected an lstm_bptt.optim optimizer (a float attribute "
+                        f"`lr`), got {type(optimizer).__name__}")
 
 
 def _load_scalars(state_dict, expected: dict) -> dict:
     """Check ``state_dict`` has exactly the keys of ``expected`` and convert its scalar leaves."""
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
     kind = _scalar_leaf(state_dict.get("type"))
     if kind != expected["type"]:
-        raise ValueError(f"state_dict is for {kind!r}, not {expected['type']!r}")
+        raise ValueError(f"state_dict: expected one of type {expected['type']!r}, got {kind!r}")
     if set(state_dict) != set(expected):
         raise ValueError(f"state_dict: expected keys {sorted(expected)}, got {sorted(state_dict)}")
     out = {}
@@ -124,7 +117,7 @@ class LRScheduler:
         ValueError
             ``factor`` not in (0, 1].
         """
-        factor = _real("factor", factor, high=1.0)
+        factor = check_real("factor", factor, low=0.0, high=1.0)
         if factor == 0:
             raise ValueError("factor: expected a number in (0, 1], got 0.0")
         self.base_lr *= factor
@@ -156,9 +149,9 @@ class LRScheduler:
         """
         sd = _load_scalars(state_dict, self.state_dict())
         hp = self._validate({k: sd[k] for k in self._hyper})
-        base_lr = _real("base_lr", sd["base_lr"])
-        last_lr = _real("last_lr", sd["last_lr"])
-        last_epoch = _int("last_epoch", sd["last_epoch"], 0)
+        base_lr = check_real("base_lr", sd["base_lr"], low=0.0)
+        last_lr = check_real("last_lr", sd["last_lr"], low=0.0)
+        last_epoch = check_int("last_epoch", sd["last_epoch"], low=0)
         for k, v in hp.items():
             setattr(self, k, v)
         self.base_lr, self.last_epoch, self._last_lr = base_lr, last_epoch, last_lr
@@ -207,10 +200,10 @@ class StepLR(LRScheduler):
         super().__init__(optimizer)
 
     def _validate(self, hp: dict) -> dict:
-        gamma = _real("gamma", hp["gamma"])
+        gamma = check_real("gamma", hp["gamma"], low=0.0)
         if not 0 < gamma <= 1:
             raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma}")
-        return {"step_size": _int("step_size", hp["step_size"], 1), "gamma": gamma}
+        return {"step_size": check_int("step_size", hp["step_size"], low=1), "gamma": gamma}
 
     def lr_at(self, t: int) -> float:
         return self.base_lr * self.gamma ** (t // self.step_size)
@@ -247,7 +240,7 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer)
 
     def _validate(self, hp: dict) -> dict:
-        gamma = _real("gamma", hp["gamma"])
+        gamma = check_real("gamma", hp["gamma"], low=0.0)
         if not 0 < gamma <= 1:
             raise ValueError(f"gamma: expected a decay factor in (0, 1], got {gamma}")
         return {"gamma": gamma}
@@ -299,7 +292,8 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer)
 
     def _validate(self, hp: dict) -> dict:
-        return {"T_max": _int("T_max", hp["T_max"], 1), "eta_min": _real("eta_min", hp["eta_min"])}
+        return {"T_max": check_int("T_max", hp["T_max"], low=1),
+                "eta_min": check_real("eta_min", hp["eta_min"], low=0.0)}
 
     def lr_at(self, t: int) -> float:
         cos = math.cos(math.pi * t / self.T_max)
@@ -355,12 +349,14 @@ class LinearWarmup(LRScheduler):
         self.warmup_steps, self.start_factor = hp["warmup_steps"], hp["start_factor"]
         if after is not None:
             if not isinstance(after, LRScheduler):
-                raise TypeError("after must be a closed-form LRScheduler (StepLR, ExponentialLR,"
+                raise TypeError("after: expected a closed-form LRScheduler (StepLR, ExponentialLR,"
                                 f" CosineAnnealingLR, LinearWarmup), got {type(after).__name__}")
             if after.optimizer is not optimizer:
-                raise ValueError("after must be built on the same optimizer as the warm-up")
+                raise ValueError("after: expected a scheduler of the warm-up's optimizer, got "
+                                 "one of another optimizer")
             if after.last_epoch != 0:
-                raise ValueError(f"after must be fresh (last_epoch 0), got {after.last_epoch}")
+                raise ValueError("after: expected a fresh scheduler (last_epoch 0), got "
+                                 f"last_epoch {after.last_epoch}")
         self.after = after
         super().__init__(optimizer)
         if after is not None:
@@ -370,10 +366,11 @@ class LinearWarmup(LRScheduler):
             optimizer.lr = self._last_lr
 
     def _validate(self, hp: dict) -> dict:
-        s = _real("start_factor", hp["start_factor"], high=1.0)
+        s = check_real("start_factor", hp["start_factor"], low=0.0, high=1.0)
         if s <= 0:
-            raise ValueError(f"Invalid start_factor: expected in (0, 1], got {s}")
-        return {"warmup_steps": _int("warmup_steps", hp["warmup_steps"], 0), "start_factor": s}
+            raise ValueError(f"start_factor: expected a number in (0, 1], got {s}")
+        return {"warmup_steps": check_int("warmup_steps", hp["warmup_steps"], low=0),
+                "start_factor": s}
 
     def lr_at(self, t: int) -> float:
         w = self.warmup_steps
@@ -402,10 +399,11 @@ class LinearWarmup(LRScheduler):
             If the type differs, or exactly one of the state and this object has ``after``.
         """
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         kind = _scalar_leaf(state_dict.get("type"))
         if kind != type(self).__name__:
-            raise ValueError(f"state_dict is for {kind!r}, not {type(self).__name__!r}")
+            raise ValueError(f"state_dict: expected one of type {type(self).__name__!r}, "
+                             f"got {kind!r}")
         after_sd = state_dict.get("after", {})
         if (self.after is None) != (not after_sd):
             raise ValueError("state_dict and this LinearWarmup disagree on having an `after` "
@@ -489,19 +487,17 @@ class ReduceLROnPlateau:
 
     @staticmethod
     def _validate(hp: dict) -> dict:
-        if hp["mode"] not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {hp['mode']!r}")
-        if hp["threshold_mode"] not in ("rel", "abs"):
-            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {hp['threshold_mode']!r}")
+        check_choice("mode", hp["mode"], ("min", "max"))
+        check_choice("threshold_mode", hp["threshold_mode"], ("rel", "abs"))
         return {
             "mode": str(hp["mode"]),
-            "factor": _real("factor", hp["factor"], high=1.0, high_open=True),
-            "patience": _int("patience", hp["patience"], 0),
-            "threshold": _real("threshold", hp["threshold"]),
+            "factor": check_real("factor", hp["factor"], low=0.0, high=1.0, high_open=True),
+            "patience": check_int("patience", hp["patience"], low=0),
+            "threshold": check_real("threshold", hp["threshold"], low=0.0),
             "threshold_mode": str(hp["threshold_mode"]),
-            "cooldown": _int("cooldown", hp["cooldown"], 0),
-            "min_lr": _real("min_lr", hp["min_lr"]),
-            "eps": _real("eps", hp["eps"]),
+            "cooldown": check_int("cooldown", hp["cooldown"], low=0),
+            "min_lr": check_real("min_lr", hp["min_lr"], low=0.0),
+            "eps": check_real("eps", hp["eps"], low=0.0),
         }
 
     def _is_better(self, a: float) -> bool:
@@ -525,7 +521,8 @@ class ReduceLROnPlateau:
         if isinstance(m, (np.ndarray, np.generic)) and m.size == 1:
             m = m.reshape(()).item()
         if isinstance(m, bool) or not isinstance(m, numbers.Real):
-            raise TypeError(f"metric must be a real scalar, got {type(metric).__name__} {metric!r}")
+            raise TypeError(f"metric: expected a real scalar, got {type(metric).__name__} "
+                            f"{metric!r}")
         current = float(m)
         self.last_epoch += 1
         if self._is_better(current):
@@ -552,7 +549,7 @@ class ReduceLROnPlateau:
     def scale_lr(self, factor: float) -> None:
         """Multiply the optimizer's lr and ``min_lr`` by ``factor`` in (0, 1] (see
         :meth:`LRScheduler.scale_lr`)."""
-        factor = _real("factor", factor, high=1.0)
+        factor = check_real("factor", factor, low=0.0, high=1.0)
         if factor == 0:
             raise ValueError("factor: expected a number in (0, 1], got 0.0")
         self.min_lr *= factor
@@ -578,10 +575,10 @@ class ReduceLROnPlateau:
         hp = self._validate({k: sd[k] for k in self._hyper})
         best = sd["best"]
         if isinstance(best, bool) or not isinstance(best, numbers.Real):
-            raise ValueError(f"state_dict['best'] must be a float, got {best!r}")
-        counters = {k: _int(k, sd[k], 0)
+            raise TypeError(f"state_dict['best']: expected a float, got {best!r}")
+        counters = {k: check_int(k, sd[k], low=0)
                     for k in ("last_epoch", "num_bad_epochs", "cooldown_counter")}
-        last_lr = _real("last_lr", sd["last_lr"])
+        last_lr = check_real("last_lr", sd["last_lr"], low=0.0)
         for k, v in {**hp, **counters}.items():
             setattr(self, k, v)
         self.best, self._last_lr = float(best), last_lr

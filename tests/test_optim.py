@@ -281,11 +281,12 @@ def test_step_does_not_modify_grads():
     ({"a": np.zeros(2), "b": np.zeros((2, 3)), "c": np.zeros(1)}, "unexpected"),
     ({"a": np.zeros(3), "b": np.zeros((2, 3))}, r"expected shape \(2,\)"),
     ({"a": np.zeros(2, np.float32), "b": np.zeros((2, 3))}, "dtype float64"),
-    ({"a": [0.0, 0.0], "b": np.zeros((2, 3))}, "np.ndarray"),
+    ({"a": [0.0, 0.0], "b": np.zeros((2, 3))}, "grads\\['a'\\]: expected a np.ndarray, got list"),
 ])
 def test_bad_grads_raise(bad_grads, match):
     opt = Adam({"a": np.zeros(2), "b": np.zeros((2, 3))})
-    with pytest.raises(ValueError, match=match):
+    exc = TypeError if "list" in match else ValueError  # a list is the wrong type
+    with pytest.raises(exc, match=match):
         opt.step(bad_grads)
     assert opt.state == {}
 
@@ -312,7 +313,7 @@ def test_bad_grads_raise(bad_grads, match):
     lambda p: Adagrad(p, eps=-1e-10),
 ])
 def test_invalid_hyperparameters_raise(ctor):
-    with pytest.raises(ValueError, match="Invalid|must|requires"):
+    with pytest.raises(ValueError, match=r"^\w+(\[\d\])?: expected"):
         ctor({"w": np.zeros(3)})
 
 
@@ -321,12 +322,13 @@ def test_invalid_params_raise():
         Adam([np.zeros(3)])
     with pytest.raises(TypeError, match="floating"):
         Adam({"w": np.zeros(3, dtype=np.int64)})
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="params: expected at least one parameter array, got an "
+                                         "empty dict"):
         Adam({})
     w = np.zeros(3)
     with pytest.raises(ValueError, match="same array"):
         Adam({"w": w, "v": w})
-    with pytest.raises(TypeError, match="bool"):
+    with pytest.raises(TypeError, match="amsgrad: expected True or False, got 'yes'"):
         Adam({"w": np.zeros(3)}, amsgrad="yes")
 
 
@@ -405,7 +407,7 @@ def test_load_mismatch_raises():
         Adam({"w": np.ones(2)}).load_state_dict(sd)
     with pytest.raises(ValueError, match=r"expected shape \(4,\)"):
         Adam({"w": np.ones(2), "b": np.ones(4)}).load_state_dict(sd)
-    with pytest.raises(ValueError, match="optimizer 'Adam'"):
+    with pytest.raises(ValueError, match="state_dict: expected one of optimizer 'AdamW', got 'Ad"):
         AdamW({"w": np.ones(2), "b": np.ones(3)}).load_state_dict(sd)
     # amsgrad=True in the state but no max_exp_avg_sq: refused, and nothing changed
     sd["hyperparams"]["amsgrad"] = True
