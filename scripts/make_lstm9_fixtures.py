@@ -1,4 +1,5 @@
-"""Generate tests/fixtures/lstm9_torch.npz: ``nn.LSTM`` with lengths, bidirectional, proj_size.
+"""Generate tests/fixtures/lstm9_torch.npz: ``nn.LSTM`` with lengths, bidirectional, proj_size
+(and ``nn.GRU`` / ``nn.RNN`` with lengths and bidirectional).
 
 Run once, by hand, with ``pip install torch==2.13.0`` (CPU)::
 
@@ -6,8 +7,9 @@ Run once, by hand, with ``pip install torch==2.13.0`` (CPU)::
 
 The tests read the .npz without importing torch. For every case ``<case>`` the file holds
 
-* ``<case>/config``: JSON string ``{"D", "H", "P", "L", "T", "B", "bidirectional", "bias",
-  "batch_first", "dtype"}`` (P = ``proj_size``, 0 for none);
+* ``<case>/config``: JSON string ``{"cell", "D", "H", "P", "L", "T", "B", "bidirectional",
+  "bias", "batch_first", "dtype"}`` (cell "lstm", "gru", "rnn_tanh" or "rnn_relu"; P =
+  ``proj_size``, 0 for none); GRU/RNN cases have no ``c_0``, ``c_n``, ``Rc``, ``dc_0``;
 * ``<case>/lengths``: (B,) int64, or absent when the case has no lengths. Lengths are in no
   particular order (``pack_padded_sequence(..., enforce_sorted=False)``) and include 1 and T;
 * ``<case>/param/<name>``: PyTorch's names and layout (``weight_ih_l{k}[_reverse]``,
@@ -51,18 +53,31 @@ CASES = {
                                      bidirectional=True, batch_first=True, bias=False),
     "combo_f32": dict(D=3, H=5, P=2, L=2, T=5, lengths=[4, 1, 5, 2], bidirectional=True,
                       dtype=torch.float32),
+    # the other cells get lengths and bidirectional from the same layer code
+    "gru_lengths_bidir_l2": dict(cell="gru", D=3, H=4, L=2, T=5, lengths=[4, 1, 5, 2],
+                                 bidirectional=True),
+    "rnn_tanh_lengths_bidir_batch_first": dict(cell="rnn_tanh", D=3, H=4, L=1, T=4,
+                                               lengths=[2, 4, 1], bidirectional=True,
+                                               batch_first=True),
+    "rnn_relu_lengths_l2": dict(cell="rnn_relu", D=2, H=3, L=2, T=4, lengths=[1, 3, 4]),
 }
 
 
 def make_case(name, seed, D, H, L, T, B=None, P=0, lengths=None, bidirectional=False,
-              bias=True, batch_first=False, dtype=torch.float64):
+              bias=True, batch_first=False, dtype=torch.float64, cell="lstm"):
     gen = torch.Generator().manual_seed(seed)
     if lengths is not None:
         B = len(lengths)
         assert 1 in lengths and T in lengths and list(lengths) != sorted(lengths, reverse=True)
     dirs = 2 if bidirectional else 1
-    lstm = torch.nn.LSTM(D, H, num_layers=L, bias=bias, batch_first=batch_first,
-                         bidirectional=bidirectional, proj_size=P, dtype=dtype)
+    common = dict(num_layers=L, bias=bias, batch_first=batch_first,
+                  bidirectional=bidirectional, dtype=dtype)
+    if cell == "lstm":
+        lstm = torch.nn.LSTM(D, H, proj_size=P, **common)
+    elif cell == "gru":
+        lstm = torch.nn.GRU(D, H, **common)
+    else:
+        lstm = torch.nn.RNN(D, H, nonlinearity=cell.split("_")[1], **common)
     with torch.no_grad():
         for p in lstm.parameters():
             # larger than the default init so the gates are not all near 0.5
@@ -78,20 +93,24 @@ def make_case(name, seed, D, H, L, T, B=None, P=0, lengths=None, bidirectional=F
     x = torch.randn(xshape, generator=gen, dtype=dtype, requires_grad=True)
     h_0 = (0.5 * torch.randn((L * dirs, B, Hout), generator=gen, dtype=dtype)).requires_grad_()
     c_0 = torch.randn((L * dirs, B, H), generator=gen, dtype=dtype, requires_grad=True)
+    hx = (h_0, c_0) if cell == "lstm" else h_0
     if lengths is None:
-        output, (h_n, c_n) = lstm(x, (h_0, c_0))
+        output, hn = lstm(x, hx)
     else:
         packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first,
                                       enforce_sorted=False)
-        out_packed, (h_n, c_n) = lstm(packed, (h_0, c_0))
+        out_packed, hn = lstm(packed, hx)
         output, out_lengths = pad_packed_sequence(out_packed, batch_first=batch_first,
                                                   total_length=T)
         assert out_lengths.tolist() == list(lengths)
+    h_n, c_n = hn if cell == "lstm" else (hn, None)
     assert output.shape == ((B, T, dirs * Hout) if batch_first else (T, B, dirs * Hout))
     R = torch.randn(output.shape, generator=gen, dtype=dtype)
     Rh = torch.randn(h_n.shape, generator=gen, dtype=dtype)
-    Rc = torch.randn(c_n.shape, generator=gen, dtype=dtype)
-    loss = (output * R).sum() + (h_n * Rh).sum() + (c_n * Rc).sum()
+    loss = (output * R).sum() + (h_n * Rh).sum()
+    if cell == "lstm":
+        Rc = torch.randn(c_n.shape, generator=gen, dtype=dtype)
+        loss = loss + (c_n * Rc).sum()
     loss.backward()
 
     def np_(t):
@@ -105,15 +124,18 @@ def make_case(name, seed, D, H, L, T, B=None, P=0, lengths=None, bidirectional=F
 
     out = {
         f"{name}/config": np.array(json.dumps({
-            "D": D, "H": H, "P": P, "L": L, "T": T, "B": B, "bidirectional": bidirectional,
-            "bias": bias, "batch_first": batch_first,
+            "cell": cell, "D": D, "H": H, "P": P, "L": L, "T": T, "B": B,
+            "bidirectional": bidirectional, "bias": bias, "batch_first": batch_first,
             "dtype": str(dtype).removeprefix("torch."),
         })),
-        f"{name}/x": np_(x), f"{name}/h_0": np_(h_0), f"{name}/c_0": np_(c_0),
-        f"{name}/R": np_(R), f"{name}/Rh": np_(Rh), f"{name}/Rc": np_(Rc),
-        f"{name}/output": np_(output), f"{name}/h_n": np_(h_n), f"{name}/c_n": np_(c_n),
-        f"{name}/dx": np_(x.grad), f"{name}/dh_0": np_(h_0.grad), f"{name}/dc_0": np_(c_0.grad),
+        f"{name}/x": np_(x), f"{name}/h_0": np_(h_0),
+        f"{name}/R": np_(R), f"{name}/Rh": np_(Rh),
+        f"{name}/output": np_(output), f"{name}/h_n": np_(h_n),
+        f"{name}/dx": np_(x.grad), f"{name}/dh_0": np_(h_0.grad),
     }
+    if cell == "lstm":
+        out.update({f"{name}/c_0": np_(c_0), f"{name}/Rc": np_(Rc), f"{name}/c_n": np_(c_n),
+                    f"{name}/dc_0": np_(c_0.grad)})
     if lengths is not None:
         out[f"{name}/lengths"] = np.asarray(lengths, np.int64)
     for pname, p in lstm.named_parameters():

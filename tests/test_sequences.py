@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import randomize_params
 
-from lstm_bptt import LSTM, Cell, Recurrent, gradcheck
+from lstm_bptt import GRU, LSTM, RNN, Cell, Recurrent, gradcheck
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lstm9_torch.npz"
 
@@ -64,14 +64,26 @@ def _padded(lengths, T, batch_first):
 # --------------------------------------------------------------------- PyTorch parity
 
 
+def _layer_for(cfg):
+    dtype = np.dtype(cfg["dtype"])
+    kw = dict(num_layers=cfg["L"], bias=cfg["bias"], batch_first=cfg["batch_first"],
+              bidirectional=cfg["bidirectional"], dtype=dtype, rng=0)
+    if cfg["cell"] == "lstm":
+        return LSTM(cfg["D"], cfg["H"], proj_size=cfg["P"], **kw)
+    if cfg["cell"] == "gru":
+        return GRU(cfg["D"], cfg["H"], **kw)
+    return RNN(cfg["D"], cfg["H"], nonlinearity=cfg["cell"].split("_")[1], **kw)
+
+
 @pytest.mark.parametrize("name", _fixture_names())
 def test_matches_pytorch(name):
+    """nn.LSTM (and nn.GRU, nn.RNN: the same layer code gives them lengths and bidirectional)
+    with pack_padded_sequence(enforce_sorted=False): outputs, final states, every gradient."""
     cfg, case = _torch_case(name)
     dtype = np.dtype(cfg["dtype"])
     tol = 1e-12 if dtype == np.float64 else 2e-5
-    model = LSTM(cfg["D"], cfg["H"], num_layers=cfg["L"], bias=cfg["bias"],
-                 batch_first=cfg["batch_first"], bidirectional=cfg["bidirectional"],
-                 proj_size=cfg["P"], dtype=dtype, rng=0)
+    model = _layer_for(cfg)
+    lstm = cfg["cell"] == "lstm"
     # same names, same order (nn.LSTM's named_parameters), same shapes
     torch_names = [k.removeprefix("param/") for k in case if k.startswith("param/")]
     assert list(model.params) == torch_names
@@ -79,9 +91,12 @@ def test_matches_pytorch(name):
         assert model.params[k].shape == case[f"param/{k}"].shape, k
         model.params[k][...] = case[f"param/{k}"]
     lengths = case.get("lengths")
-    out, (h_n, c_n), cache = model.forward(case["x"], (case["h_0"], case["c_0"]),
-                                           lengths=lengths)
-    dx, (dh_0, dc_0), grads = model.backward(case["R"], cache, (case["Rh"], case["Rc"]))
+    hx = (case["h_0"], case["c_0"]) if lstm else case["h_0"]
+    out, h_n, cache = model.forward(case["x"], hx, lengths=lengths)
+    dx, dh_0, grads = model.backward(case["R"], cache,
+                                     (case["Rh"], case["Rc"]) if lstm else case["Rh"])
+    if lstm:
+        (h_n, c_n), (dh_0, dc_0) = h_n, dh_0
 
     def close(got, want, what):
         assert got.dtype == dtype and got.shape == want.shape, what
@@ -90,10 +105,11 @@ def test_matches_pytorch(name):
 
     close(out, case["output"], "output")
     close(h_n, case["h_n"], "h_n")
-    close(c_n, case["c_n"], "c_n")
     close(dx, case["dx"], "dx")
     close(dh_0, case["dh_0"], "dh_0")
-    close(dc_0, case["dc_0"], "dc_0")
+    if lstm:
+        close(c_n, case["c_n"], "c_n")
+        close(dc_0, case["dc_0"], "dc_0")
     assert list(grads) == list(model.params)
     for k in model.params:
         close(grads[k], case[f"grad/{k}"], k)
