@@ -132,10 +132,10 @@ def check_int_array(name: str, x, low: int | None = None, high: int | None = Non
     if x.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array, got dtype {x.dtype}")
     if x.size and low is not None and x.min() < low:
-        raise ValueError(f"{name}: values must be >= {low}, got {x.min()}")
+        raise ValueError(f"{name}: expected values >= {low}, got {x.min()}")
     if x.size and high is not None and x.max() >= high:
         raise ValueError(
-            f"{name}: values must be < {high} (the vocabulary size), got {x.max()}"
+            f"{name}: expected values < {high} (the vocabulary size), got {x.max()}"
         )
     return x
 
@@ -176,6 +176,21 @@ def check_nonneg_int(name: str, value) -> int:
     if value < 0:
         raise ValueError(f"{name}: expected an int >= 0, got {value}")
     return int(value)
+
+
+def is_real(v) -> bool:
+    """True for a real number (int, float, NumPy scalar) that is not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_dropout(dropout, name: str = "dropout") -> float:
+    """Return ``dropout`` as a float in [0, 1), or raise TypeError (not a real number, e.g.
+    None or the string '0.1') or ValueError (outside [0, 1), NaN)."""
+    if not is_real(dropout):
+        raise TypeError(f"{name}: expected a float in [0, 1), got {dropout!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {dropout}")
+    return float(dropout)
 
 
 def check_int(name: str, value, low: int | None = None) -> int:

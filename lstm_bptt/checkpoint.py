@@ -67,7 +67,7 @@ def _flatten(obj, path: str, arrays: dict, depth: int = 0):
         out = {}
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise TypeError(f"checkpoint keys must be str, got {k!r} at {path or '/'}")
+                raise TypeError(f"checkpoint keys: expected str, got {k!r} at {path or '/'}")
             if "/" in k or not k:
                 raise ValueError(f"checkpoint key at {path or '/'}: expected a non-empty str "
                                  f"without '/', got {k!r}")

@@ -20,6 +20,8 @@ from os import PathLike
 
 import numpy as np
 
+from ._checks import check_int, check_real
+
 __all__ = [
     "CharVocab",
     "batchify",
@@ -124,10 +126,11 @@ class CharVocab:
             raise ValueError("CharVocab needs at least one character, got none")
         for c in chars:
             if not isinstance(c, str) or len(c) != 1:
-                raise ValueError(f"CharVocab entries must be single characters, got {c!r}")
+                raise ValueError(f"chars: expected single characters, got {c!r}")
         codes = np.array([ord(c) for c in chars], dtype=np.int64)
         if np.any(np.diff(codes) <= 0):
-            raise ValueError("CharVocab chars must be distinct and sorted by code point")
+            raise ValueError("chars: expected distinct characters sorted by code point, got "
+                             f"{''.join(chars)[:40]!r}")
         self.chars = chars
         self._codes = codes  # (V,) sorted code points, for searchsorted lookup
 
@@ -143,7 +146,7 @@ class CharVocab:
             If ``text`` is empty.
         """
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+            raise TypeError(f"text: expected a str, got {type(text).__name__}")
         if not text:
             raise ValueError("cannot build a vocabulary from an empty text")
         return cls(sorted(set(text)))
@@ -178,7 +181,7 @@ class CharVocab:
             If some characters are not in the vocabulary (all of them are named).
         """
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+            raise TypeError(f"text: expected a str, got {type(text).__name__}")
         codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
         ids = np.searchsorted(self._codes, codes)
         ids_clipped = np.minimum(ids, len(self._codes) - 1)
@@ -206,19 +209,21 @@ class CharVocab:
 
         Raises
         ------
+        TypeError
+            If ``ids`` is not integer.
         ValueError
-            If ``ids`` is not 1-D, not integer, or has an id outside ``0 .. V-1``.
+            If ``ids`` is not 1-D or has an id outside ``0 .. V-1``.
         """
         arr = np.asarray(ids)
         if arr.ndim != 1:
-            raise ValueError(f"ids must be 1-D (N,), got shape {arr.shape}")
+            raise ValueError(f"ids: expected a 1-D array (N,), got shape {arr.shape}")
         if arr.size == 0:
             return ""
         if not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"ids must be integers, got dtype {arr.dtype}")
+            raise TypeError(f"ids: expected integers, got dtype {arr.dtype}")
         if arr.min() < 0 or arr.max() >= len(self):
             raise ValueError(
-                f"ids must be in 0..{len(self) - 1} for a vocabulary of size {len(self)}, "
+                f"ids: expected values in 0..{len(self) - 1} (a vocabulary of size {len(self)}), "
                 f"got values in {arr.min()}..{arr.max()}"
             )
         return self._codes[arr].astype("<u4").tobytes().decode("utf-32-le")
@@ -248,7 +253,8 @@ class CharVocab:
                 f"dtype {arr.dtype}"
             )
         if arr.min() < 0 or arr.max() > 0x10FFFF:
-            raise ValueError("code points must be in 0..0x10FFFF")
+            raise ValueError("code points: expected values in 0..0x10FFFF, got "
+                             f"{arr.min()}..{arr.max()}")
         return cls([chr(int(c)) for c in arr])
 
 
@@ -274,10 +280,10 @@ def split_train_val(ids, val_fraction: float = 0.1):
     ValueError
         If ``val_fraction`` is not in (0, 1), ``ids`` is not 1-D, or either part would be empty.
     """
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    val_fraction = check_real("val_fraction", val_fraction, low=0.0, high=1.0, low_open=True,
+                              high_open=True)
     if isinstance(ids, np.ndarray) and ids.ndim != 1:
-        raise ValueError(f"ids must be 1-D (N,), got shape {ids.shape}")
+        raise ValueError(f"ids: expected a 1-D array (N,), got shape {ids.shape}")
     n = len(ids)
     n_val = int(n * float(val_fraction))
     if n_val < 1 or n_val >= n:
@@ -321,10 +327,9 @@ def batchify(ids, batch_size: int) -> np.ndarray:
     arr = np.asarray(ids)
     if arr.ndim not in (1, 2):
         raise ValueError(
-            f"ids must be 1-D (N,) token ids or 2-D (N, D) feature vectors, got shape {arr.shape}"
+            f"ids: expected 1-D (N,) token ids or 2-D (N, D) feature vectors, got shape {arr.shape}"
         )
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, low=1)
     n = arr.shape[0] // batch_size
     if n < 2:
         raise ValueError(
@@ -393,9 +398,8 @@ def iterate_bptt_windows(streams: np.ndarray, k1: int) -> Iterator[tuple[np.ndar
     """
     streams = np.asarray(streams)
     if streams.ndim != 2:
-        raise ValueError(f"streams must be 2-D (N, B), got shape {streams.shape}")
-    if not isinstance(k1, (int, np.integer)) or k1 < 1:
-        raise ValueError(f"k1 must be a positive int, got {k1!r}")
+        raise ValueError(f"streams: expected a 2-D array (N, B), got shape {streams.shape}")
+    k1 = check_int("k1", k1, low=1)
     n = streams.shape[0]
     if n < 2:
         raise ValueError(f"streams need at least 2 time steps, got N={n}")

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import is_real
+
 
 class GradcheckError(AssertionError):
     """Raised by :func:`gradcheck` when an analytic gradient disagrees with central differences.
@@ -258,7 +260,7 @@ def gradcheck(
     """
     _check_positive_finite("tol", tol)
     _check_positive_finite("eps", eps)
-    if not _is_real(atol):
+    if not is_real(atol):
         raise TypeError(f"atol: expected a real number, got {type(atol).__name__}")
     if not (math.isfinite(atol) and atol >= 0):
         raise ValueError(f"atol: expected a finite number >= 0, got {atol!r}")
@@ -324,12 +326,8 @@ def gradcheck(
     return report
 
 
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
 def _check_positive_finite(name: str, v) -> None:
-    if not _is_real(v):
+    if not is_real(v):
         raise TypeError(f"{name}: expected a positive finite number, got {type(v).__name__}")
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name}: expected a positive finite number, got {v!r}")

@@ -10,7 +10,6 @@ check does).
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from ._checks import (
     as_input_array,
     as_rng,
     check_bool,
+    check_dropout,
     check_dtype_arg,
     check_int_array,
     check_positive_int,
@@ -26,20 +26,6 @@ from ._checks import (
     describe,
 )
 from .export import StateDictMixin
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def check_dropout(dropout, name: str = "dropout") -> float:
-    """Return ``dropout`` as a float in [0, 1), or raise TypeError (not a real number, e.g.
-    None or the string '0.1') or ValueError (outside [0, 1), NaN)."""
-    if not _is_real(dropout):
-        raise TypeError(f"{name}: expected a float in [0, 1), got {dropout!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{name}: expected a probability in [0, 1), got {dropout}")
-    return float(dropout)
 
 
 class Linear(StateDictMixin):

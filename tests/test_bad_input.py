@@ -275,9 +275,9 @@ def test_linear_bad_input(rng):
 
 def test_embedding_bad_input():
     emb = Embedding(6, D, rng=0)
-    with pytest.raises(ValueError, match=r"ids: values must be < 6 \(the vocabulary size\), got 6"):
+    with pytest.raises(ValueError, match=r"ids: expected values < 6 \(the vocabulary size\), got 6"):
         emb.forward(np.array([[1, 6], [0, 2]]))
-    with pytest.raises(ValueError, match="ids: values must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="ids: expected values >= 0, got -1"):
         emb.forward(np.array([-1, 2]))
     with pytest.raises(TypeError, match="ids: expected an integer array, got dtype float64"):
         emb.forward(np.array([1.0, 2.0]))
@@ -300,10 +300,10 @@ def test_dropout_bad_input():
 def test_cross_entropy_bad_input(rng):
     logits = rng.standard_normal((T, B, 5))
     targets = rng.integers(0, 5, (T, B))
-    with pytest.raises(ValueError, match=r"targets: values must be < 5 \(the vocabulary size\), "
+    with pytest.raises(ValueError, match=r"targets: expected values < 5 \(the vocabulary size\), "
                                          r"got 5"):
         softmax_cross_entropy(logits, np.full((T, B), 5))
-    with pytest.raises(ValueError, match="targets: values must be >= 0, got -2"):
+    with pytest.raises(ValueError, match="targets: expected values >= 0, got -2"):
         softmax_cross_entropy(logits, np.full((T, B), -2))
     with pytest.raises(TypeError, match="targets: expected an integer array, got dtype float64"):
         softmax_cross_entropy(logits, targets.astype(float))

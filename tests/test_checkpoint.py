@@ -117,7 +117,7 @@ def test_unsupported_leaf_raises_type_error(tmp_path, leaf, pattern):
 
 
 def test_bad_keys(tmp_path):
-    with pytest.raises(TypeError, match="keys must be str"):
+    with pytest.raises(TypeError, match="checkpoint keys: expected str"):
         save_checkpoint(tmp_path / "a.npz", {1: 2})
     with pytest.raises(ValueError, match="without '/', got 'a/b'"):
         save_checkpoint(tmp_path / "a.npz", {"a/b": 1})

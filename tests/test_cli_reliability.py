@@ -164,7 +164,7 @@ def _forged_run_checkpoint(tmp_path, small_text, edit):
      "model/config/hidden_size: expected an integer in 1..4,096, got 1000000000"),
     (lambda t: t["extra"].update(vocab=np.array([3.5])), "extra/vocab: expected"),
     (lambda t: t["extra"].update(vocab=t["extra"]["vocab"][::-1].copy()),
-     "extra/vocab: CharVocab chars must be distinct and sorted"),
+     "extra/vocab: chars: expected distinct characters sorted"),
     (lambda t: t["params"].update({"head.bias": np.zeros(3, np.float32)}),
      r"member params/head.bias: expected shape \(\d+,\) and dtype float32, got shape \(3,\)"),
     (lambda t: t["params"].update({"head.bias": t["params"]["head.bias"].astype(np.int64)}),
