@@ -275,7 +275,8 @@ def test_linear_bad_input(rng):
 
 def test_embedding_bad_input():
     emb = Embedding(6, D, rng=0)
-    with pytest.raises(ValueError, match=r"ids: expected values < 6 \(the vocabulary size\), got 6"):
+    with pytest.raises(ValueError,
+                       match=r"ids: expected values < 6 \(the vocabulary size\), got 6"):
         emb.forward(np.array([[1, 6], [0, 2]]))
     with pytest.raises(ValueError, match="ids: expected values >= 0, got -1"):
         emb.forward(np.array([-1, 2]))
