@@ -29,19 +29,19 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ._cell_args import cell_options_from_args
+from ._cell_args import CELL_FLAG_DEFAULTS, cell_options_from_args
 from ._runtime import retain_freed_memory, set_blas_threads
 
 LN2 = math.log(2.0)
 
 # Settings that define a training run; a checkpoint records them and --resume reuses them.
-RUN_KEYS = ("cell", "nonlinearity", "hidden_size", "num_layers", "embedding_dim", "dropout",
+RUN_KEYS = (*CELL_FLAG_DEFAULTS, "hidden_size", "num_layers", "embedding_dim", "dropout",
             "forget_bias", "dtype", "seq_length", "k2", "batch_size", "steps", "lr", "optimizer",
             "schedule", "warmup", "clip", "seed")
 # The settings that fix the model's shape: --init-from takes them from the checkpoint.
-MODEL_KEYS = ("cell", "nonlinearity", "hidden_size", "num_layers", "embedding_dim", "dtype")
-# Checkpoints written before --cell existed hold an LSTM.
-_BEFORE_CELLS = {"cell": "lstm", "nonlinearity": None}
+MODEL_KEYS = (*CELL_FLAG_DEFAULTS, "hidden_size", "num_layers", "embedding_dim", "dtype")
+# Checkpoints written before the cell flags existed hold a plain LSTM.
+_BEFORE_CELLS = CELL_FLAG_DEFAULTS
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
