@@ -202,8 +202,8 @@ def test_signals_exit_cleanly_at_any_moment(tmp_path, small_text, sig, code, del
         time.sleep(0.01)
         proc.send_signal(signal.SIGINT)  # the impatient second Ctrl-C
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (code, 130)
-    assert "Traceback" not in err
+    assert proc.returncode in (code, 130), err
+    assert "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert 1 <= len(lines) <= 2
     assert not list(tmp_path.rglob("*.tmp"))

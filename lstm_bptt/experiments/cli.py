@@ -548,15 +548,18 @@ def main(argv=None) -> int:
     # python -m); a caller passing argv (a test, a notebook) keeps its process.
     args.argv = list(sys.argv[1:]) if argv is None else None
     args.defaults = {a.dest: a.default for a in parser.train_parser._actions}
+    code = None
     try:
-        return args.func(args)
+        code = args.func(args)
+        return code
     except BrokenPipeError:  # e.g. `lstm-bptt gradcheck --json | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:
         print(f"lstm-bptt {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+        return code
     except (OSError, ValueError, TypeError) as exc:
         if os.environ.get("LSTM_BPTT_DEBUG"):
             raise
@@ -573,6 +576,14 @@ def main(argv=None) -> int:
 
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if code in (130, 143):
+                # Stopped by a signal, everything written and closed: leave now. A second
+                # signal can leave a KeyboardInterrupt inside a library's exit hook (e.g. the
+                # JIT's), which would make the interpreter end itself by SIGINT with a
+                # traceback instead of exiting with this status.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
