@@ -142,6 +142,8 @@ class _Model(StateDictMixin):
         options = dict(layer.cell.options())
         options.update({k: v for k, v in layer.init_options.items()
                         if k != "forget_bias" and v != defaults.get(k)})
+        if layer.learn_initial_state:
+            options["learn_initial_state"] = True
         return {"cell": layer.cell.name, "cell_options": options}
 
     @property

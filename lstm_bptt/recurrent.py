@@ -74,6 +74,9 @@ class RecurrentCache(NamedTuple):
         The sequence lengths of the forward (None: all T).
     steps : int
         T of the forward's input (the cells ran max(lengths) steps of it).
+    learned_state0 : bool
+        Whether the forward started from the learned initial state (``learn_initial_state``
+        and no ``hx``), so that the backward returns its gradient.
 
     With ``bidirectional`` the cell caches are ordered layer by layer, forward direction
     first: ``layers[2 * l + d]``.
@@ -85,6 +88,7 @@ class RecurrentCache(NamedTuple):
     signature: tuple = ()
     lengths: np.ndarray | None = None
     steps: int = 0
+    learned_state0: bool = False
 
 
 #: The name of the LSTM layer's cache before the layer became generic.
@@ -126,6 +130,13 @@ class Recurrent(StateDictMixin):
     checkpoint_every : int or None
         Recomputation for long sequences (Chen et al. 2016), if the cell supports it: keep
         part of the cache and recompute the rest in the backward (bitwise the same gradients).
+    learn_initial_state : bool
+        Learn the initial state: parameters ``initial_{s}_l{k}`` (S_k,) for every state s of
+        the cell (``initial_h_l0``, ``initial_c_l0`` for an LSTM; ``..._reverse`` for the
+        reverse direction), initialised to 0 (so the layer starts as one without them). A
+        forward without ``hx`` starts every row from them (:meth:`initial_state`) and the
+        backward returns their gradients (the sum over rows of dL/d state_0); with ``hx``
+        given they are not used and their gradients are 0.
     **options
         Options of the cell constructor (when ``cell`` is a name) and init options of the
         cell (its ``init_option_names``, e.g. ``forget_bias`` for the LSTM).
@@ -136,7 +147,8 @@ class Recurrent(StateDictMixin):
     params : dict
         ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` (shapes from
         ``cell.param_shapes``), then the same with ``_reverse`` if bidirectional, layer by
-        layer: PyTorch's names and order.
+        layer: PyTorch's names and order; then the ``initial_*`` states if
+        ``learn_initial_state``.
     num_directions : int
         2 if bidirectional, else 1.
     output_size : int
@@ -158,7 +170,7 @@ class Recurrent(StateDictMixin):
     def __init__(self, cell, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dtype=np.float64, rng=None,
                  dropout: float = 0.0, checkpoint_every: int | None = None,
-                 bidirectional: bool = False, **options):
+                 bidirectional: bool = False, learn_initial_state: bool = False, **options):
         init = {k: options.pop(k) for k in list(options)
                 if not isinstance(cell, str) or k in _init_names(cell)}
         self.cell = get_cell(cell, **options)
@@ -192,6 +204,14 @@ class Recurrent(StateDictMixin):
                                           self.rng, **init)
                 self._param_names[layer, d] = list(p)
                 self.params.update({f"{name}{_suffix(layer, d)}": v for name, v in p.items()})
+        self.learn_initial_state = check_bool("learn_initial_state", learn_initial_state)
+        if self.learn_initial_state:  # after all cell parameters: their draws are unchanged
+            sizes = self.cell.state_sizes(self.hidden_size)
+            for layer in range(self.num_layers):
+                for d in range(self.num_directions):
+                    for name, size in zip(self.state_names, sizes, strict=True):
+                        self.params[f"initial_{name}{_suffix(layer, d)}"] = np.zeros(
+                            size, self.dtype)
 
     def __repr__(self) -> str:
         bidir = ", bidirectional=True" if self.bidirectional else ""
@@ -296,7 +316,8 @@ class Recurrent(StateDictMixin):
             the final states are each row's states after its step l_b - 1, and the reverse
             direction of a bidirectional layer starts at step l_b - 1. None: all T.
         train : bool
-            Apply inter-layer dropout (if ``dropout > 0``), drawing masks from ``self.rng``.
+            Apply inter-layer dropout (if ``dropout > 0``) and the cell's own (the LSTM's
+            ``recurrent_dropout``/``input_dropout``), drawing masks from ``self.rng``.
 
         Returns
         -------
@@ -333,6 +354,9 @@ class Recurrent(StateDictMixin):
         T, B, _ = x.shape
         L, dirs = self.num_layers, self.num_directions
         state0 = self._unpack_hx(hx, B, "", "_0")
+        learned = state0 is None and self.learn_initial_state
+        if learned:  # every row starts from the learned initial state of its layer
+            state0 = self.initial_state(B)
         lengths = check_lengths(lengths, T, B)
         steps = _Steps(lengths, T, dirs)
         if lengths is not None:
@@ -349,7 +373,7 @@ class Recurrent(StateDictMixin):
                 out, state_n, cache = self._run_cell(
                     steps.order(inp, d),
                     None if state0 is None else tuple(s[i] for s in state0),
-                    self.layer_params(layer, d), steps)
+                    self.layer_params(layer, d), steps, train)
                 outs.append(steps.order(out, d))
                 caches.append(cache)
                 finals.append(state_n)
@@ -366,17 +390,40 @@ class Recurrent(StateDictMixin):
         output = inp.transpose(1, 0, 2) if self.batch_first else inp
         h_n = tuple(np.stack(s) for s in zip(*finals, strict=True))
         return output, self._pack(h_n), RecurrentCache(caches, masks, self.batch_first,
-                                                       self._signature(), lengths, T)
+                                                       self._signature(), lengths, T, learned)
 
-    def _run_cell(self, x, state0, params, steps):
-        """One direction of one layer: the cell's forward, told each row's final step."""
+    def initial_state(self, batch: int) -> tuple:
+        """The learned initial state (``learn_initial_state``) broadcast to ``batch`` rows: a
+        tuple of (L * dirs, B, S_k) arrays, one per ``state_names``.
+
+        Raises
+        ------
+        ValueError
+            The layer was built without ``learn_initial_state``.
+        """
+        if not self.learn_initial_state:
+            raise ValueError("initial_state: this layer has no learned initial state (build it "
+                             "with learn_initial_state=True)")
+        batch = check_positive_int("batch", batch)
+        names = [_suffix(layer, d) for layer in range(self.num_layers)
+                 for d in range(self.num_directions)]
+        return tuple(
+            np.stack([np.broadcast_to(self.params[f"initial_{s}{sfx}"], (batch, size))
+                      for sfx in names])
+            for s, size in zip(self.state_names, self.cell.state_sizes(self.hidden_size),
+                               strict=True))
+
+    def _run_cell(self, x, state0, params, steps, train=False):
+        """One direction of one layer: the cell's forward, told each row's final step (and
+        given the layer's rng and ``train`` if it draws random numbers)."""
+        extra = {"rng": self.rng, "train": train} if self.cell.stochastic else {}
         if steps.last is None or self.cell.supports_last:
             kw = {} if steps.last is None else {"last": steps.last}
             return self.cell.forward(x, state0, params, checkpoint_every=self.checkpoint_every,
-                                     **kw)
+                                     **kw, **extra)
         # a one-state cell: h_n is the output at each row's final step
         out, _, cache = self.cell.forward(x, state0, params,
-                                          checkpoint_every=self.checkpoint_every)
+                                          checkpoint_every=self.checkpoint_every, **extra)
         return out, (out[steps.last, np.arange(x.shape[1])],), cache
 
     def _check_cache(self, cache) -> None:
@@ -484,6 +531,13 @@ class Recurrent(StateDictMixin):
                 dout = steps.pad(steps.mask(dout))
             if cache.batch_first:
                 dout = dout.transpose(1, 0, 2)
+        if self.learn_initial_state:  # the learned state was broadcast over the rows
+            for j, name in enumerate(self.state_names):
+                for layer in range(L):
+                    for d in range(dirs):
+                        i, key = layer * dirs + d, f"initial_{name}{_suffix(layer, d)}"
+                        grads[key] = (dstate_0[j][i].sum(axis=0) if cache.learned_state0
+                                      else np.zeros_like(self.params[key]))
         return dout, self._pack(dstate_0), {k: grads[k] for k in self.params}
 
     # ------------------------------------------------------------------- reading a forward pass
@@ -699,14 +753,33 @@ class LSTM(Recurrent):
         The same for the input gate (negative values keep the cells closed at first).
     recurrent_init : {"uniform", "orthogonal"}
         Orthogonal (H, H) gate blocks of ``weight_hh`` (Saxe et al. 2014), or PyTorch's uniform.
+    peephole : bool
+        Peephole connections (Gers, Schraudolph & Schmidhuber 2002): i and f see c_{t-1}, o
+        sees c_t, through diagonal weights ``weight_ci_l{k}``, ``weight_cf_l{k}``,
+        ``weight_co_l{k}`` (H,).
+    layer_norm : bool
+        Layer-normalised LSTM (Ba, Kiros & Hinton 2016): LN of W_ih x and of W_hh h (gains
+        ``weight_ln_ih_l{k}``, ``weight_ln_hh_l{k}`` (4H,), initialised to 1) and of c before
+        its tanh (``weight_ln_c_l{k}``, ``bias_ln_c_l{k}`` (H,), 1 and 0).
+    recurrent_dropout, input_dropout : float in [0, 1)
+        Variational dropout (Gal & Ghahramani 2016) on h_{t-1} before W_hh and on the layer's
+        input before W_ih: one mask per sequence, the same at every step; only with
+        ``forward(..., train=True)``.
+    learn_initial_state : bool
+        Learned (h_0, c_0): ``initial_h_l{k}``, ``initial_c_l{k}`` (see :class:`Recurrent`).
+
+    With any of ``peephole``, ``layer_norm``, ``recurrent_dropout``, ``input_dropout`` the
+    layer uses :class:`~lstm_bptt.cells.lstm_variants.LSTMVariantCell` (a readable
+    implementation, equations in :mod:`lstm_bptt.cells.lstm_variants`; no ``proj_size`` or
+    ``checkpoint_every`` with it); without them, the plain LSTM's fast path.
 
     Attributes
     ----------
     params : dict
         ``weight_ih_l{k}`` (4H, D or dirs * (P or H)), ``weight_hh_l{k}`` (4H, P or H),
         ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (4H,), gates stacked i, f, g, o,
-        ``weight_hr_l{k}`` (P, H) with a projection; the same with ``_reverse`` if
-        bidirectional. PyTorch's names and order.
+        ``weight_hr_l{k}`` (P, H) with a projection, then the variants' parameters above;
+        the same with ``_reverse`` if bidirectional. PyTorch's names and order.
 
     Raises
     ------
@@ -724,7 +797,9 @@ class LSTM(Recurrent):
                  batch_first: bool = False, dtype=np.float64, rng=None, dropout: float = 0.0,
                  forget_bias: float | None = None, recurrent_init: str = "uniform",
                  checkpoint_every: int | None = None, input_bias: float | None = None,
-                 bidirectional: bool = False, proj_size: int = 0):
+                 bidirectional: bool = False, proj_size: int = 0, peephole: bool = False,
+                 layer_norm: bool = False, recurrent_dropout: float = 0.0,
+                 input_dropout: float = 0.0, learn_initial_state: bool = False):
         if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
             raise TypeError(f"proj_size: expected an int, got {proj_size!r}")
         hidden = check_positive_int("hidden_size", hidden_size)
@@ -735,7 +810,10 @@ class LSTM(Recurrent):
                          batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
                          checkpoint_every=checkpoint_every, bidirectional=bidirectional,
                          forget_bias=forget_bias, input_bias=input_bias,
-                         recurrent_init=recurrent_init, proj_size=int(proj_size))
+                         recurrent_init=recurrent_init, proj_size=int(proj_size),
+                         peephole=peephole, layer_norm=layer_norm,
+                         recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
+                         learn_initial_state=learn_initial_state)
         self.proj_size = int(proj_size)
 
     def _cell_repr(self) -> str:
@@ -752,7 +830,7 @@ class GRU(Recurrent):
     Parameters
     ----------
     input_size, hidden_size, num_layers, bias, batch_first, dtype, rng, dropout,
-    checkpoint_every, bidirectional :
+    checkpoint_every, bidirectional, learn_initial_state :
         As for :class:`Recurrent` (``checkpoint_every`` keeps only h, 1/5 of the cache, and
         recomputes the gates in the backward). ``forward`` takes ``lengths`` as for the LSTM.
     recurrent_init : {"uniform", "orthogonal"}
@@ -778,11 +856,11 @@ class GRU(Recurrent):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dtype=np.float64, rng=None, dropout: float = 0.0,
                  recurrent_init: str = "uniform", checkpoint_every: int | None = None,
-                 bidirectional: bool = False):
+                 bidirectional: bool = False, learn_initial_state: bool = False):
         super().__init__("gru", input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
                          checkpoint_every=checkpoint_every, bidirectional=bidirectional,
-                         recurrent_init=recurrent_init)
+                         learn_initial_state=learn_initial_state, recurrent_init=recurrent_init)
 
     def _cell_repr(self) -> str:
         return ""
@@ -801,7 +879,8 @@ class RNN(Recurrent):
         As for :class:`Recurrent`.
     nonlinearity : {"tanh", "relu"}
         phi, in PyTorch's position (the fourth argument).
-    bias, batch_first, dtype, rng, dropout, checkpoint_every, bidirectional :
+    bias, batch_first, dtype, rng, dropout, checkpoint_every, bidirectional,
+    learn_initial_state :
         As for :class:`Recurrent` (``checkpoint_every`` is accepted and changes nothing: the
         cache holds only x and h already). ``forward`` takes ``lengths`` as for the LSTM.
     recurrent_init : {"uniform", "orthogonal", "identity"}
@@ -829,11 +908,12 @@ class RNN(Recurrent):
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dtype=np.float64, rng=None, dropout: float = 0.0,
                  recurrent_init: str = "uniform", checkpoint_every: int | None = None,
-                 bidirectional: bool = False):
+                 bidirectional: bool = False, learn_initial_state: bool = False):
         super().__init__("rnn", input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dtype=dtype, rng=rng, dropout=dropout,
                          checkpoint_every=checkpoint_every, bidirectional=bidirectional,
-                         nonlinearity=nonlinearity, recurrent_init=recurrent_init)
+                         learn_initial_state=learn_initial_state, nonlinearity=nonlinearity,
+                         recurrent_init=recurrent_init)
 
     def _cell_repr(self) -> str:
         return ""

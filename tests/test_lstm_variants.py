@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import lstm_params
 
-from lstm_bptt import gradcheck, lstm_backward, lstm_forward
+from lstm_bptt import GRU, LSTM, RNN, LSTMCell, get_cell, gradcheck, lstm_backward, lstm_forward
 from lstm_bptt.cells.lstm_variants import (
+    LSTMVariantCell,
     lstm_variant_backward,
     lstm_variant_forward,
     lstm_variant_step_backward,
@@ -251,3 +252,185 @@ def test_bad_params_and_masks(rng):
         lstm_variant_forward(x, None, None, p, peephole=True, mask_h=np.ones((2, 3)))
     with pytest.raises(TypeError, match="params: expected a dict"):
         lstm_variant_forward(x, None, None, list(p.values()))
+
+
+# ---------------------------------------------------------------- through the layer
+
+
+def _layer_check(rng, layer, x, lengths=None, train=False, hx=None, seed=None):
+    """Gradient check of a whole layer (every parameter, x, and hx if given), float64.
+
+    With ``train`` the layer's rng is re-seeded before every forward, so the dropout masks
+    are the same in every evaluation of the loss."""
+    out, h_n, _ = layer.forward(x, hx, lengths=lengths)
+    R = rng.standard_normal(out.shape)
+    states = layer.unpack_state(h_n)
+    Rs = tuple(rng.standard_normal(s.shape) for s in states)
+
+    def run():
+        if train:
+            layer.rng = np.random.default_rng(seed)
+        return layer.forward(x, hx, lengths=lengths, train=train)
+
+    def loss():
+        out, h_n, _ = run()
+        s = layer.unpack_state(h_n)
+        return float(np.sum(out * R) + sum(np.sum(a * r) for a, r in zip(s, Rs, strict=True)))
+
+    _, _, cache = run()
+    dx, dhx, grads = layer.backward(R, cache, layer.pack_state(Rs))
+    tensors, analytic = {"x": x, **layer.params}, {"x": dx, **grads}
+    if hx is not None:
+        for k, (s, d) in enumerate(zip(layer.unpack_state(hx), layer.unpack_state(dhx),
+                                       strict=True)):
+            tensors[f"hx{k}"], analytic[f"hx{k}"] = s, d
+    report = gradcheck(loss, tensors, analytic, tol=1e-7)
+    assert report.passed and report.max_rel_error < 1e-7
+    return cache, grads
+
+
+def _randomise(layer, rng):
+    for k, v in layer.params.items():
+        v[...] = 0.5 * rng.standard_normal(v.shape) + (1.0 if "_ln_" in k else 0.0)
+    return layer
+
+
+def test_layer_parameter_names_and_cells():
+    plain = LSTM(3, 4, num_layers=2, rng=0)
+    assert type(plain.cell) is LSTMCell
+    assert type(LSTM(3, 4, peephole=False, layer_norm=False, rng=0).cell) is LSTMCell
+    peep = LSTM(3, 4, num_layers=2, rng=0, peephole=True)
+    assert isinstance(peep.cell, LSTMVariantCell) and peep.cell.name == "lstm"
+    assert list(peep.params) == [
+        f"{n}_l{k}" for k in range(2) for n in (*NAMES, "weight_ci", "weight_cf", "weight_co")]
+    ln = LSTM(3, 4, rng=0, layer_norm=True, bias=False)
+    assert {k: v.shape for k, v in ln.params.items()} == {
+        "weight_ih_l0": (16, 3), "weight_hh_l0": (16, 4), "weight_ln_ih_l0": (16,),
+        "weight_ln_hh_l0": (16,), "weight_ln_c_l0": (4,), "bias_ln_c_l0": (4,)}
+    np.testing.assert_array_equal(ln.params["weight_ln_ih_l0"], 1)  # Ba et al.: gains 1
+    np.testing.assert_array_equal(ln.params["bias_ln_c_l0"], 0)
+    # the plain LSTM's draws come first: layer 0's PyTorch parameters are unchanged
+    for n in NAMES:
+        np.testing.assert_array_equal(peep.params[f"{n}_l0"], plain.params[f"{n}_l0"])
+    both = LSTM(3, 4, rng=0, learn_initial_state=True, recurrent_dropout=0.25)
+    assert list(both.params)[-2:] == ["initial_h_l0", "initial_c_l0"]
+    assert both.cell == get_cell("lstm", **both.cell.options())  # rebuilt from its options
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_layer_gradcheck_peephole_layer_norm_lengths(rng, bidirectional):
+    L = 1 if bidirectional else 2  # (a small check: the readable loop is slow)
+    layer = _randomise(LSTM(3, 4, num_layers=L, rng=0, peephole=True, layer_norm=True,
+                            bidirectional=bidirectional, batch_first=True), rng)
+    x = rng.standard_normal((3, 4, 3))
+    hx = tuple(rng.standard_normal((L * (1 + bidirectional), 3, 4)) for _ in range(2))
+    _layer_check(rng, layer, x, lengths=np.array([2, 4, 1]), hx=hx)
+
+
+def test_layer_gradcheck_variational_dropout(rng):
+    layer = _randomise(LSTM(3, 4, num_layers=2, rng=0, recurrent_dropout=0.3,
+                            input_dropout=0.2, dropout=0.1), rng)
+    x = rng.standard_normal((4, 5, 3))
+    cache, _ = _layer_check(rng, layer, x, train=True, seed=11)
+    for lc, D in zip(cache.layers, (3, 4), strict=True):  # one mask per sequence (row)
+        assert lc.mask_x.shape == (5, D) and lc.mask_h.shape == (5, 4)
+        assert set(np.unique(lc.mask_h)) <= {0.0, 1 / 0.7}
+
+
+def test_variational_masks_are_one_per_sequence_and_off_in_eval(rng):
+    p = 0.4
+    layer = LSTM(3, 6, rng=1, recurrent_dropout=p, input_dropout=p)
+    plain = LSTM(3, 6, rng=1)
+    for k in plain.params:
+        plain.params[k][...] = layer.params[k]
+    x = rng.standard_normal((5, 400, 3))
+    out, (h_n, c_n), cache = layer.forward(x)  # eval: no dropout
+    ref, (ref_h, ref_c), _ = plain.forward(x)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-14)
+    out_t, _, cache_t = layer.forward(x, train=True)
+    mx, mh = cache_t.layers[0].mask_x, cache_t.layers[0].mask_h
+    assert abs((mh == 0).mean() - p) < 0.05 and abs((mx == 0).mean() - p) < 0.06
+    # the same masks at every step: the output is the variant function with fixed masks,
+    # whose equations are checked against the scalar reference above
+    want, _, _ = lstm_variant_forward(x, None, None, layer.layer_params(0), mask_x=mx,
+                                      mask_h=mh)
+    np.testing.assert_array_equal(out_t, want)
+    assert not np.allclose(out_t, out)
+
+
+def test_zero_peepholes_with_lengths_equal_the_plain_lstm(rng):
+    """The variant's `last` (lengths) against the plain LSTM's (tested against PyTorch)."""
+    layer = LSTM(3, 4, num_layers=2, rng=2, peephole=True, bidirectional=True)
+    plain = LSTM(3, 4, num_layers=2, rng=2, bidirectional=True)
+    for k, v in layer.params.items():
+        if k.startswith(("weight_ci", "weight_cf", "weight_co")):
+            v[...] = 0
+        else:
+            v[...] = plain.params[k]
+    x = rng.standard_normal((5, 3, 3))
+    lengths = np.array([5, 2, 3])
+    R = rng.standard_normal((5, 3, 8))
+    Rs = (rng.standard_normal((4, 3, 4)), rng.standard_normal((4, 3, 4)))
+    got = layer.forward(x, lengths=lengths)
+    want = plain.forward(x, lengths=lengths)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-14)
+    for a, b in zip(got[1], want[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    gd = layer.backward(R, got[2], Rs)
+    wd = plain.backward(R, want[2], Rs)
+    np.testing.assert_allclose(gd[0], wd[0], rtol=1e-11, atol=1e-13)
+    for k, v in wd[2].items():
+        np.testing.assert_allclose(gd[2][k], v, rtol=1e-11, atol=1e-13, err_msg=k)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LSTM(3, 4, num_layers=2, rng=0, learn_initial_state=True),
+    lambda: GRU(3, 4, rng=0, learn_initial_state=True, bidirectional=True),
+    lambda: RNN(3, 4, rng=0, nonlinearity="relu", learn_initial_state=True),
+    lambda: LSTM(3, 4, rng=0, learn_initial_state=True, layer_norm=True),
+], ids=["lstm", "gru_bidir", "rnn_relu", "lstm_layer_norm"])
+def test_learned_initial_state(rng, make):
+    layer = make()
+    names = [k for k in layer.params if k.startswith("initial_")]
+    assert names and all(np.all(layer.params[k] == 0) for k in names)
+    x = rng.standard_normal((3, 2, 3))
+    # zero-initialised: the same as starting from zeros without the option
+    out0, _, _ = layer.forward(x)
+    np.testing.assert_array_equal(out0, layer.forward(x, layer.pack_state(
+        tuple(np.zeros_like(s) for s in layer.initial_state(2))))[0])
+    _randomise(layer, rng)
+    # hx=None starts from the learned state, broadcast over the rows
+    hx = layer.pack_state(tuple(np.array(s) for s in layer.initial_state(2)))
+    np.testing.assert_array_equal(layer.forward(x)[0], layer.forward(x, hx)[0])
+    _layer_check(rng, layer, x)  # every parameter, the initial states included
+    _, grads = _layer_check(rng, layer, x, hx=hx)  # hx given: the learned state is unused
+    for k in names:
+        np.testing.assert_array_equal(grads[k], 0)
+
+
+def test_variant_errors():
+    with pytest.raises(ValueError, match="proj_size: the LSTM variants"):
+        LSTM(3, 4, proj_size=2, peephole=True)
+    with pytest.raises(ValueError, match="recurrent_dropout: expected a probability"):
+        LSTM(3, 4, recurrent_dropout=1.0)
+    with pytest.raises(TypeError, match="layer_norm: expected True or False"):
+        LSTM(3, 4, layer_norm="yes")
+    with pytest.raises(ValueError, match="checkpoint_every: not supported"):
+        LSTM(3, 4, peephole=True, checkpoint_every=2).forward(np.zeros((3, 1, 3)))
+    with pytest.raises(ValueError, match="initial_state: this layer has no learned"):
+        LSTM(3, 4).initial_state(2)
+
+
+def test_models_take_the_variants(rng):
+    from lstm_bptt import SequenceClassifier
+
+    m = SequenceClassifier(3, 4, 2, cell="lstm", rng=0,
+                           cell_options={"peephole": True, "layer_norm": True,
+                                         "recurrent_dropout": 0.2, "learn_initial_state": True})
+    assert isinstance(m.recurrent.cell, LSTMVariantCell)
+    assert "lstm.weight_co_l0" in m.params and "lstm.initial_c_l0" in m.params
+    rebuilt = SequenceClassifier(**m.config())
+    assert rebuilt.recurrent.cell == m.recurrent.cell and list(rebuilt.params) == list(m.params)
+    x, y = rng.standard_normal((5, 2, 3)), np.array([0, 1])
+    loss, grads, _ = m.loss(x, y, train=True)
+    assert np.isfinite(loss) and set(grads) == set(m.params)

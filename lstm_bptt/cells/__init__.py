@@ -12,6 +12,7 @@ from __future__ import annotations
 from .base import Cell
 from .gru import GRUCell
 from .lstm import LSTMCell
+from .lstm_variants import VARIANT_OPTIONS, LSTMVariantCell
 from .rnn import RNNCell
 
 #: Registry: cell name -> cell class.
@@ -41,6 +42,13 @@ def get_cell(cell, **options) -> Cell:
     if cell not in CELLS:
         raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {cell!r}")
     cls = CELLS[cell]
+    if cls is LSTMCell:
+        # peepholes, layer norm or variational dropout: the readable variant implementation;
+        # with all of them off (or not given), the plain LSTM and its fast path
+        if any(options.get(k, off) != off for k, off in VARIANT_OPTIONS.items()):
+            cls = LSTMVariantCell
+        else:
+            options = {k: v for k, v in options.items() if k not in VARIANT_OPTIONS}
     try:
         return cls(**options)
     except TypeError as exc:
@@ -50,4 +58,4 @@ def get_cell(cell, **options) -> Cell:
         ) from exc
 
 
-__all__ = ["CELLS", "Cell", "GRUCell", "LSTMCell", "RNNCell", "get_cell"]
+__all__ = ["CELLS", "Cell", "GRUCell", "LSTMCell", "LSTMVariantCell", "RNNCell", "get_cell"]

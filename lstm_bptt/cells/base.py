@@ -95,6 +95,9 @@ class Cell:
     #: output and adds dh_n to the output's gradient itself. A cell with another state (the
     #: LSTM's c) must implement ``last`` for the layer's ``lengths`` to work.
     supports_last: ClassVar[bool] = False
+    #: Whether :meth:`forward` draws random numbers (e.g. variational dropout masks): the
+    #: layer then passes it ``rng`` (its generator) and ``train`` as keyword arguments.
+    stochastic: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.options().items())

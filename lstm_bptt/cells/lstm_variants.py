@@ -61,8 +61,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_float_array, check_shape
+from .._checks import as_float_array, check_bool, check_shape
 from ..activations import sigmoid
+from ..layers import check_dropout
+from .base import add_final_grads, check_last, final_steps
+from .lstm import LSTMCell
 from .rnn import check_grad, check_sequence, check_weights
 
 LN_EPS = 1e-5
@@ -382,8 +385,8 @@ def lstm_variant_step_backward(dh, dc, cache: VariantStepCache):
 
 class VariantCache(NamedTuple):
     """Cache of :func:`lstm_variant_forward`: inputs, states (T + 1, B, H), the per-step
-    :class:`StepValues` stacked over T (each field (T, B, .) or None), the parameters and
-    options. Arrays are read-only."""
+    :class:`StepValues` stacked over T (each field (T, B, .) or None), the parameters,
+    options and ``last``. Arrays are read-only."""
 
     x: np.ndarray
     xm: np.ndarray
@@ -397,10 +400,11 @@ class VariantCache(NamedTuple):
     mask_x: np.ndarray | None
     mask_h: np.ndarray | None
     eps: float
+    last: np.ndarray | None = None
 
 
 def lstm_variant_forward(x, h_0, c_0, params, *, peephole=False, layer_norm=False,
-                         mask_x=None, mask_h=None, eps=LN_EPS):
+                         mask_x=None, mask_h=None, eps=LN_EPS, last=None):
     """Run one LSTM layer with the chosen variants over a sequence, keeping a cache for BPTT.
 
     Parameters
@@ -414,6 +418,9 @@ def lstm_variant_forward(x, h_0, c_0, params, *, peephole=False, layer_norm=Fals
         Variational dropout masks, the same at every step (0 or 1 / (1 - p)).
     eps : float
         Layer-norm epsilon.
+    last : (B,) integer array or None
+        Row b's final step (see :meth:`lstm_bptt.cells.base.Cell.forward`): (h_n, c_n) of row
+        b are its states after step last[b]. None: T - 1 for every row.
 
     Returns
     -------
@@ -440,6 +447,7 @@ def lstm_variant_forward(x, h_0, c_0, params, *, peephole=False, layer_norm=Fals
         check_shape("c_0", c_0, (B, H), "(B, H)")
     mask_x = _check_mask("mask_x", mask_x, (B, D), dtype)
     mask_h = _check_mask("mask_h", mask_h, (B, H), dtype)
+    last = check_last(last, T, B)
     xm = x if mask_x is None else x * mask_x  # (T, B, D), the same mask at every step
     ax, ln_x = _input_part(xm, p, layer_norm, eps)  # (T, B, 4H): one GEMM
     h = np.empty((T + 1, B, H), dtype)
@@ -459,8 +467,11 @@ def lstm_variant_forward(x, h_0, c_0, params, *, peephole=False, layer_norm=Fals
         if a is not None:
             a.flags.writeable = False
     cache = VariantCache(x, xm, h, c, ln_x, stacked, p, peephole, layer_norm, mask_x, mask_h,
-                         eps)
-    return h[1:], (h[T], c[T]), cache
+                         eps, last)
+    if last is None:
+        return h[1:], (h[T], c[T]), cache
+    rows = np.arange(B)
+    return h[1:], (h[last + 1, rows], c[last + 1, rows]), cache
 
 
 def lstm_variant_backward(doutput, cache: VariantCache, dh_n=None, dc_n=None, *,
@@ -472,7 +483,8 @@ def lstm_variant_backward(doutput, cache: VariantCache, dh_n=None, dc_n=None, *,
     doutput : ndarray (T, B, H) or None
     cache : VariantCache
     dh_n, dc_n : ndarray (B, H) or None
-        Gradients arriving at the final state.
+        Gradients arriving at the final state (for row b after step last[b] if the forward
+        was given ``last``).
     need_dx : bool
         False: dx is None (the input GEMM is skipped).
 
@@ -487,19 +499,22 @@ def lstm_variant_backward(doutput, cache: VariantCache, dh_n=None, dc_n=None, *,
     TypeError, ValueError
         Gradients of the wrong dtype or shape, NaN/inf.
     """
-    x, xm, h, c, ln_x, values, p, peephole, layer_norm, mask_x, mask_h, _ = cache
+    x, xm, h, c, ln_x, values, p, peephole, layer_norm, mask_x, mask_h, _, last = cache
     T, B, D = x.shape
     H = h.shape[2]
     dtype = h.dtype
     doutput = check_grad("doutput", doutput, (T, B, H), "(T, B, H)", dtype)
     dh_n = check_grad("dh_n", dh_n, (B, H), "(B, H)", dtype)
     dc_n = check_grad("dc_n", dc_n, (B, H), "(B, H)", dtype)
-    dh = np.zeros((B, H), dtype) if dh_n is None else dh_n
-    dc = np.zeros((B, H), dtype) if dc_n is None else dc_n
+    dh = np.zeros((B, H), dtype)
+    dc = np.zeros((B, H), dtype)
     da = np.empty((T, B, 4 * H), dtype)
     dah = np.empty((T, B, 4 * H), dtype) if layer_norm else da
     dcn = np.empty((T, B, H), dtype) if layer_norm else None
+    stops = final_steps(last, T)  # {t: rows whose final state is the one after step t}
     for t in reversed(range(T)):
+        if t in stops:  # dL/d(final state) of these rows joins the walk here
+            dh, dc = add_final_grads((dh, dc), (dh_n, dc_n), stops[t])
         v = StepValues(*(None if a is None else a[t] for a in values))
         dh_t = dh if doutput is None else doutput[t] + dh
         da_t, dah_t, dcn_t, dh, dc = _step_backward(dh_t, dc, c[t], c[t + 1], v, p, peephole,
@@ -523,3 +538,140 @@ def lstm_variant_backward(doutput, cache: VariantCache, dh_n=None, dc_n=None, *,
         dx = dx.reshape(T, B, D)
     return dx, dh, dc, grads
 
+
+# ----------------------------------------------------------------------------- the cell
+
+#: Cell options that select this implementation (with their "off" values).
+VARIANT_OPTIONS = {"peephole": False, "layer_norm": False, "recurrent_dropout": 0.0,
+                   "input_dropout": 0.0}
+
+
+class LSTMVariantCell(LSTMCell):
+    """The LSTM with peepholes, layer normalisation and/or variational dropout.
+
+    ``get_cell("lstm", peephole=True)`` (and so ``LSTM(..., peephole=True)``) builds this cell;
+    with every option off the plain :class:`~lstm_bptt.cells.lstm.LSTMCell` is used instead
+    (its fast path). Same name ("lstm"), state ``(h, c)``, gate order and init options
+    (``forget_bias``, ``input_bias``, ``recurrent_init``) as the plain LSTM.
+
+    Parameters
+    ----------
+    peephole : bool
+        Diagonal peephole weights ``weight_ci``, ``weight_cf``, ``weight_co`` (H,) (Gers et al.
+        2002), initialised U(-1/sqrt(H), 1/sqrt(H)) like every other weight.
+    layer_norm : bool
+        Layer normalisation of both pre-activation terms and of the cell state (Ba et al.
+        2016): gains ``weight_ln_ih``, ``weight_ln_hh`` (4H,) and ``weight_ln_c`` (H,),
+        initialised to 1, and shift ``bias_ln_c`` (H,), initialised to 0.
+    recurrent_dropout : float in [0, 1)
+        Variational dropout on h_{t-1} before W_hh: one mask per sequence (per row), the same
+        at every step (Gal & Ghahramani 2016). Active only in training (``train=True``).
+    input_dropout : float in [0, 1)
+        The same on the layer's input x before W_ih.
+
+    ``checkpoint_every`` is not supported (ValueError), nor ``proj_size`` > 0. ``last`` (the
+    layer's ``lengths``) is. The equations are in the module docstring.
+
+    Raises
+    ------
+    TypeError
+        Options of the wrong type.
+    ValueError
+        Dropout outside [0, 1).
+    """
+
+    #: The forward draws dropout masks: the layer passes ``rng`` and ``train``.
+    stochastic = True
+    supports_last = True
+
+    def __init__(self, proj_size=0, peephole=False, layer_norm=False, recurrent_dropout=0.0,
+                 input_dropout=0.0):
+        super().__init__(proj_size)
+        if self.proj_size:
+            raise ValueError(
+                f"proj_size: the LSTM variants (peephole, layer_norm, recurrent_dropout, "
+                f"input_dropout) have no projection; got proj_size={proj_size}")
+        self.peephole = check_bool("peephole", peephole)
+        self.layer_norm = check_bool("layer_norm", layer_norm)
+        self.recurrent_dropout = check_dropout(recurrent_dropout, "recurrent_dropout")
+        self.input_dropout = check_dropout(input_dropout, "input_dropout")
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={getattr(self, k)!r}" for k, off in VARIANT_OPTIONS.items()
+                         if getattr(self, k) != off)
+        return f"LSTMVariantCell({opts})"
+
+    def _opts(self):
+        return {"peephole": self.peephole, "layer_norm": self.layer_norm}
+
+    def param_shapes(self, input_size, hidden_size, bias):
+        return variant_param_shapes(input_size, hidden_size, bias, **self._opts())
+
+    def init_params(self, input_size, hidden_size, bias, dtype, rng, **init):
+        # the plain LSTM's init (PyTorch's uniform for everything in param_shapes order, so the
+        # PyTorch-named parameters come first and are drawn as for LSTMCell, and the peephole
+        # weights are U(-1/sqrt(H), 1/sqrt(H)) too), then the layer-norm gains 1 and shift 0
+        params = super().init_params(input_size, hidden_size, bias, dtype, rng, **init)
+        for name, v in params.items():
+            if name.startswith("weight_ln"):
+                v[...] = 1
+            elif name == "bias_ln_c":
+                v[...] = 0
+        return params
+
+    def step_forward(self, x, state, params):
+        h, c, cache = lstm_variant_step_forward(x, state[0], state[1], params, **self._opts())
+        return (h, c), cache
+
+    def step_backward(self, dstate, step_cache):
+        dx, dh, dc, grads = lstm_variant_step_backward(dstate[0], dstate[1], step_cache)
+        return dx, (dh, dc), grads
+
+    def _masks(self, B, D, H, dtype, rng, train):
+        masks = []
+        for p, shape in ((self.input_dropout, (B, D)), (self.recurrent_dropout, (B, H))):
+            if not train or p == 0.0:
+                masks.append(None)
+                continue
+            if rng is None:
+                raise ValueError("rng: needed to draw the variational dropout masks in training")
+            keep = 1.0 - p
+            masks.append((rng.random(shape) < keep).astype(dtype) / np.dtype(dtype).type(keep))
+        return masks
+
+    def forward(self, x, state0, params, *, checkpoint_every=None, last=None, rng=None,
+                train=False):
+        """One layer over the sequence; in training (``train``) the dropout masks are drawn
+        from ``rng`` once for the whole sequence (one mask per row)."""
+        if checkpoint_every is not None:
+            raise ValueError(
+                f"checkpoint_every: not supported by {self!r} (only by the plain LSTM), got "
+                f"{checkpoint_every}")
+        h_0, c_0 = (None, None) if state0 is None else state0
+        w_hh = params["weight_hh"]
+        x = np.asarray(x)
+        mask_x, mask_h = self._masks(x.shape[1], x.shape[-1], w_hh.shape[1], w_hh.dtype, rng,
+                                     train) if x.ndim == 3 else (None, None)
+        output, state_n, cache = lstm_variant_forward(x, h_0, c_0, params, mask_x=mask_x,
+                                                      mask_h=mask_h, last=last, **self._opts())
+        return output, state_n, cache
+
+    def backward(self, doutput, cache, dstate_n=None, *, need_dx=True):
+        dh_n, dc_n = (None, None) if dstate_n is None else dstate_n
+        dx, dh_0, dc_0, grads = lstm_variant_backward(doutput, cache, dh_n, dc_n,
+                                                      need_dx=need_dx)
+        return dx, (dh_0, dc_0), grads
+
+    def cache_dims(self, cache):
+        return cache.x.shape[0], cache.x.shape[1]
+
+    def state_at(self, cache, t):
+        """``(h_t, c_t)`` after step t (0 <= t <= T), read-only views."""
+        return cache.h[t], cache.c[t]
+
+    def per_step(self, cache):
+        """``h``, ``c`` (T, B, H) and the gates ``i``, ``f``, ``g``, ``o`` (post-activation)."""
+        H = cache.h.shape[2]
+        g = cache.values.gates
+        return {"h": cache.h[1:], "c": cache.c[1:], "i": g[:, :, :H], "f": g[:, :, H : 2 * H],
+                "g": g[:, :, 2 * H : 3 * H], "o": g[:, :, 3 * H :]}

@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from ..cells import GRUCell, RNNCell
+from ..cells import GRUCell, LSTMVariantCell, RNNCell
 from ..cells.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
 from ..gradcheck import gradcheck
 from ..layers import Embedding, Linear
@@ -82,31 +82,31 @@ def _stack(rng, batch_first):
                                                               **g}
 
 
-def _recurrent(rng, make, batch_first=False):
-    """Any Recurrent layer, 2 layers: hx and dhx in the layer's own form (array or tuple)."""
+def _recurrent(rng, make, batch_first=False, use_hx=True):
+    """Any Recurrent layer, 2 layers: hx and dhx in the layer's own form (array or tuple);
+    ``use_hx=False`` starts from the layer's default (zeros or its learned initial state)."""
     m = make(num_layers=2, batch_first=batch_first, rng=rng)
     for v in m.params.values():
         v[...] = rng.normal(0, 0.5, v.shape)
     shape = (B, T, D) if batch_first else (T, B, D)
     x = rng.normal(size=shape)
-    s0 = tuple(rng.normal(size=(2, B, H)) for _ in m.state_names)
-    Rs = tuple(rng.normal(size=(2, B, H)) for _ in m.state_names)
-    R = rng.normal(size=shape[:2] + (H,))
-
-    def pack(states):  # PyTorch's form: one array for a one-state cell
-        return states[0] if len(states) == 1 else states
+    n = m.num_layers * m.num_directions
+    s0 = tuple(rng.normal(size=(n, B, H)) for _ in m.state_names) if use_hx else None
+    Rs = tuple(rng.normal(size=(n, B, H)) for _ in m.state_names)
+    R = rng.normal(size=shape[:2] + (m.output_size,))
 
     def loss():
-        out, s_n, _ = m.forward(x, pack(s0))
-        s_n = (s_n,) if len(s0) == 1 else s_n
-        return float(np.sum(out * R) + sum(np.sum(a * r) for a, r in zip(s_n, Rs, strict=True)))
+        out, s_n, _ = m.forward(x, m.pack_state(s0))
+        return float(np.sum(out * R) + sum(np.sum(a * r) for a, r in
+                                           zip(m.unpack_state(s_n), Rs, strict=True)))
 
-    _, _, cache = m.forward(x, pack(s0))
-    dx, ds0, g = m.backward(R, cache, pack(Rs))
-    ds0 = (ds0,) if len(s0) == 1 else ds0
-    names = [f"{n}_0" for n in m.state_names]
-    return (loss, {"x": x, **dict(zip(names, s0, strict=True)), **m.params},
-            {"x": dx, **dict(zip(names, ds0, strict=True)), **g})
+    _, _, cache = m.forward(x, m.pack_state(s0))
+    dx, ds0, g = m.backward(R, cache, m.pack_state(Rs))
+    tensors, analytic = {"x": x, **m.params}, {"x": dx, **g}
+    if use_hx:
+        for name, s, d in zip(m.state_names, s0, m.unpack_state(ds0), strict=True):
+            tensors[f"{name}_0"], analytic[f"{name}_0"] = s, d
+    return loss, tensors, analytic
 
 
 def _step(rng, cell):
@@ -206,6 +206,15 @@ def _classifier_dropout(rng):
     return _fixed_masks(m, (x, y), {})
 
 
+def _classifier_variants(rng):
+    m = _randomise(SequenceClassifier(
+        D, H, 3, num_layers=2, dropout=0.2, rng=rng,
+        cell_options={"peephole": True, "layer_norm": True, "recurrent_dropout": 0.3,
+                      "input_dropout": 0.2, "learn_initial_state": True}), rng)
+    x, y = rng.normal(size=(T, B, D)), rng.integers(0, 3, B)
+    return _fixed_masks(m, (x, y), {"lengths": np.array([T, 2, 3])[:B]})
+
+
 def _classifier(rng):
     m = _randomise(SequenceClassifier(D, H, 3, num_layers=2, rng=rng), rng)
     x, y = rng.normal(size=(T, B, D)), rng.integers(0, 3, B)
@@ -229,6 +238,12 @@ COMPONENTS = {
     "RNN tanh (2 layers)": lambda rng: _recurrent(rng, partial(RNN, D, H)),
     "RNN relu (2 layers, batch_first)": lambda rng: _recurrent(
         rng, partial(RNN, D, H, nonlinearity="relu"), True),
+    "lstm variant step (peephole, layer norm)": lambda rng: _step(
+        rng, LSTMVariantCell(peephole=True, layer_norm=True)),
+    "LSTM peephole + layer norm (bidirectional, batch_first)": lambda rng: _recurrent(
+        rng, partial(LSTM, D, H, peephole=True, layer_norm=True, bidirectional=True), True),
+    "GRU (learned initial state)": lambda rng: _recurrent(
+        rng, partial(GRU, D, H, learn_initial_state=True), use_hx=False),
     "Linear": _linear,
     "Embedding": _embedding,
     "softmax_cross_entropy (masked)": _cross_entropy,
@@ -238,6 +253,8 @@ COMPONENTS = {
     "SequenceRegressor": _regressor,
     "CharLM (dropout 0.3, masks fixed)": _charlm_dropout,
     "SequenceClassifier (dropout 0.4, masks fixed)": _classifier_dropout,
+    "SequenceClassifier (LSTM peephole, layer norm, variational dropout, learned h_0/c_0, "
+    "lengths)": _classifier_variants,
 }
 
 
