@@ -68,18 +68,6 @@ def test_local_processes_give_the_same_numbers(inline):
     _same_numbers(inline["trials"], par["trials"])
 
 
-def test_dask_local_cluster_gives_the_same_numbers(inline):
-    pytest.importorskip("dask.distributed")
-    ex = tr.dask_executor("local", n_workers=2)
-    try:
-        rep = run_trials(TASK, 2, quick=True, steps=STEPS, executor=ex, progress=False,
-                         log=_quiet)
-    finally:
-        ex.client.close()
-        ex.client._lstm_bptt_cluster.close()
-    _same_numbers(inline["trials"], rep["trials"])
-
-
 def test_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, monkeypatch):
     real = tr.run_trial
     calls = []
@@ -185,3 +173,14 @@ def test_cli_interrupted_sweep_exits_130_and_says_how_to_continue(tmp_path, monk
     assert code == 130
     err = capsys.readouterr().err
     assert f"1 finished trials are saved in {tmp_path}; run the same command again" in err
+
+
+def test_dask_local_cluster_gives_the_same_numbers(inline, tmp_path, capsys):
+    # --scheduler local: run_trials(executor=dask_executor("local")), two worker processes
+    pytest.importorskip("dask.distributed")
+    code = main(["task", TASK, "--quick", "--steps", str(STEPS), "--seeds", "2", "--quiet",
+                 "--scheduler", "local", "--jobs", "2", "--json", "--out-dir", str(tmp_path)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "trials on the Dask cluster at local" in captured.err
+    _same_numbers(inline["trials"], json.loads(captured.out)["trials"])
