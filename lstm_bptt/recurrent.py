@@ -363,7 +363,7 @@ class Recurrent(StateDictMixin):
             if not self.cell.supports_last and len(self.state_names) > 1:
                 raise ValueError(f"lengths: the {self.cell!r} cell does not support lengths "
                                  "(it has several states and no `last` in its forward)")
-            x = steps.mask(x[: steps.n])  # padding never enters a cell
+            x = steps.zero_padding(x[: steps.n])  # padding never enters a cell
         caches, masks, finals = [], [], []
         inp = x
         for layer in range(L):
@@ -379,7 +379,7 @@ class Recurrent(StateDictMixin):
                 finals.append(state_n)
             out = outs[0] if dirs == 1 else np.concatenate(outs, axis=2)  # (n, B, F)
             if lengths is not None:
-                out = steps.mask(out)  # 0 at padded steps
+                out = steps.zero_padding(out, owned=dirs == 2)  # 0 at padded steps
             mask = None
             if layer < L - 1:
                 # between layers only, as PyTorch (Zaremba, Sutskever & Vinyals 2014)
@@ -496,7 +496,8 @@ class Recurrent(StateDictMixin):
             if cache.batch_first:
                 doutput = doutput.transpose(1, 0, 2)
             if cache.lengths is not None:
-                doutput = steps.mask(doutput[: steps.n])  # the padded outputs are constants
+                # the padded outputs are constants
+                doutput = steps.zero_padding(doutput[: steps.n])
         dstate_n = self._unpack_hx(dhx, B, "d", "_n")
         sizes = self.cell.state_sizes(self.hidden_size)
         P = sizes[0]
@@ -528,7 +529,8 @@ class Recurrent(StateDictMixin):
             dout = dx
         if dout is not None:
             if cache.lengths is not None:
-                dout = steps.pad(steps.mask(dout))
+                # dx is exactly 0 at padded steps already: no gradient reaches them
+                dout = steps.pad(dout)
             if cache.batch_first:
                 dout = dout.transpose(1, 0, 2)
         if self.learn_initial_state:  # the learned state was broadcast over the rows
@@ -637,7 +639,7 @@ class Recurrent(StateDictMixin):
             steps = _Steps(cache.lengths, cache.steps, self.num_directions)
             values = {k: steps.order(v, direction) for k, v in values.items()}
             if cache.lengths is not None:
-                values = {k: steps.pad(steps.mask(v)) for k, v in values.items()}
+                values = {k: steps.pad(steps.zero_padding(v)) for k, v in values.items()}
         if cache.batch_first:
             values = {k: v.transpose(1, 0, 2) for k, v in values.items()}
         return values
@@ -674,20 +676,22 @@ class _Steps:
     """Time bookkeeping of one forward with ``lengths`` and/or a reverse direction.
 
     ``n`` = max(lengths) (the steps the cells run), ``last`` = lengths - 1 (each row's final
-    step; None without lengths), ``valid`` (n, B) bool, ``rev`` (n, B) the time index that
-    reverses each row's valid prefix and leaves its padding in place (an involution).
+    step; None without lengths), ``padded`` (n, B) bool (None when no step is padded),
+    ``rev`` (n, B) the time index that reverses each row's valid prefix and leaves its
+    padding in place (an involution).
     """
 
     def __init__(self, lengths, T: int, dirs: int):
         self.T = T
         if lengths is None:
-            self.n, self.last, self.valid, self.rev = T, None, None, None
+            self.n, self.last, self.padded, self.rev = T, None, None, None
             return
         self.n = int(lengths.max())
         self.last = lengths - 1
         t = np.arange(self.n)[:, None]
-        self.valid = t < lengths[None, :]  # (n, B)
-        self.rev = np.where(self.valid, self.last[None, :] - t, t) if dirs == 2 else None
+        valid = t < lengths[None, :]  # (n, B)
+        self.padded = None if valid.all() else ~valid
+        self.rev = np.where(valid, self.last[None, :] - t, t) if dirs == 2 else None
         self.cols = np.arange(len(lengths))[None, :]
 
     def order(self, a, direction: int):
@@ -699,9 +703,15 @@ class _Steps:
             return a[::-1]
         return a[self.rev, self.cols]
 
-    def mask(self, a):
-        """a (n, B, .) with the padded steps set to 0 (a new array)."""
-        return np.where(self.valid[:, :, None], a, 0)
+    def zero_padding(self, a, owned: bool = False):
+        """a (n, B, .) with the padded steps set to 0: in place if ``owned`` (a fresh array of
+        the layer's), else in a copy; ``a`` itself when no step is padded."""
+        if self.padded is None:
+            return a
+        if not owned:
+            a = a.copy()
+        a[self.padded] = 0
+        return a
 
     def pad(self, a):
         """a (n, B, .) extended with zeros to T steps (a itself if n = T)."""
