@@ -294,12 +294,11 @@ def test_models_accept_any_integer_dtype():
 @pytest.mark.parametrize(
     ("train", "val", "match"),
     [
-        (np.array([0, 1, 3]), VAL, r"train_ids must hold ids in \[0, 3\), got values in \[0, 3\]"),
-        (TRAIN, np.array([0, -1]), r"val_ids must hold ids in \[0, 3\)"),
-        (np.array([], dtype=np.int64), VAL, "train_ids must be non-empty"),
-        (TRAIN, np.array([], dtype=np.int64), "val_ids must be non-empty"),
-        (TRAIN.astype(np.float64), VAL, "train_ids must have an integer dtype, got float64"),
-        (TRAIN, VAL.astype(bool), "val_ids must have an integer dtype, got bool"),
+        (np.array([0, 1, 3]), VAL,
+         r"train_ids: expected ids in \[0, 3\), got values in \[0, 3\]"),
+        (TRAIN, np.array([0, -1]), r"val_ids: expected ids in \[0, 3\)"),
+        (np.array([], dtype=np.int64), VAL, "train_ids: expected at least one id, got 0"),
+        (TRAIN, np.array([], dtype=np.int64), "val_ids: expected at least one id, got 0"),
         (TRAIN.reshape(2, 3), VAL, r"1-D array of ids \(T,\), got shape \(2, 3\)"),
     ],
 )
@@ -308,14 +307,26 @@ def test_bad_ids_raise_value_error(train, val, match):
         ngram_baselines(train, val, V, orders=(2,))
 
 
+@pytest.mark.parametrize(
+    ("train", "val", "match"),
+    [
+        (TRAIN.astype(np.float64), VAL, "train_ids: expected an integer dtype, got float64"),
+        (TRAIN, VAL.astype(bool), "val_ids: expected an integer dtype, got bool"),
+    ],
+)
+def test_non_integer_ids_raise_type_error(train, val, match):
+    with pytest.raises(TypeError, match=match):
+        ngram_baselines(train, val, V, orders=(2,))
+
+
 def test_bad_order_and_vocab_size():
-    with pytest.raises(ValueError, match="order must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="order: expected an int >= 1, got 0"):
         fit_witten_bell(TRAIN, V, 0)
-    with pytest.raises(ValueError, match="overflows int64"):
+    with pytest.raises(ValueError, match=r"order: expected vocab_size\*\*order <= 2\*\*63 - 1"):
         fit_kneser_ney(TRAIN, 10_000, 5)
-    with pytest.raises(ValueError, match="vocab_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="vocab_size: expected an int >= 1, got 0"):
         fit_add_one(TRAIN, 0)
-    with pytest.raises(TypeError, match="vocab_size must be an int, got float"):
+    with pytest.raises(TypeError, match="vocab_size: expected an int, got float"):
         fit_add_one(TRAIN, 3.0)
-    with pytest.raises(ValueError, match=r"context must hold ids in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"context: expected ids in \[0, 3\)"):
         fit_add_one(TRAIN, V, 2).conditional_distribution([5])

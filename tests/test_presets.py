@@ -87,9 +87,10 @@ def test_bad_task_name_lists_valid_names():
         assert name in str(err.value)
 
 
-@pytest.mark.parametrize("steps", [0, -5, 2.5, True])
-def test_bad_steps(steps):
-    with pytest.raises(ValueError, match="steps"):
+@pytest.mark.parametrize("steps, exc", [(0, ValueError), (-5, ValueError), (2.5, TypeError),
+                                        (True, TypeError)])
+def test_bad_steps(steps, exc):
+    with pytest.raises(exc, match="steps: expected an int"):
         run_task("reber", steps=steps, log=_quiet)
 
 

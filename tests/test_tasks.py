@@ -160,7 +160,7 @@ def test_adding_fixed_length_dtype_and_determinism():
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
-    with pytest.raises(ValueError, match="T must be an int >= 10"):
+    with pytest.raises(ValueError, match="T: expected an int >= 10, got 5"):
         adding_problem_hochreiter(2, 5, rng=0)
     with pytest.raises(TypeError, match="float32 or float64"):
         adding_problem_hochreiter(2, 20, rng=0, dtype=np.int32)
@@ -182,7 +182,8 @@ def test_adding_solved_threshold():
     targets = np.array([[0.5], [0.2]])
     assert adding_solved(targets + 0.039, targets)
     assert not adding_solved(targets + np.array([[0.0], [0.041]]), targets)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError,
+                       match=r"targets: expected the shape of predictions \(2,\), got \(2, 1\)"):
         adding_solved(np.zeros(2), targets)
 
 

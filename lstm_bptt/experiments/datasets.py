@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import check_dtype_arg
+from .._checks import check_dtype_arg, check_int
 
 __all__ = [
     "SHA256",
@@ -248,8 +248,9 @@ def load_digits(dtype=np.float64, n_test: int = 360) -> SequenceClassificationDa
     with data_file("digits/digits.csv.gz").open("rb") as fh, gzip.open(fh, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.int64)
     n = table.shape[0]
-    if not isinstance(n_test, (int, np.integer)) or not 1 <= n_test < n:
-        raise ValueError(f"n_test must be an int in 1..{n - 1}, got {n_test!r}")
+    n_test = check_int("n_test", n_test, low=1)
+    if n_test >= n:
+        raise ValueError(f"n_test: expected an int in 1..{n - 1}, got {n_test}")
     # (N, 64) row-major pixels -> (N, row, col) -> (row = T, N, col = D)
     images = (table[:, :64].reshape(n, 8, 8) / 16.0).transpose(1, 0, 2)
     labels = table[:, 64]
@@ -365,9 +366,9 @@ def make_windows(
     """
     series = np.asarray(series)
     if series.ndim != 1:
-        raise ValueError(f"series must be 1-D (N,), got shape {series.shape}")
-    if int(window) < 1 or int(horizon) < 1:
-        raise ValueError(f"window and horizon must be >= 1, got {window} and {horizon}")
+        raise ValueError(f"series: expected a 1-D array (N,), got shape {series.shape}")
+    window = check_int("window", window, low=1)
+    horizon = check_int("horizon", horizon, low=1)
     m = series.shape[0] - window - horizon + 1
     if m < 1:
         raise ValueError(

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import check_int
+
 __all__ = [
     "NGramModel",
     "fit_add_one",
@@ -51,22 +53,15 @@ _INT64_MAX = np.iinfo(np.int64).max
 # validation
 # --------------------------------------------------------------------------------------------
 def _check_vocab_size(vocab_size) -> int:
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-    if vocab_size < 1:
-        raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
-    return int(vocab_size)
+    return check_int("vocab_size", vocab_size, low=1)
 
 
 def _check_order(order, vocab_size: int) -> int:
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
-        raise TypeError(f"order must be an int, got {type(order).__name__}")
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
+    order = check_int("order", order, low=1)
     if vocab_size ** int(order) > _INT64_MAX:
         raise ValueError(
-            f"order {order} with vocab_size {vocab_size} overflows int64 n-gram codes "
-            f"(need vocab_size**order <= 2**63 - 1)"
+            f"order: expected vocab_size**order <= 2**63 - 1 (int64 n-gram codes), got order "
+            f"{order} with vocab_size {vocab_size}"
         )
     return int(order)
 
@@ -74,16 +69,16 @@ def _check_order(order, vocab_size: int) -> int:
 def _check_ids(ids, vocab_size: int, name: str, allow_empty: bool = False) -> np.ndarray:
     arr = np.asarray(ids)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of ids (T,), got shape {arr.shape}")
+        raise ValueError(f"{name}: expected a 1-D array of ids (T,), got shape {arr.shape}")
     if arr.size == 0:
         if allow_empty:
             return arr.astype(np.int64)
-        raise ValueError(f"{name} must be non-empty, got 0 ids")
+        raise ValueError(f"{name}: expected at least one id, got 0 ids")
     if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
+        raise TypeError(f"{name}: expected an integer dtype, got {arr.dtype}")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= vocab_size:
-        raise ValueError(f"{name} must hold ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
+        raise ValueError(f"{name}: expected ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
     return arr.astype(np.int64, copy=False)
 
 

@@ -141,6 +141,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import softmax
 
+from .._checks import check_dtype_arg, check_int
 from ..cells import CELLS
 from ..models import CharLM, SequenceClassifier, SequenceRegressor
 from ..optim import Adam
@@ -749,11 +750,8 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
         options.update(q)
         options.update((overrides or {}).get("options", {}))
     budget = (p.quick_steps if quick else p.steps) if steps is None else steps
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"steps must be a positive int or None, got {steps!r}")
-    dt = np.dtype(p.dtype if dtype is None else dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    budget = check_int("steps", budget, low=1)
+    dt = check_dtype_arg(p.dtype if dtype is None else dtype)
 
     t0 = time.perf_counter()
     history: list[dict] = []

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from .._checks import as_rng, check_dtype_arg
+from .._checks import as_rng, check_dtype_arg, check_int
 
 __all__ = [
     "ADDING_LE_BASELINE_MSE",
@@ -59,12 +59,6 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def one_hot(ids, num_classes: int, dtype=np.float64) -> np.ndarray:
     """One-hot encode integer ids.
 
@@ -85,9 +79,10 @@ def one_hot(ids, num_classes: int, dtype=np.float64) -> np.ndarray:
         If an id is outside ``0 .. V-1``.
     """
     ids = np.asarray(ids)
-    num_classes = _check_positive_int("num_classes", num_classes)
+    num_classes = check_int("num_classes", num_classes, low=1)
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-        raise ValueError(f"ids must be in 0..{num_classes - 1}, got {ids.min()}..{ids.max()}")
+        raise ValueError(f"ids: expected values in 0..{num_classes - 1}, got "
+                         f"{ids.min()}..{ids.max()}")
     return np.eye(num_classes, dtype=check_dtype_arg(dtype))[ids]
 
 
@@ -152,7 +147,7 @@ def reber_strings(n: int, rng, embedded: bool = True) -> list[str]:
     D. Servan-Schreiber and J. L. McClelland, "Finite state automata and simple recurrent
     networks", Neural Computation 1(3), 1989.
     """
-    n = _check_positive_int("n", n)
+    n = check_int("n", n, low=1)
     gen = as_rng(rng)
     out = []
     for _ in range(n):
@@ -186,7 +181,7 @@ def reber_next_symbols(string: str, embedded: bool = True) -> list[frozenset[str
         If ``string`` is not accepted by the grammar (message gives the position).
     """
     if not isinstance(string, str):
-        raise TypeError(f"string must be a str, got {type(string).__name__}")
+        raise TypeError(f"string: expected a str, got {type(string).__name__}")
     sets: list[frozenset[str]] = []
     pos = 0
 
@@ -267,7 +262,7 @@ def reber_batch(strings: list[str], embedded: bool = True, dtype=np.float64):
     """
     dt = check_dtype_arg(dtype)
     if not strings:
-        raise ValueError("strings must be a non-empty list")
+        raise ValueError("strings: expected a non-empty list, got an empty one")
     T = max(len(s) for s in strings) - 1
     B = len(strings)
     inputs = np.zeros((T, B, 7), dtype=dt)
@@ -349,7 +344,7 @@ def reber_solved(outputs, targets, mask, threshold: float | None = None) -> bool
     mask = np.asarray(mask, dtype=bool)
     correct = reber_prediction_correct(outputs, targets, threshold)
     if mask.shape != correct.shape:
-        raise ValueError(f"mask must be (T, B) = {correct.shape}, got {mask.shape}")
+        raise ValueError(f"mask: expected shape (T, B) = {correct.shape}, got {mask.shape}")
     return bool(np.all(correct[mask]))
 
 
@@ -413,8 +408,8 @@ def adding_problem_hochreiter(
     ----------
     Hochreiter & Schmidhuber 1997, Section 5.4.
     """
-    B = _check_positive_int("batch_size", batch_size)
-    T = _check_positive_int("T", T, minimum=10)
+    B = check_int("batch_size", batch_size, low=1)
+    T = check_int("T", T, low=10)
     dt = check_dtype_arg(dtype)
     gen = as_rng(rng)
     L, p1, p2 = _hochreiter_markers(B, T, gen, fixed_length)
@@ -451,7 +446,7 @@ def adding_solved(predictions, targets, tol: float = 0.04) -> bool:
     targets = np.asarray(targets)
     if predictions.shape != targets.shape:
         raise ValueError(
-            f"predictions and targets must have the same shape, got {predictions.shape} and "
+            f"targets: expected the shape of predictions {predictions.shape}, got "
             f"{targets.shape}"
         )
     return bool(np.all(np.abs(predictions - targets) < tol))
@@ -488,8 +483,8 @@ def multiplication_problem(
     ----------
     Hochreiter & Schmidhuber 1997, Section 5.5.
     """
-    B = _check_positive_int("batch_size", batch_size)
-    T = _check_positive_int("T", T, minimum=10)
+    B = check_int("batch_size", batch_size, low=1)
+    T = check_int("T", T, low=10)
     dt = check_dtype_arg(dtype)
     gen = as_rng(rng)
     L, p1, p2 = _hochreiter_markers(B, T, gen, fixed_length)
@@ -550,8 +545,8 @@ def adding_problem_le(
     ----------
     Le, Jaitly & Hinton 2015, Section 4.1; Arjovsky, Shah & Bengio 2016, Section 4.2.
     """
-    B = _check_positive_int("batch_size", batch_size)
-    T = _check_positive_int("T", T, minimum=2)
+    B = check_int("batch_size", batch_size, low=1)
+    T = check_int("T", T, low=2)
     dt = check_dtype_arg(dtype)
     gen = as_rng(rng)
     values = gen.uniform(0.0, 1.0, size=(T, B))
@@ -622,10 +617,10 @@ def temporal_order(
     ----------
     Hochreiter & Schmidhuber 1997, Section 5.6, Task 6a.
     """
-    B = _check_positive_int("batch_size", batch_size)
+    B = check_int("batch_size", batch_size, low=1)
     dt = check_dtype_arg(dtype)
     gen = as_rng(rng)
-    L = int(gen.integers(100, 111)) if length is None else _check_positive_int("length", length, 61)
+    L = int(gen.integers(100, 111)) if length is None else check_int("length", length, low=61)
     ids = gen.integers(2, 6, size=(L, B))  # a, b, c, d
     ids[0] = 0  # E
     ids[-1] = 1  # B (trigger)
@@ -703,8 +698,8 @@ def copy_memory(batch_size: int, T: int, rng) -> tuple[np.ndarray, np.ndarray]:
     ----------
     Arjovsky, Shah & Bengio 2016, Section 4.1.
     """
-    B = _check_positive_int("batch_size", batch_size)
-    T = _check_positive_int("T", T)
+    B = check_int("batch_size", batch_size, low=1)
+    T = check_int("T", T, low=1)
     gen = as_rng(rng)
     data = gen.integers(0, 8, size=(10, B))
     inputs = np.full((T + 20, B), 8, dtype=np.int64)
@@ -717,7 +712,7 @@ def copy_memory(batch_size: int, T: int, rng) -> tuple[np.ndarray, np.ndarray]:
 
 def copy_memory_baseline(T: int) -> float:
     """Memoryless cross-entropy ``10 ln 8 / (T + 20)`` in nats per time step (Arjovsky 2016)."""
-    T = _check_positive_int("T", T)
+    T = check_int("T", T, low=1)
     return 10.0 * math.log(8.0) / (T + 20)
 
 
