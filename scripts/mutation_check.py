@@ -2,7 +2,7 @@
 the CLI's defaults, the learning-rate schedules, the checkpoint writer and the trainer's
 checkpoint bookkeeping.
 
-    python scripts/mutation_check.py [--only NAME] [--jobs 1] [--json OUT]
+    python scripts/mutation_check.py [--only NAME] [--jobs N] [--json OUT]
 
 Each mutant is one realistic one-line slip (a wrong weighting, a dropped state, an off-by-one, a
 changed default). It is applied to a fresh copy of the package, and the test files that cover
@@ -37,11 +37,11 @@ MUTANTS = [
     ("evaluate: divides by one position too few", "lstm_bptt/models.py",
      "return total / (n * batch_size)", "return total / (n * batch_size - 1)", MODELS_TESTS),
     ("evaluate: state not carried across windows", "lstm_bptt/models.py",
-     "logits, state, _ = self.forward(x[s : s + k1], state)",
-     "logits, state, _ = self.forward(x[s : s + k1], None)", MODELS_TESTS),
+     "logits, state, _ = self._forward(x[s : s + k1], state, False)",
+     "logits, state, _ = self._forward(x[s : s + k1], None, False)", MODELS_TESTS),
     ("evaluate: dropout left on", "lstm_bptt/models.py",
-     "logits, state, _ = self.forward(x[s : s + k1], state)",
-     "logits, state, _ = self.forward(x[s : s + k1], state, train=True)", MODELS_TESTS),
+     "logits, state, _ = self._forward(x[s : s + k1], state, False)",
+     "logits, state, _ = self._forward(x[s : s + k1], state, True)", MODELS_TESTS),
     ("evaluate: targets are the inputs", "lstm_bptt/models.py",
      "y = ids[1 : n * batch_size + 1].reshape(batch_size, n).T",
      "y = ids[0 : n * batch_size].reshape(batch_size, n).T", MODELS_TESTS),
@@ -55,8 +55,8 @@ MUTANTS = [
     ("sample: prime's first logits used", "lstm_bptt/models.py",
      "last = logits[-1, 0]", "last = logits[0, 0]", MODELS_TESTS),
     ("sample: state dropped between ids", "lstm_bptt/models.py",
-     "logits, state, _ = self.forward(np.array([[nxt]]), state)",
-     "logits, state, _ = self.forward(np.array([[nxt]]), None)", MODELS_TESTS),
+     "logits, state, _ = self._forward(np.array([[nxt]]), state, False)",
+     "logits, state, _ = self._forward(np.array([[nxt]]), None, False)", MODELS_TESTS),
     ("CLI default --lr 5e-3 -> 5e-2", "lstm_bptt/experiments/cli.py",
      'type=_positive_float, default=5e-3, help="learning rate"',
      'type=_positive_float, default=5e-2, help="learning rate"', CLI_TESTS),
@@ -122,6 +122,7 @@ def run_mutant(mutant, workdir: Path, timeout: float = 600) -> dict:
     copy = workdir / "repo"
     if copy.exists():
         shutil.rmtree(copy)
+    workdir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
         ".git", "__pycache__", "runs", "benchmarks", "*.egg-info", ".pytest_cache"))
     path = copy / rel
@@ -150,14 +151,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="run the mutants whose name contains this")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--jobs", type=int, default=1, help="mutants run at the same time")
     args = ap.parse_args(argv)
     todo = [m for m in MUTANTS if not args.only or args.only in m[0]]
-    results = []
+    from concurrent.futures import ThreadPoolExecutor
+
     with tempfile.TemporaryDirectory(prefix="mutants-") as d:
-        for m in todo:
-            r = run_mutant(m, Path(d))
-            results.append(r)
+        def one(i_m):
+            i, m = i_m
+            r = run_mutant(m, Path(d) / str(i))
             print(f"[{r['status']:11}] {r['mutant']}: {r['detail']}", flush=True)
+            return r
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(one, enumerate(todo)))
     killed = sum(r["status"] == "killed" for r in results)
     applied = sum(r["status"] != "not applied" for r in results)
     print(f"\nmutation score: {killed}/{applied} killed")
