@@ -12,7 +12,9 @@ Run from the repository root::
     python benchmarks/bench_cells.py --cells gru --quick      # smoke run
     python benchmarks/bench_cells.py --json benchmarks/results/cells.json
 
-Train-step matmul flops = 3 * 2 * T * B * (D + H) * G H with G = 3 (GRU) or 1 (RNN).
+Train-step matmul flops = 3 * 2 * T * B * (D + H) * G H with G = 3 (GRU) or 1 (RNN). With numba
+installed the library runs its compiled kernels (``lstm_bptt._fast``); ``LSTM_BPTT_FAST=0``
+times the NumPy path. Which one ran is recorded in the JSON (``fast_path``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_lstm import CONFIGS, blas_threads, environment, time_interleaved  # noqa: E402
 
+from lstm_bptt import fast_path_enabled  # noqa: E402
 from lstm_bptt.cells.gru import gru_backward, gru_forward  # noqa: E402
 from lstm_bptt.cells.rnn import rnn_backward, rnn_forward  # noqa: E402
 
@@ -98,7 +101,8 @@ def build_impls(cell, T, B, D, H, dtype, impls):
 
 def run(args):
     impls = [i for i in args.impls if not (i == "torch" and torch is None)]
-    results = {"environment": environment(), "rows": [], "args": vars(args)}
+    results = {"environment": environment(), "rows": [], "args": vars(args),
+               "fast_path": fast_path_enabled()}
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     for threads in args.threads:
         with blas_threads(threads):
@@ -155,6 +159,8 @@ def run_isolated(args):
                     if merged is None:
                         merged = part
                         merged["args"] = {k: v for k, v in vars(args).items() if k != "json"}
+                        print(f"compiled fast path (numba): {part['fast_path']} "
+                              "(LSTM_BPTT_FAST=0 for the NumPy path)", flush=True)
                     else:
                         merged["rows"] += part["rows"]
                     for row in part["rows"]:

@@ -415,34 +415,46 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
     dtype = gates.dtype
     r, z, nn = gates[:, :, :H], gates[:, :, H : 2 * H], gates[:, :, 2 * H :]
     one = np.array(1, dtype)
-    # Factors for all n steps: [P_n, ., P_z, .] at blocks 0, 2 and [P_r, r] at blocks 1, 3, laid
-    # out like a work row so that each step writes two strided (B, 2, H) blocks of it.
-    P = np.empty((n, B, 4, H), dtype)
-    np.subtract(one, nn * nn, out=P[:, :, 0])
-    P[:, :, 0] *= 1 - z  # P_n = (1 - z)(1 - n^2)
-    np.subtract(h[:-1], nn, out=P[:, :, 2])
-    P[:, :, 2] *= z * (1 - z)  # P_z = (h - n) z (1 - z)
-    np.multiply(m, r * (1 - r), out=P[:, :, 1])  # P_r = m r (1 - r)
-    P[:, :, 3] = r  # dm = da_n * r
+    # Factors [P_n, P_r, P_z, r] laid out like a work row ([da_n | da_r | da_z | dm]), so each
+    # step writes two strided (B, 2, H) blocks of it; computed for a chunk of m steps at a
+    # time, small enough to stay in cache (about 2^14 numbers per (B, H) plane, as the LSTM).
+    m_ = max(1, min(n, 2**14 // (B * H)))
+    P = np.empty((m_, B, 4, H), dtype)
+    tmp = np.empty((m_, B, H), dtype)
     W4 = list(work.reshape(n, B, 4, H))
-    Pl = list(P)
     Zl = list(z)
     dgh = list(work[:, :, H:])  # [da_r, da_z, dm], (B, 3H)
     douts = None if doutput is None else list(doutput)
     dh_t = np.empty((B, H), dtype)
     dh_t3 = dh_t[:, None, :]
-    tmp = np.empty((B, H), dtype)
-    for t in reversed(range(n)):
-        if douts is not None:
-            np.add(douts[t], dh, out=dh_t)  # dh': output gradient plus the carried one
-        else:
-            dh_t[...] = dh
-        w4 = W4[t]
-        np.multiply(dh_t3, Pl[t][:, 0::2], out=w4[:, 0::2])  # da_n, da_z: (5), (4), (2)
-        np.multiply(w4[:, 0:1], Pl[t][:, 1::2], out=w4[:, 1::2])  # da_r, dm: (4), (1)
-        dh = dgh[t] @ w_hh  # (B, 3H) @ (3H, H): through (1)-(3)
-        np.multiply(dh_t, Zl[t], out=tmp)
-        dh += tmp  # through (5) directly
+    dz = np.empty((B, H), dtype)
+    for s1 in range(n, 0, -m_):
+        s0 = max(0, s1 - m_)
+        q = s1 - s0
+        rc, zc, nc, tm = r[s0:s1], z[s0:s1], nn[s0:s1], tmp[:q]
+        np.multiply(nc, nc, out=P[:q, :, 0])
+        np.subtract(one, P[:q, :, 0], out=P[:q, :, 0])
+        np.subtract(one, zc, out=tm)
+        P[:q, :, 0] *= tm  # P_n = (1 - z)(1 - n^2)
+        tm *= zc  # z (1 - z)
+        np.subtract(h[s0:s1], nc, out=P[:q, :, 2])
+        P[:q, :, 2] *= tm  # P_z = (h - n) (z (1 - z))
+        np.subtract(one, rc, out=tm)
+        tm *= rc  # r (1 - r)
+        np.multiply(m[s0:s1], tm, out=P[:q, :, 1])  # P_r = m (r (1 - r))
+        P[:q, :, 3] = rc  # dm = da_n * r
+        Pl = list(P[:q])
+        for t in reversed(range(s0, s1)):
+            if douts is not None:
+                np.add(douts[t], dh, out=dh_t)  # dh': output gradient plus the carried one
+            else:
+                dh_t[...] = dh
+            w4, pt = W4[t], Pl[t - s0]
+            np.multiply(dh_t3, pt[:, 0::2], out=w4[:, 0::2])  # da_n, da_z: (5), (4), (2)
+            np.multiply(w4[:, 0:1], pt[:, 1::2], out=w4[:, 1::2])  # da_r, dm: (4), (1)
+            dh = dgh[t] @ w_hh  # (B, 3H) @ (3H, H): through (1)-(3)
+            np.multiply(dh_t, Zl[t], out=dz)
+            dh += dz  # through (5) directly
     return dh
 
 
