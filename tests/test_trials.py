@@ -184,3 +184,16 @@ def test_dask_local_cluster_gives_the_same_numbers(inline, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "trials on the Dask cluster at local" in captured.err
     _same_numbers(inline["trials"], json.loads(captured.out)["trials"])
+
+
+def test_rows_record_version_and_fast_path_and_mixed_setups_are_reported(inline, monkeypatch):
+    import lstm_bptt
+
+    assert all(r["version"] == lstm_bptt.__version__ for r in inline["trials"])
+    assert all(r["fast_path"] == lstm_bptt.fast_path_enabled() for r in inline["trials"])
+    rows = [dict(r) for r in inline["trials"]]
+    rows[1]["fast_path"] = not rows[1]["fast_path"]
+    lines = []
+    monkeypatch.setattr(tr, "run_trial", lambda spec: rows[spec["seed"]])
+    run_trials(TASK, 2, quick=True, steps=STEPS, progress=False, log=lines.append)
+    assert any("different library versions or fast paths" in line for line in lines)

@@ -20,7 +20,8 @@ Trials are independent, so they are submitted to a :class:`concurrent.futures.Ex
 A trial is a pure function of its specification (task, cell, seed, budget, ...): the seed fixes
 data, initialisation and batches, and BLAS is limited to one thread inside the trial, so the
 same seed gives the same numbers wherever it runs (tested across in-process, local-process and
-Dask runs).
+Dask runs), given the same library version and fast path on every worker (each row records
+both; a sweep whose rows differ in them says so).
 
 Interruption and resumption
 ---------------------------
@@ -51,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__, fast_path_enabled
+
 __all__ = ["dask_executor", "format_report", "run_trial", "run_trials", "summarize",
            "sweep_slug"]
 
@@ -76,7 +79,8 @@ def run_trial(spec: dict) -> dict:
     -------
     dict
         The single-run result (``solved``, ``metrics``, ``steps``, ``examples``, ``seconds``,
-        ...; see :func:`~.presets.run_task`) plus ``cell`` and ``cell_options``.
+        ...; see :func:`~.presets.run_task`) plus ``cell``, ``cell_options``, ``version``
+        (of lstm_bptt) and ``fast_path`` (whether the compiled LSTM time loop ran).
     """
     from .presets import run_task
 
@@ -89,6 +93,9 @@ def run_trial(spec: dict) -> dict:
                       overrides=overrides, progress=False, log=_silent, blas_threads=1)
     result["cell"] = overrides["cell"]
     result["cell_options"] = overrides.get("cell_options", {})
+    # what a trial's numbers depend on besides its spec (see "Where trials run")
+    result["version"] = __version__
+    result["fast_path"] = fast_path_enabled()
     return result
 
 
@@ -501,6 +508,10 @@ def run_trials(task: str, seeds=10, *, cell: str = "lstm", cell_options: dict | 
             own.shutdown(wait=True)
         bar.close()
     ordered = [rows[s] for s in seed_list if s in rows]
+    setups = {(r.get("version"), r.get("fast_path")) for r in ordered}
+    if len(setups) > 1:
+        log("warning: the trials ran with different library versions or fast paths "
+            f"{sorted(setups, key=str)}; float32 numbers may differ in the last bits")
     report = {"spec": spec, "trials": ordered, "summary": summarize(ordered),
               "seconds": round(time.perf_counter() - t0, 2), "ran": len(ordered) - reused,
               "reused": reused, "failed": failed, "out_dir": None if out is None else str(out)}
