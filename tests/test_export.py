@@ -531,6 +531,13 @@ def test_cli_export_safetensors(charlm_checkpoint, tmp_path, capsys):
     assert meta["format"] == "pt" and meta["lstm_bptt.class"] == "CharLM"
     assert json.loads(meta["lstm_bptt.config"]) == model.config()
     assert json.loads(meta["lstm_bptt.vocab"]) == "abcdé"
+    from lstm_bptt.models import build_model
+
+    # the metadata is enough to rebuild the model here
+    again = build_model(meta["lstm_bptt.class"], json.loads(meta["lstm_bptt.config"]))
+    again.load_state_dict(sd)
+    ids = np.array([[0, 1], [2, 3]])
+    assert np.array_equal(again.forward(ids)[0], model.forward(ids)[0])
 
 
 @pytest.mark.parametrize("fmt", ["keras", "flax", "cs231n"])
