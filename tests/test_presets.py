@@ -11,8 +11,8 @@ import pytest
 from lstm_bptt.experiments import datasets as ds
 from lstm_bptt.experiments.presets import PRESETS, TASKS, run_task
 
-RESULT_KEYS = {"task", "cell", "solved", "metrics", "criterion", "reference", "steps", "examples",
-               "seconds", "seed", "dtype", "preset", "history"}
+RESULT_KEYS = {"task", "cell", "solved", "diverged", "metrics", "criterion", "reference",
+               "steps", "examples", "seconds", "seed", "dtype", "preset", "history"}
 ISSUE_TASKS = {"reber", "adding", "adding-1997", "temporal-order", "multiplication",
                "copy-memory", "mnist1d", "digits", "airline", "sunspots"}
 
@@ -106,3 +106,13 @@ def test_cell_is_recorded_and_unknown_cells_are_refused():
         run_task("reber", quick=True, cell="transformer", log=_quiet)
     with pytest.raises(TypeError, match="cell_options: expected a dict, got list"):
         run_task("reber", quick=True, cell_options=["relu"], log=_quiet)
+
+
+def test_a_diverged_run_is_reported_not_solved_instead_of_raising():
+    lines = []
+    r = run_task("adding-1997", quick=True, steps=5, overrides={"lr": 1e38}, progress=False,
+                 log=lines.append)
+    assert r["solved"] is False
+    assert "training diverged at step" in r["diverged"]
+    assert "DIVERGED, not solved" in lines[-1]
+    assert all(np.isfinite(v) for v in r["metrics"].values())  # evaluated at a good state

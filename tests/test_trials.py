@@ -56,8 +56,9 @@ def test_sequences_to_success_over_solved_trials_only():
             {"solved": False, "examples": 3200, "metrics": {"x": 3.0}, "seconds": 2.0},
             {"solved": True, "examples": 1600, "metrics": {"x": 2.0}, "seconds": 3.0},
             {"solved": True, "examples": 640, "metrics": {"x": 0.5}, "seconds": 4.0}]
+    rows[1]["diverged"] = "training diverged at step 7: ..."
     s = tr.summarize(rows)
-    assert s["solved"] == 3 and s["solved_fraction"] == 0.75
+    assert s["solved"] == 3 and s["solved_fraction"] == 0.75 and s["diverged"] == 1
     assert s["sequences_to_success"] == {"median": 800, "min": 640, "max": 1600,
                                          "mean": (800 + 1600 + 640) / 3}
     assert tr.summarize(rows[1:2])["sequences_to_success"] is None

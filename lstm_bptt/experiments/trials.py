@@ -131,7 +131,8 @@ def summarize(rows: list[dict]) -> dict:
     Returns
     -------
     dict
-        ``trials`` (int), ``solved`` (int), ``solved_fraction`` (float in [0, 1]),
+        ``trials`` (int), ``solved`` (int), ``diverged`` (int: stopped by a non-finite
+        value, counted as not solved), ``solved_fraction`` (float in [0, 1]),
         ``sequences_to_success`` (median/min/max/mean of ``examples`` over the solved trials,
         None if none solved), ``metrics`` (per numeric metric of the task's test criterion:
         median/min/max/mean over all trials), ``seconds`` (per-trial wall time: median/min/max/
@@ -148,6 +149,7 @@ def summarize(rows: list[dict]) -> dict:
         seconds["sum"] = sum(secs)
     return {
         "trials": len(rows), "solved": len(solved),
+        "diverged": sum(1 for r in rows if r.get("diverged")),
         "solved_fraction": len(solved) / len(rows) if rows else 0.0,
         "sequences_to_success": _stats([int(r["examples"]) for r in solved]),
         "metrics": metrics, "seconds": seconds,
@@ -174,7 +176,8 @@ def format_report(report: dict) -> str:
     steps = spec["steps"] or (budget["quick_steps"] if spec["quick"] else budget["steps"])
     lines.append(f"budget: {steps:,} updates x {budget['batch_size']} = "
                  f"{steps * budget['batch_size']:,} training sequences per trial")
-    lines.append(f"solved: {s['solved']}/{s['trials']} ({100 * s['solved_fraction']:.0f} %)")
+    lines.append(f"solved: {s['solved']}/{s['trials']} ({100 * s['solved_fraction']:.0f} %)"
+                 + (f"; {s['diverged']} diverged (not solved)" if s["diverged"] else ""))
     q = s["sequences_to_success"]
     if q:
         lines.append(f"training sequences until success (solved trials): median {_g(q['median'])}"
@@ -476,7 +479,8 @@ def run_trials(task: str, seeds=10, *, cell: str = "lstm", cell_options: dict | 
         bar.update(1)
         bar.set_postfix(solved=n_solved)
         verdict = (f"solved after {row['examples']:,} sequences" if row["solved"]
-                   else f"not solved in {row['examples']:,} sequences")
+                   else f"not solved in {row['examples']:,} sequences"
+                   + (" (diverged)" if row.get("diverged") else ""))
         line = (f"seed {seed}: {verdict} ({row['seconds']:.1f} s) | {len(rows)}/"
                 f"{len(seed_list)} done, {n_solved} solved")
         if bar.disable:
