@@ -571,6 +571,9 @@ def test_cli_export_refuses_to_replace_and_bad_checkpoints(charlm_checkpoint, tm
     assert "exists" in capsys.readouterr().err and out.read_bytes() == b"precious"
     assert main(args + ["--overwrite"]) == 0
     assert load_safetensors(out)
+    for extra in ([], ["--overwrite"]):  # a folder is never a place to write to
+        assert main(args[:-1] + [str(tmp_path)] + extra) == 2
+        assert "--out: expected a file name, got a directory" in capsys.readouterr().err
     save_checkpoint(tmp_path / "other.npz", {"step": 3})
     assert main(["export", "--checkpoint", str(tmp_path / "other.npz"), "--format", "keras",
                  "--out", str(tmp_path / "k.npz")]) == 2

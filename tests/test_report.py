@@ -157,6 +157,18 @@ def test_inspect_command_end_to_end(tmp_path, capsys):
     assert main(["inspect", "--checkpoint", str(run / "checkpoint.npz"), "--text", str(other),
                  "--out", str(out)]) == 2
     assert "does not know" in capsys.readouterr().err
+    # a folder as --text, a file as --out: one line naming the flag, nothing written
+    assert main(["inspect", "--checkpoint", str(run / "checkpoint.npz"), "--text",
+                 str(tmp_path), "--out", str(out)]) == 2
+    assert "--text: expected a UTF-8 text file, got a directory" in capsys.readouterr().err
+    assert main(["inspect", "--checkpoint", str(run / "checkpoint.npz"), "--text",
+                 str(tmp_path / "missing.txt"), "--out", str(out)]) == 2
+    assert "--text: expected a UTF-8 text file, got no such file" in capsys.readouterr().err
+    ckpt_bytes = (run / "checkpoint.npz").read_bytes()
+    assert main(["inspect", "--checkpoint", str(run / "checkpoint.npz"), "--out",
+                 str(run / "checkpoint.npz")]) == 2
+    assert "--out: expected a folder" in capsys.readouterr().err
+    assert (run / "checkpoint.npz").read_bytes() == ckpt_bytes
 
 
 def test_inspect_lstmvis_export(tmp_path, capsys):

@@ -111,6 +111,8 @@ def cmd_export(args) -> int:
     if Path(args.checkpoint).is_dir():
         raise ValueError(f"--checkpoint {args.checkpoint} is a directory; pass the file, e.g. "
                          f"{Path(args.checkpoint) / 'checkpoint.npz'}")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out: expected a file name, got a directory: {args.out}")
     if Path(args.out).exists() and not args.overwrite:
         raise ValueError(f"--out {args.out} exists; choose another name, or replace it with "
                          "--overwrite")

@@ -562,6 +562,12 @@ along an LSTM's cell path each step multiplies it by about the forget gate, sigm
 def cmd_inspect(args) -> int:
     """`lstm-bptt inspect`: write the HTML report (and the LSTMVis export); exit status."""
     out = args.out if args.out is not None else Path(args.checkpoint).parent / "inspect"
+    # paths checked before the model runs, so a typo costs no report computation
+    if args.text is not None and not Path(args.text).is_file():
+        what = "a directory or special file" if Path(args.text).exists() else "no such file"
+        raise ValueError(f"--text: expected a UTF-8 text file, got {what}: {args.text}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out: expected a folder for report.html, got an existing file: {out}")
     if args.lstmvis:
         try:
             import h5py  # noqa: F401
