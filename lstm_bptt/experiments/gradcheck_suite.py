@@ -17,7 +17,7 @@ from ..cells.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, l
 from ..gradcheck import gradcheck
 from ..layers import Embedding, Linear
 from ..losses import mse_loss, softmax_cross_entropy
-from ..models import CharLM, SequenceClassifier, SequenceRegressor
+from ..models import CharLM, SequenceClassifier, SequenceRegressor, SequenceTagger
 from ..recurrent import GRU, LSTM, RNN
 
 T, B, D, H, V = 4, 3, 5, 6, 7
@@ -106,6 +106,33 @@ def _recurrent(rng, make, batch_first=False, use_hx=True):
     if use_hx:
         for name, s, d in zip(m.state_names, s0, m.unpack_state(ds0), strict=True):
             tensors[f"{name}_0"], analytic[f"{name}_0"] = s, d
+    return loss, tensors, analytic
+
+
+def _padded(rng, make):
+    """A 2-layer bidirectional layer on a padded batch (lengths in any order, one of them 1),
+    every state of every direction given and its final value in the loss."""
+    m = make(num_layers=2, bidirectional=True, rng=rng)
+    for v in m.params.values():
+        v[...] = rng.normal(0, 0.5, v.shape)
+    x = rng.normal(size=(T, B, D))
+    lengths = np.array([2, T, 1])[:B]
+    n = m.num_layers * m.num_directions
+    sizes = m.cell.state_sizes(m.hidden_size)
+    s0 = tuple(rng.normal(size=(n, B, k)) for k in sizes)
+    Rs = tuple(rng.normal(size=(n, B, k)) for k in sizes)
+    R = rng.normal(size=(T, B, m.output_size))
+
+    def loss():
+        out, s_n, _ = m.forward(x, m.pack_state(s0), lengths=lengths)
+        return float(np.sum(out * R) + sum(np.sum(a * r) for a, r in
+                                           zip(m.unpack_state(s_n), Rs, strict=True)))
+
+    _, _, cache = m.forward(x, m.pack_state(s0), lengths=lengths)
+    dx, ds0, g = m.backward(R, cache, m.pack_state(Rs))
+    tensors, analytic = {"x": x, **m.params}, {"x": dx, **g}
+    for name, s, d in zip(m.state_names, s0, m.unpack_state(ds0), strict=True):
+        tensors[f"{name}_0"], analytic[f"{name}_0"] = s, d
     return loss, tensors, analytic
 
 
@@ -221,6 +248,12 @@ def _classifier(rng):
     return _model_check(m, (x, y), {"lengths": np.array([T, 2, 3])[:B], "train": False})
 
 
+def _tagger(rng):
+    m = _randomise(SequenceTagger(D, H, 3, num_layers=2, bidirectional=True, rng=rng), rng)
+    x, y = rng.normal(size=(T, B, D)), rng.integers(0, 3, (T, B))
+    return _model_check(m, (x, y), {"lengths": np.array([T, 2, 1])[:B], "train": False})
+
+
 def _regressor(rng):
     m = _randomise(SequenceRegressor(D, H, 2, num_layers=1, rng=rng), rng)
     x, y = rng.normal(size=(T, B, D)), rng.normal(size=(T, B, 2))
@@ -242,6 +275,10 @@ COMPONENTS = {
         rng, LSTMVariantCell(peephole=True, layer_norm=True)),
     "LSTM peephole + layer norm (bidirectional, batch_first)": lambda rng: _recurrent(
         rng, partial(LSTM, D, H, peephole=True, layer_norm=True, bidirectional=True), True),
+    "LSTM (bidirectional, proj_size 2, lengths, 2 layers)": lambda rng: _padded(
+        rng, partial(LSTM, D, H, proj_size=2)),
+    "GRU (bidirectional, lengths, 2 layers)": lambda rng: _padded(rng, partial(GRU, D, H)),
+    "RNN tanh (bidirectional, lengths, 2 layers)": lambda rng: _padded(rng, partial(RNN, D, H)),
     "GRU (learned initial state)": lambda rng: _recurrent(
         rng, partial(GRU, D, H, learn_initial_state=True), use_hx=False),
     "Linear": _linear,
@@ -251,6 +288,7 @@ COMPONENTS = {
     "CharLM (embedding, 2 layers)": _charlm,
     "SequenceClassifier (lengths)": _classifier,
     "SequenceRegressor": _regressor,
+    "SequenceTagger (bidirectional, lengths)": _tagger,
     "CharLM (dropout 0.3, masks fixed)": _charlm_dropout,
     "SequenceClassifier (dropout 0.4, masks fixed)": _classifier_dropout,
     "SequenceClassifier (LSTM peephole, layer norm, variational dropout, learned h_0/c_0, "
