@@ -490,3 +490,39 @@ def test_a_cell_without_last_gets_lengths_and_bidirectional(rng, kw):
     with pytest.raises(ValueError, match="lengths: .* does not support lengths"):
         Recurrent(two, 3, 2, rng=0).forward(x if not bf else x.transpose(1, 0, 2),
                                             lengths=lengths)
+
+
+def test_state_at_and_per_step_with_lengths_and_directions(rng):
+    """state_at(t) with lengths is each row's state after min(t, l_b) steps (what the row gives
+    run alone for that many steps); per_step of the reverse direction is in time order and 0 at
+    padded steps; a bidirectional layer has a state only at t = T."""
+    model = _model(rng, 3, 3, L=2, proj_size=2)
+    x, h_0, c_0, _, _, _ = _data(rng, model, 5, 3)
+    lengths = np.array([2, 5, 1])
+    _, (h_n, c_n), cache = model.forward(x, (h_0, c_0), lengths=lengths)
+    for t in (0, 1, 3, 5):
+        h_t, c_t = model.state_at(cache, t)
+        for b, n in enumerate(lengths):
+            u = min(t, n)
+            if u == 0:
+                want_h, want_c = h_0[:, b], c_0[:, b]
+            else:
+                _, (hb, cb), _ = model.forward(x[:u, b : b + 1], (h_0[:, b : b + 1],
+                                                                 c_0[:, b : b + 1]))
+                want_h, want_c = hb[:, 0], cb[:, 0]
+            np.testing.assert_allclose(h_t[:, b], want_h, rtol=1e-13, atol=1e-14)
+            np.testing.assert_allclose(c_t[:, b], want_c, rtol=1e-13, atol=1e-14)
+    np.testing.assert_array_equal(model.state_at(cache, 5)[0], h_n)
+
+    bi = _model(rng, 3, 3, L=2, bidirectional=True)
+    x, h_0, c_0, _, _, _ = _data(rng, bi, 5, 3)
+    out, (h_n, c_n), cache = bi.forward(x, (h_0, c_0), lengths=lengths)
+    rev = bi.per_step(cache, layer=-1, direction=1)
+    fwd = bi.per_step(cache, layer=-1, direction=0)
+    np.testing.assert_array_equal(rev["h"], out[:, :, 3:])
+    np.testing.assert_array_equal(fwd["h"], out[:, :, :3])
+    pad = _padded(lengths, 5, False)
+    assert all(np.all(v[pad] == 0) for v in rev.values())
+    np.testing.assert_array_equal(bi.state_at(cache, 5)[1], c_n)
+    with pytest.raises(ValueError, match="bidirectional"):
+        bi.state_at(cache, 3)
