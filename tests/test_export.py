@@ -610,6 +610,7 @@ def _modules():
         Linear,
         SequenceClassifier,
         SequenceRegressor,
+        SequenceTagger,
     )
 
     return {
@@ -622,6 +623,8 @@ def _modules():
         "SequenceClassifier": lambda s: SequenceClassifier(3, 4, 5, num_layers=2, rng=s),
         "SequenceRegressor": lambda s: SequenceRegressor(3, 4, 2, rng=s),
         "GRU": lambda s: GRU(3, 4, 2, rng=s),
+        "SequenceTagger_bidirectional": lambda s: SequenceTagger(3, 4, 5, bidirectional=True,
+                                                                 rng=s),
         "CharLM_gru": lambda s: CharLM(6, hidden_size=4, cell="gru", rng=s),
         "SequenceClassifier_bidirectional": lambda s: SequenceClassifier(
             3, 4, 5, cell=LSTM(3, 4, bidirectional=True, rng=s), rng=s),
@@ -651,6 +654,10 @@ TORCH_KEYS = {
                           "lstm.bias_hh_l0", "head.weight", "head.bias"],
     "GRU": ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
             "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1"],
+    "SequenceTagger_bidirectional": [
+        "lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0",
+        "lstm.weight_ih_l0_reverse", "lstm.weight_hh_l0_reverse", "lstm.bias_ih_l0_reverse",
+        "lstm.bias_hh_l0_reverse", "head.weight", "head.bias"],
     "CharLM_gru": ["gru.weight_ih_l0", "gru.weight_hh_l0", "gru.bias_ih_l0", "gru.bias_hh_l0",
                    "head.weight", "head.bias"],
     "SequenceClassifier_bidirectional": [
