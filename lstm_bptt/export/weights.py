@@ -86,8 +86,8 @@ def export_weights(obj, fmt: str) -> dict:
 
     Parameters
     ----------
-    obj : LSTM layer, Linear, Embedding, or a model (CharLM, SequenceClassifier,
-        SequenceRegressor)
+    obj : a recurrent layer (LSTM, GRU, RNN), Linear, Embedding, or a model (CharLM,
+        SequenceClassifier, SequenceRegressor, SequenceTagger)
     fmt : {"keras", "flax", "cs231n"}
 
     Returns
@@ -105,7 +105,8 @@ def export_weights(obj, fmt: str) -> dict:
     Raises
     ------
     ValueError
-        Unknown format; a layer with no equivalent (GRU/RNN cells, proj_size).
+        Unknown format; a layer with no equivalent (GRU/RNN in CS231n's layout, proj_size,
+        parameters of LSTM variants).
     """
     fmt = _check_format(fmt)
     out = {}
