@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import randomize_params
 
-from lstm_bptt import GRU, LSTM, RNN, Cell, Recurrent, gradcheck
+from lstm_bptt import GRU, LSTM, RNN, Cell, LSTMCell, Recurrent, gradcheck
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lstm9_torch.npz"
 
@@ -526,3 +526,37 @@ def test_state_at_and_per_step_with_lengths_and_directions(rng):
     np.testing.assert_array_equal(bi.state_at(cache, 5)[1], c_n)
     with pytest.raises(ValueError, match="bidirectional"):
         bi.state_at(cache, 3)
+
+
+@pytest.mark.parametrize("checkpoint_every", [None, 2])
+def test_projection_fast_path_equals_step_reference_with_last(rng, checkpoint_every):
+    """LSTMCell(proj_size=P): the fast sequence path equals stepping the readable reference
+    (lstm_step_forward / lstm_step_backward with weight_hr), also with each row's final step
+    (``last``) given; and the reference itself passes central differences."""
+    T, B, D, H, P = 5, 3, 3, 4, 2
+    cell = LSTMCell(proj_size=P)
+    params = {k: 0.5 * rng.standard_normal(s) for k, s in cell.param_shapes(D, H, True).items()}
+    assert params["weight_hr"].shape == (P, H) and params["weight_hh"].shape == (4 * H, P)
+    x = rng.standard_normal((T, B, D))
+    s0 = (rng.standard_normal((B, P)), rng.standard_normal((B, H)))
+    R, Rs = rng.standard_normal((T, B, P)), (rng.standard_normal((B, P)),
+                                             rng.standard_normal((B, H)))
+    last = np.array([2, 4, 0])
+    out, s_n, cache = cell.forward(x, s0, params, checkpoint_every=checkpoint_every, last=last)
+    dx, ds0, g = cell.backward(R, cache, Rs)
+    ref_out, ref_sn, steps = cell.reference_forward(x, s0, params, last=last)
+    ref_dx, ref_ds0, ref_g = cell.reference_backward(R, steps, Rs, last=last)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-14)
+    for a, b in zip((*s_n, dx, *ds0), (*ref_sn, ref_dx, *ref_ds0), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    assert set(g) == set(ref_g) == set(params)
+    for k in g:
+        np.testing.assert_allclose(g[k], ref_g[k], rtol=1e-12, atol=1e-13, err_msg=k)
+
+    def loss():
+        o, sn, _ = cell.reference_forward(x, s0, params, last=last)
+        return np.sum(o * R) + sum(np.sum(a * r) for a, r in zip(sn, Rs, strict=True))
+
+    report = gradcheck(loss, {"x": x, "h_0": s0[0], "c_0": s0[1], **params},
+                       {"x": ref_dx, "h_0": ref_ds0[0], "c_0": ref_ds0[1], **ref_g}, tol=1e-7)
+    assert report.passed
