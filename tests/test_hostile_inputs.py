@@ -121,6 +121,8 @@ def test_gradcheck_of_a_model_drawing_fresh_dropout_masks_says_so():
 
 def test_gradcheck_suite_has_dropout_components_with_fixed_masks():
     rows = [r for r in run_suite() if "dropout" in r["component"]]
-    assert {r["component"] for r in rows} == {"CharLM (dropout 0.3, masks fixed)",
-                                              "SequenceClassifier (dropout 0.4, masks fixed)"}
+    assert {r["component"] for r in rows} == {
+        "CharLM (dropout 0.3, masks fixed)", "SequenceClassifier (dropout 0.4, masks fixed)",
+        "SequenceClassifier (LSTM peephole, layer norm, variational dropout, learned h_0/c_0, "
+        "lengths)"}
     assert all(r["passed"] and r["max_rel_error"] < 1e-7 for r in rows)
