@@ -1,6 +1,6 @@
 """The cell contract: what a recurrent cell type provides, and helpers shared by all cells.
 
-A *cell* object describes one recurrent cell type with its options (``LSTMCell()``, later
+A *cell* object describes one recurrent cell type with its options (``LSTMCell()``,
 ``GRUCell()``, ``RNNCell(nonlinearity="relu")``). It holds no parameters and no state: the
 parameters live in the layer (:class:`lstm_bptt.recurrent.Recurrent`) and are passed in as a
 dict; every forward returns a cache and stores nothing on the cell. The layer code (stacking,
@@ -38,8 +38,12 @@ The readable step reference (the math as a newcomer reads it)
 The fast sequence path (what the layer calls)
     :meth:`Cell.forward` (whole sequence of one layer, returns a cache: a NamedTuple of
     read-only arrays) and :meth:`Cell.backward` (BPTT over the cache), plus
-    :meth:`Cell.state_at` (the state after step t, for truncated-BPTT carry) and
-    :meth:`Cell.per_step` (per-step states and gates in the public gate order, for inspection).
+    :meth:`Cell.state_at` (the state after step t, for truncated-BPTT carry),
+    :meth:`Cell.per_step` (per-step states and gates in the public gate order, for inspection)
+    and :meth:`Cell.cache_dims` ((T, B) of a cache). These four read the cell's own cache;
+    nothing outside the cell's module reads its fields. ``supports_last`` and the ``last``
+    argument of :meth:`Cell.forward` serve the layer's ``lengths`` (needed only by a cell with a
+    state other than h).
 
 State convention: a state is ALWAYS a tuple of arrays, one per ``state_names`` entry (the layer
 converts to PyTorch's ``hx`` form: ``(h_0, c_0)`` for an LSTM, a single array for the others).
