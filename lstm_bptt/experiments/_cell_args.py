@@ -28,7 +28,8 @@ def add_cell_flags(parser) -> None:
                         help="with --cell lstm: variational dropout on the inputs, one mask "
                              "per sequence")
     parser.add_argument("--learn-initial-state", action="store_true",
-                        help="learn the initial state (h_0, c_0) instead of starting at zeros")
+                        help="learn the initial state (h_0, and c_0 for an LSTM) instead of "
+                             "starting at zeros; any cell")
 
 
 #: Values of the cell flags in runs from before the flags existed (an LSTM with no options).
