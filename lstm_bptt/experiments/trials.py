@@ -80,7 +80,7 @@ def run_trial(spec: dict) -> dict:
     dict
         The single-run result (``solved``, ``metrics``, ``steps``, ``examples``, ``seconds``,
         ...; see :func:`~.presets.run_task`) plus ``cell``, ``cell_options``, ``version``
-        (of lstm_bptt) and ``fast_path`` (whether the compiled LSTM time loop ran).
+        (of lstm_bptt) and ``fast_path`` (whether the compiled fast path was enabled).
     """
     from .presets import run_task
 
