@@ -860,3 +860,13 @@ def test_rnn_converters_refuse_other_shapes():
         rnn_from_flax({"l0/x/kernel": np.zeros((2, 2))})
     with pytest.raises(ValueError, match=r"recurrent_kernel'\]: expected shape \(H, H\)"):
         rnn_from_keras({"l0/kernel": np.zeros((2, 3)), "l0/recurrent_kernel": np.zeros((3, 4))})
+
+
+@pytest.mark.parametrize("options", [{"peephole": True}, {"learn_initial_state": True}])
+def test_parameters_without_an_equivalent_are_refused_not_dropped(options):
+    lstm = LSTM(3, 4, rng=0, **options)
+    extra = [k for k in lstm.params if not k.startswith(("weight_i", "weight_h", "bias_"))]
+    assert extra  # the variant has parameters Keras / Flax / CS231n cannot hold
+    for fmt in ("keras", "flax", "cs231n"):
+        with pytest.raises(ValueError, match=f"{extra[0]!r} has no equivalent"):
+            export_weights(lstm, fmt)
