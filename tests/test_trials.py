@@ -198,3 +198,17 @@ def test_rows_record_version_and_fast_path_and_mixed_setups_are_reported(inline,
     monkeypatch.setattr(tr, "run_trial", lambda spec: rows[spec["seed"]])
     run_trials(TASK, 2, quick=True, steps=STEPS, progress=False, log=lines.append)
     assert any("different library versions or fast paths" in line for line in lines)
+
+
+def test_cli_sweep_applies_the_preset_knobs_and_keeps_them_apart(tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["task", TASK, "--quick", "--steps", "2", "--seeds", "1", "--quiet", "--json"]
+    assert main(args + ["--hidden-size", "8", "--lr", "0.003"]) == 0
+    row = json.loads(capsys.readouterr().out)["trials"][0]
+    assert row["preset"]["hidden_size"] == 8 and row["preset"]["lr"] == 0.003
+    assert main(args) == 0  # without the knobs: another folder, not a clash
+    assert len(list((tmp_path / "runs/trials").iterdir())) == 2
+    capsys.readouterr()
+    assert main(args + ["--plot"]) == 2
+    assert "--plot draws the curves of one run" in capsys.readouterr().err
