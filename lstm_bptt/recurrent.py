@@ -241,16 +241,18 @@ class Recurrent(StateDictMixin):
         return (self.cell, self.input_size, self.hidden_size, self.num_layers, self.bias,
                 self.dtype, self.bidirectional)
 
-    def _check_state(self, name: str, s, B: int, size: int) -> np.ndarray:
+    def _check_state(self, name: str, s, B: int, size: int, T: int | None = None) -> np.ndarray:
         s = as_input_array(name, s, self.dtype)
         L = self.num_layers * self.num_directions
         hint = ""
         if s.ndim == 3 and s.shape[0] == B and s.shape[1] == L and L != B:
             hint = "states are (num_layers, B, H) even when batch_first=True, as in PyTorch"
         elif s.ndim == 3 and s.shape[0] == L and s.shape[2] == size and s.shape[1] != B:
+            # batch-first data in a time-major layer: the state's batch is then x's axis 0 (T)
+            swapped = not self.batch_first and s.shape[1] == T
             hint = (
                 f"the batch size of the input is {B}"
-                + ("; did you mean batch_first=True?" if not self.batch_first else "")
+                + ("; did you mean batch_first=True?" if swapped else "")
             )
         what = "(num_layers * 2, B, H)" if self.bidirectional else "(num_layers, B, H)"
         if size != self.hidden_size:
@@ -258,7 +260,7 @@ class Recurrent(StateDictMixin):
         check_shape(name, s, (L, B, size), what, hint)
         return s
 
-    def _unpack_hx(self, hx, B: int, prefix: str, suffix: str):
+    def _unpack_hx(self, hx, B: int, prefix: str, suffix: str, T: int | None = None):
         """PyTorch-form ``hx`` -> tuple of checked (L, B, S_k) arrays, or None."""
         if hx is None:
             return None
@@ -271,7 +273,7 @@ class Recurrent(StateDictMixin):
         elif not (isinstance(hx, tuple | list) and len(hx) == len(names)):
             raise TypeError(f"{prefix}hx: expected a tuple ({', '.join(names)}) or None")
         sizes = self.cell.state_sizes(self.hidden_size)
-        return tuple(self._check_state(n, s, B, size)
+        return tuple(self._check_state(n, s, B, size, T)
                      for n, s, size in zip(names, hx, sizes, strict=True))
 
     def _pack(self, states: tuple):
@@ -353,7 +355,7 @@ class Recurrent(StateDictMixin):
             x = x.transpose(1, 0, 2)  # (T, B, D)
         T, B, _ = x.shape
         L, dirs = self.num_layers, self.num_directions
-        state0 = self._unpack_hx(hx, B, "", "_0")
+        state0 = self._unpack_hx(hx, B, "", "_0", T)
         learned = state0 is None and self.learn_initial_state
         if learned:  # every row starts from the learned initial state of its layer
             state0 = self.initial_state(B)

@@ -172,6 +172,9 @@ def test_lstm_class_batch_first_mixups(rng, model):
     with pytest.raises(ValueError, match=r"h_0: expected shape \(num_layers, B, H\) = \(3, 5, 4\), "
                                          r"got \(3, 2, 4\).*did you mean batch_first=True\?"):
         model.forward(rng.standard_normal((B, T, D)), (np.zeros((L, B, H)), np.zeros((L, B, H))))
+    # a state of a third batch size is no layout mix-up: no batch_first suggestion
+    with pytest.raises(ValueError, match=r"the batch size of the input is 2$"):
+        model.forward(rng.standard_normal((T, B, D)), (np.zeros((L, 7, H)), np.zeros((L, 7, H))))
 
 
 def test_lstm_class_bad_backward(rng, model):
