@@ -5,7 +5,8 @@ with numba the kernels are checked against the NumPy path, which stays the refer
 
 * forward outputs, states and every gradient within a few eps of the NumPy path, at the scale
   of each array (the kernels' tanh is not NumPy's; it is within 2 ulp of it);
-* the backward of one cache is bitwise the NumPy backward (same products, same order);
+* the backward of one cache is bitwise the NumPy backward in float64 (same products, same
+  order; float32 computes the recurrent GEMM transposed, which is faster there);
 * tanh_ within 2 ulp of np.tanh, exact at the special values (+-0, +-inf, NaN, 1e3, 1e4), and
   the time loops reproduce the NumPy path's saturation and NaN pattern at |a| = 1e3, 1e4, inf,
   NaN pre-activations.
@@ -170,6 +171,12 @@ def test_backward_bitwise_equal_for_one_cache(dtype, with_doutput):
     ref = lstm_backward(dout, cache, dh_n, dc_n)
     _fast.set_fast_path(True)
     got = lstm_backward(dout, cache, dh_n, dc_n)
+    if dtype == np.float32:  # the recurrent GEMM runs transposed there: equal to a few eps
+        for name, a, b in [("dx", got[0], ref[0]), ("dh_0", got[1], ref[1]),
+                           ("dc_0", got[2], ref[2]), *((k, got[3][k], ref[3][k]) for k in ref[3])]:
+            scale = max(1.0, float(np.max(np.abs(b))))
+            assert np.max(np.abs(a - b)) <= TOL * np.finfo(dtype).eps * scale, name
+        return
     for a, b in zip(got[:3], ref[:3], strict=True):
         np.testing.assert_array_equal(a, b)
     for name in ref[3]:

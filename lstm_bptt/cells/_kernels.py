@@ -149,8 +149,10 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t):
     rec = np.empty((B, H4), gates.dtype)
     m = np.empty((B, H), gates.dtype)  # o * tanh(c), projected to h with w_hr_t
     half = like(gates[0, 0, 0], 0.5)
+    w_hh = np.ascontiguousarray(w_hh_t.T)  # (4H, P), for the transposed product
+    rec_t = np.empty((H4, B), gates.dtype)
     for t in range(n):
-        np.dot(h[t], w_hh_t, rec)  # h_{t-1} W_hh^T, (B, H) @ (H, 4H)
+        _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t)  # h_{t-1} W_hh^T, (B, 4H)
         for b in range(B):
             a, r = gates[t, b], rec[b]
             for k in range(3 * H):  # o, i, f: (4), (1), (2) as sigma(a) = (1 + tanh(a/2)) / 2
@@ -168,6 +170,25 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t):
                 out[j] = a[j] * y  # (6)
         if w_hr_t is not None:
             np.dot(m, w_hr_t, h[t + 1])  # (7) h = W_hr m
+
+
+@njit(**_JIT)
+def _recurrent_product(h, w_t, w, out, out_t):
+    """out (B, G) = h (B, K) @ w_t (K, G); w = w_t^T contiguous, out_t (G, B) scratch.
+
+    In float32 with B >= 4, OpenBLAS computes the transposed product w @ h^T 15-30 % faster
+    at these shapes (B = 32, K = 128-256, G = 4K: 51 vs 67 us, 208 vs 300 us), more than the
+    transpose of the (B, G) result costs; in float64 and at B = 1 the direct product is faster.
+    """
+    B = h.shape[0]
+    if out.itemsize == 4 and B >= 4:  # float32
+        np.dot(w, h.T, out_t)
+        for b in range(B):
+            ob = out[b]
+            for k in range(ob.size):
+                ob[k] = out_t[k, b]
+    else:
+        np.dot(h, w_t, out)
 
 
 @njit(**_JIT)
@@ -192,7 +213,8 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
     doutput : (n, B, P or H) or None; dh (B, P or H), dc (B, H): carried in (not modified);
     w_hr : (P, H) or None; dhs : (n, B, P) written with dL/dh_t when w_hr is given.
     Returns the new arrays (dh, dc) carried to the step before the first.
-    The products are those of the NumPy loop, in the same order (bitwise equal results).
+    The products are those of the NumPy loop, in the same order (bitwise equal results in
+    float64; in float32 the recurrent GEMM is computed transposed, see _recurrent_product).
     """
     n, B, H4 = gates.shape
     H = H4 // 4
@@ -200,6 +222,8 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
     dc = dc.copy()  # holds dc_t (u) within a step, then dc_{t-1}
     one = like(gates[0, 0, 0], 1.0)
     dm = np.empty((B, H), gates.dtype)  # dL/dm_t, m = o tanh(c_t) (= h_t without projection)
+    w_hh_t = np.ascontiguousarray(w_hh.T)  # (P, 4H), for the transposed product
+    dh_tr = np.empty((dh.shape[1], B), gates.dtype)
     for t in range(n - 1, -1, -1):
         if w_hr is None:
             _add_or_copy(doutput, t, dh, dm)  # dL/dh_t = dL/dm_t
@@ -220,7 +244,7 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
                 d[3 * H + j] = u[j] * (i * (one - g * g))  # da_g = dc_t i (1 - g^2)
             for j in range(H):
                 u[j] = u[j] * gt[2 * H + j]  # dc_{t-1} = dc_t f
-        np.dot(da[t], w_hh, dh)  # dh_{t-1} = da_t W_hh
+        _recurrent_product(da[t], w_hh, w_hh_t, dh, dh_tr)  # dh_{t-1} = da_t W_hh
     return dh, dc
 
 
