@@ -480,12 +480,15 @@ def run_api(verbose=False):
         fixture = prep() if prep is not None else None
         signal.alarm(5)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 out = fn() if prep is None else fn(fixture)
             signal.alarm(0)
+            user = [w for w in caught if issubclass(w.category, UserWarning)]
             if ok is not None and ok(out):
                 cls, msg = "clear", f"documented result: {str(out)[:60]}"
+            elif user:  # a documented conversion, said out loud
+                cls, msg = "clear", f"documented warning: {str(user[0].message)[:100]}"
             else:
                 cls, msg = "silent", f"returned {str(out)[:80]!r}"
         except _Timeout:

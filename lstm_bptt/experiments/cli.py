@@ -56,6 +56,7 @@ MAX_THREADS = 256
 MAX_BATCH = 4096
 MAX_TRIALS = 100_000  # task --seeds
 MAX_JOBS = 1024  # task --jobs: local worker processes
+MAX_SEQ = 100_000  # steps of one truncated-BPTT window (the cache grows with it)
 TEMPERATURE_RANGE = (0.01, 100.0)
 _nonneg_int = _number(int, "an integer >= 0", lambda v: v >= 0)
 _positive_float = _number(float, "a positive number", lambda v: v > 0 and math.isfinite(v))
@@ -367,9 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learned embedding size (default: one-hot input, D = V)")
     t.add_argument("--dropout", type=_nonneg_float, default=0.2,
                    help="dropout probability (between layers and before the output layer)")
-    t.add_argument("--seq-length", "--k1", dest="seq_length", type=_positive_int, default=64,
+    t.add_argument("--seq-length", "--k1", dest="seq_length", type=_int_in(1, MAX_SEQ), default=64,
                    help="truncated BPTT window k1 (steps per update)")
-    t.add_argument("--k2", type=_positive_int, default=None,
+    t.add_argument("--k2", type=_int_in(1, MAX_SEQ), default=None,
                    help="backpropagate through k2 >= k1 steps (default: k2 = k1)")
     t.add_argument("--batch-size", type=_int_in(1, MAX_BATCH), default=32,
                    help="parallel streams B")
