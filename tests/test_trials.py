@@ -125,6 +125,9 @@ def test_unreadable_trial_file_is_not_replaced(tmp_path):
     ({"executor": "tcp://x"}, TypeError, "executor: expected a concurrent.futures.Executor"),
     ({"task": "nope"}, ValueError, "task: expected one of"),
     ({"cell": "transformer"}, ValueError, "cell: expected one of"),
+    ({"steps": 0}, ValueError, "steps: expected a positive int or None, got 0"),
+    ({"dtype": "int32"}, TypeError, "dtype: expected float32 or float64, got int32"),
+    ({"overrides": {"learning_rate": 1}}, ValueError, r"overrides: .*\['learning_rate'\]"),
 ])
 def test_bad_arguments(kwargs, err, match):
     kwargs = {"task": TASK, "seeds": 1, **kwargs}

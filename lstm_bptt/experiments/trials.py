@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -425,11 +426,12 @@ def run_trials(task: str, seeds=10, *, cell: str = "lstm", cell_options: dict | 
     Raises
     ------
     ValueError
-        Unknown task or cell, bad seeds or jobs, or an ``out_dir`` holding another sweep.
+        Unknown task or cell, bad seeds, jobs, steps or overrides, or an ``out_dir`` holding
+        another sweep.
     KeyboardInterrupt
         Re-raised after stopping the local workers; finished trials are already saved.
     """
-    from .presets import TASKS, check_cell
+    from .presets import TASKS, check_cell, preset_of
 
     if task not in TASKS:
         raise ValueError(f"task: expected one of {', '.join(sorted(TASKS))}, got {task!r}")
@@ -439,6 +441,16 @@ def run_trials(task: str, seeds=10, *, cell: str = "lstm", cell_options: dict | 
     if executor is not None and not isinstance(executor, cf.Executor):
         raise TypeError("executor: expected a concurrent.futures.Executor, got "
                         f"{type(executor).__name__}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer)
+                              or steps < 1):
+        raise ValueError(f"steps: expected a positive int or None, got {steps!r}")
+    if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected float32 or float64, got {np.dtype(dtype)}")
+    if overrides:  # a bad preset field fails here, not once per trial
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(preset_of(task))}
+        if unknown:
+            raise ValueError(f"overrides: expected fields of the task's Preset, got "
+                             f"{sorted(unknown)}")
     seed_list = _seed_list(seeds, first_seed)
     spec = {"task": task, "cell": cell, "cell_options": dict(cell_options or {}),
             "quick": bool(quick), "steps": None if steps is None else int(steps),
