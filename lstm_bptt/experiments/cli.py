@@ -446,10 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a checkpoint's weights in another library's layout. safetensors: "
                     "PyTorch's names and shapes (lstm.weight_ih_l0, head.weight, ...; "
                     "safetensors.torch.load_file gives a state dict for an nn.Module with "
-                    "attributes embedding, lstm, head), config and vocabulary in the header's "
-                    "metadata. keras / flax / cs231n: an .npz with that library's names "
-                    "(lstm/l0/kernel, head/kernel, ...; see lstm_bptt.export).")
-    e.add_argument("--checkpoint", required=True, help="checkpoint.npz (from `train`)")
+                    "attributes embedding, lstm (gru, rnn for those cells), head), config and "
+                    "vocabulary in the header's metadata. keras / flax / cs231n: an .npz "
+                    "with that library's names (lstm/l0/kernel, head/kernel, ...; see "
+                    "lstm_bptt.export).")
+    e.add_argument("--checkpoint", required=True,
+                   help="checkpoint.npz (from `train` or `task --save`)")
     e.add_argument("--format", required=True, choices=["safetensors", "keras", "flax", "cs231n"],
                    help="output layout")
     e.add_argument("--out", required=True, metavar="FILE",
