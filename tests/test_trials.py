@@ -212,6 +212,3 @@ def test_cli_sweep_applies_the_preset_knobs_and_keeps_them_apart(tmp_path, capsy
     assert row["preset"]["hidden_size"] == 8 and row["preset"]["lr"] == 0.003
     assert main(args) == 0  # without the knobs: another folder, not a clash
     assert len(list((tmp_path / "runs/trials").iterdir())) == 2
-    capsys.readouterr()
-    assert main(args + ["--plot"]) == 2
-    assert "--plot draws the curves of one run" in capsys.readouterr().err

@@ -171,8 +171,6 @@ def cmd_task(args) -> int:
 
     # With --json, stdout carries only the JSON document; the progress lines go to stderr.
     out = sys.stderr if args.json else sys.stdout
-    if args.plot and args.seeds is not None:
-        raise ValueError("--plot draws the curves of one run: drop --seeds, or --plot")
     if args.plot:
         from .plots import INSTALL_HINT, have_matplotlib
 
