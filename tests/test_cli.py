@@ -132,7 +132,7 @@ def test_resume_refuses_settings_that_contradict_the_checkpoint(small_text, tmp_
     assert main(args + SMALL) == 0
     capsys.readouterr()
     assert main(args + SMALL + ["--resume", "--lr", "0.1"]) == 2
-    assert "--lr 0.1 (checkpoint: 0.005)" in capsys.readouterr().err
+    assert "--lr 0.1 (checkpoint: 0.01)" in capsys.readouterr().err
     more = [a if a != "20" else "30" for a in SMALL]
     assert main(args + more + ["--resume"]) == 2  # cosine schedule was fitted to 20 steps
     assert "cosine schedule" in capsys.readouterr().err

@@ -47,6 +47,12 @@ def _int_in(lo: int, hi: int):
     return _number(int, f"an integer in {lo}..{hi:,}", lambda v: lo <= v <= hi)
 
 
+def _embedding_dim(text):
+    """--embedding-dim: 0 means one-hot input (None), else an integer in 1..MAX_EMBEDDING."""
+    value = _int_in(0, MAX_EMBEDDING)(text)
+    return None if value == 0 else value
+
+
 # Limits of the sizes and counts the CLI accepts
 MAX_HIDDEN = 4096  # H: 4 H (V + H) weights, 64 M at the limit
 MAX_EMBEDDING = 4096
@@ -362,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"LSTM hidden units H (1..{MAX_HIDDEN})")
     t.add_argument("--num-layers", type=_int_in(1, MAX_LAYERS), default=1,
                    help=f"stacked LSTM layers (1..{MAX_LAYERS})")
-    t.add_argument("--embedding-dim", type=_int_in(1, MAX_EMBEDDING), default=None,
-                   help="learned embedding size (default: one-hot input, D = V)")
+    t.add_argument("--embedding-dim", type=_embedding_dim, default=64,
+                   help="learned embedding size; 0 = one-hot input (D = V)")
     t.add_argument("--dropout", type=_nonneg_float, default=0.2,
                    help="dropout probability (between layers and before the output layer)")
     t.add_argument("--seq-length", "--k1", dest="seq_length", type=_int_in(1, MAX_SEQ), default=64,
@@ -372,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backpropagate through k2 >= k1 steps (default: k2 = k1)")
     t.add_argument("--batch-size", type=_int_in(1, MAX_BATCH), default=32,
                    help="parallel streams B")
-    t.add_argument("--steps", type=_positive_int, default=2200, help="optimizer updates")
-    t.add_argument("--lr", type=_positive_float, default=5e-3, help="learning rate")
+    t.add_argument("--steps", type=_positive_int, default=2000, help="optimizer updates")
+    t.add_argument("--lr", type=_positive_float, default=1e-2, help="learning rate")
     t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], default="adam",
                    help="optimizer (sgd uses momentum 0.9)")
     t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
