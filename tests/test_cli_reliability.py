@@ -35,7 +35,7 @@ def _train(small_text, out, *extra):
 
 @pytest.mark.parametrize("flag, value, pattern", [
     ("--hidden-size", "100000000", "expected an integer in 1..4,096"),
-    ("--embedding-dim", "100000000", "expected an integer in 1..4,096"),
+    ("--embedding-dim", "100000000", "expected an integer in 0..4,096"),
     ("--num-layers", "100000", "expected an integer in 1..16"),
     ("--sample-length", "10000000000", "expected an integer in 0..1,000,000"),
     ("--threads", "100000", "expected an integer in 1..256"),

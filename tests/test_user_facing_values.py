@@ -98,8 +98,8 @@ def test_greedy_sample_follows_the_argmax():
 
 # ---------------------------------------------------------------------------- CLI defaults
 TRAIN_DEFAULTS = {  # what the README and --help promise
-    "hidden_size": 256, "num_layers": 1, "embedding_dim": None, "dropout": 0.2,
-    "seq_length": 64, "k2": None, "batch_size": 32, "steps": 2200, "lr": 5e-3,
+    "hidden_size": 256, "num_layers": 1, "embedding_dim": 64, "dropout": 0.2,
+    "seq_length": 64, "k2": None, "batch_size": 32, "steps": 2000, "lr": 1e-2,
     "optimizer": "adam", "schedule": "cosine", "warmup": 0, "clip": 5.0, "dtype": "float32",
     "seed": 0, "eval_every": 500, "sample_length": 200, "out_dir": "runs/charlm", "threads": 1,
     "on_divergence": "stop",
@@ -126,8 +126,8 @@ def test_default_schedule_is_cosine_down_to_a_tenth():
     for _ in range(10):
         sched.step()
         lrs.append(opt.lr)
-    # lr(t) = 5e-4 + (5e-3 - 5e-4) (1 + cos(pi t / 10)) / 2
-    expected = [5e-4 + 4.5e-3 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(11)]
+    # lr(t) = 1e-3 + (1e-2 - 1e-3) (1 + cos(pi t / 10)) / 2
+    expected = [1e-3 + 9e-3 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(11)]
     assert lrs == pytest.approx(expected, rel=1e-12)
 
 
