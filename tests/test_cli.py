@@ -338,3 +338,11 @@ def test_task_knobs_and_save_give_a_model_to_inspect(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["task", "reber", "--seq-length", "5", "--quick"]) == 2
     assert "--seq-length: task reber has a fixed sequence length" in capsys.readouterr().err
+
+
+def test_task_size_overrides_are_bounded(capsys):
+    for flag in ("--hidden-size", "--batch-size", "--seq-length"):
+        with pytest.raises(SystemExit) as exc:
+            main(["task", "adding", flag, "10000000"])
+        assert exc.value.code == 2
+        assert f"{flag}: expected an integer in 1.." in capsys.readouterr().err

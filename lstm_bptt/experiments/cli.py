@@ -491,13 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a much smaller budget (smoke test; exits 0 even if not solved)")
     k.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data and initialisation")
     k.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=1, help="BLAS threads")
-    k.add_argument("--hidden-size", type=_positive_int, default=None,
+    k.add_argument("--hidden-size", type=_int_in(1, MAX_HIDDEN), default=None,
                    help="override the preset's hidden units H")
     k.add_argument("--lr", type=_positive_float, default=None,
                    help="override the preset's learning rate (Adam)")
-    k.add_argument("--batch-size", type=_positive_int, default=None,
+    k.add_argument("--batch-size", type=_int_in(1, MAX_BATCH), default=None,
                    help="override the preset's sequences per update")
-    k.add_argument("--seq-length", type=_positive_int, default=None,
+    k.add_argument("--seq-length", type=_int_in(1, MAX_SEQ), default=None,
                    help="override the task's sequence length T (or forecasting window)")
     k.add_argument("--save", default=None, metavar="FILE",
                    help="write the trained model to this checkpoint (.npz) for inspection")
