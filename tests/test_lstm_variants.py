@@ -257,7 +257,7 @@ def test_bad_params_and_masks(rng):
 # ---------------------------------------------------------------- through the layer
 
 
-def _layer_check(rng, layer, x, lengths=None, train=False, hx=None, seed=None):
+def _check_layer_gradients(rng, layer, x, lengths=None, train=False, hx=None, seed=None):
     """Gradient check of a whole layer (every parameter, x, and hx if given), float64.
 
     With ``train`` the layer's rng is re-seeded before every forward, so the dropout masks
@@ -324,14 +324,14 @@ def test_layer_gradcheck_peephole_layer_norm_lengths(rng, bidirectional):
                             bidirectional=bidirectional, batch_first=True), rng)
     x = rng.standard_normal((3, 4, 3))
     hx = tuple(rng.standard_normal((L * (1 + bidirectional), 3, 4)) for _ in range(2))
-    _layer_check(rng, layer, x, lengths=np.array([2, 4, 1]), hx=hx)
+    _check_layer_gradients(rng, layer, x, lengths=np.array([2, 4, 1]), hx=hx)
 
 
 def test_layer_gradcheck_variational_dropout(rng):
     layer = _randomise(LSTM(3, 4, num_layers=2, rng=0, recurrent_dropout=0.3,
                             input_dropout=0.2, dropout=0.1), rng)
     x = rng.standard_normal((4, 5, 3))
-    cache, _ = _layer_check(rng, layer, x, train=True, seed=11)
+    cache, _ = _check_layer_gradients(rng, layer, x, train=True, seed=11)
     for lc, D in zip(cache.layers, (3, 4), strict=True):  # one mask per sequence (row)
         assert lc.mask_x.shape == (5, D) and lc.mask_h.shape == (5, 4)
         assert set(np.unique(lc.mask_h)) <= {0.0, 1 / 0.7}
@@ -402,8 +402,8 @@ def test_learned_initial_state(rng, make):
     # hx=None starts from the learned state, broadcast over the rows
     hx = layer.pack_state(tuple(np.array(s) for s in layer.initial_state(2)))
     np.testing.assert_array_equal(layer.forward(x)[0], layer.forward(x, hx)[0])
-    _layer_check(rng, layer, x)  # every parameter, the initial states included
-    _, grads = _layer_check(rng, layer, x, hx=hx)  # hx given: the learned state is unused
+    _check_layer_gradients(rng, layer, x)  # every parameter, the initial states included
+    _, grads = _check_layer_gradients(rng, layer, x, hx=hx)  # hx given: the learned state is unused
     for k in names:
         np.testing.assert_array_equal(grads[k], 0)
 

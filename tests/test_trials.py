@@ -23,7 +23,7 @@ def _quiet(_line):
     pass
 
 
-def _same_numbers(a, b):
+def _assert_same_numbers(a, b):
     assert [r["seed"] for r in a] == [r["seed"] for r in b]
     for x, y in zip(a, b, strict=True):
         for k in COMPARED:
@@ -66,7 +66,7 @@ def test_sequences_to_success_over_solved_trials_only():
 
 def test_local_processes_give_the_same_numbers(inline):
     par = run_trials(TASK, 2, quick=True, steps=STEPS, jobs=2, progress=False, log=_quiet)
-    _same_numbers(inline["trials"], par["trials"])
+    _assert_same_numbers(inline["trials"], par["trials"])
 
 
 def test_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, monkeypatch):
@@ -187,7 +187,7 @@ def test_dask_local_cluster_gives_the_same_numbers(inline, tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "trials on the Dask cluster at local" in captured.err
-    _same_numbers(inline["trials"], json.loads(captured.out)["trials"])
+    _assert_same_numbers(inline["trials"], json.loads(captured.out)["trials"])
 
 
 def test_rows_record_version_and_fast_path_and_mixed_setups_are_reported(inline, monkeypatch):
