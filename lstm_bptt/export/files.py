@@ -18,20 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import _fsync_dir  # one directory fsync for every atomic write
+
 # ------------------------------------------------------------------------- atomic writing
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _atomic_write(path, write: Callable, overwrite: bool) -> Path:
