@@ -596,7 +596,24 @@ def _valid_mask(lengths, mask, T, B):
     return np.logical_and(mask, valid)
 
 
-class SequenceClassifier(_RecurrentWithHead):
+class _ClassifierBody(_RecurrentWithHead):
+    """Constructor and config shared by the two classifiers (one label per sequence or per
+    step): a recurrent layer and a Linear head onto ``num_classes`` logits."""
+
+    def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
+                 rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None,
+                 batch_first=False, bidirectional=False):
+        self.batch_first = check_bool("batch_first", batch_first)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
+                    dropout, cell, cell_options, bidirectional)
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-serialisable)."""
+        return {**self._common_config(), "num_classes": self.num_classes}
+
+
+class SequenceClassifier(_ClassifierBody):
     """Many-to-one classifier: LSTM over (T, B, D), Linear head on the final hidden state.
 
     Parameters
@@ -620,18 +637,6 @@ class SequenceClassifier(_RecurrentWithHead):
     l_b - 1 (the padding after it changes nothing and receives no gradient). ``loss`` is the
     mean cross-entropy over the batch, nats.
     """
-
-    def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
-                 rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None,
-                 batch_first=False, bidirectional=False):
-        self.batch_first = check_bool("batch_first", batch_first)
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
-                    dropout, cell, cell_options, bidirectional)
-
-    def config(self) -> dict:
-        """Constructor arguments (JSON-serialisable)."""
-        return {**self._common_config(), "num_classes": self.num_classes}
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
         """Class logits (B, C) from the final state; returns (logits, state, cache).
@@ -758,7 +763,7 @@ class SequenceRegressor(_RecurrentWithHead):
         return loss, grads, self._carry(state_n, rec_cache, state_at)
 
 
-class SequenceTagger(_RecurrentWithHead):
+class SequenceTagger(_ClassifierBody):
     """Per-step classifier (sequence labelling, e.g. part-of-speech or named-entity tags):
     LSTM over (T, B, D), Linear head at every step, cross-entropy over the valid steps.
 
@@ -779,18 +784,6 @@ class SequenceTagger(_RecurrentWithHead):
     (all steps without ``lengths``), and among them those where ``mask`` is True. Targets at
     padded steps are ignored, whatever their value (e.g. PyTorch's -100).
     """
-
-    def __init__(self, input_size, hidden_size, num_classes, num_layers=1, dtype=np.float64,
-                 rng=None, forget_bias=None, dropout=0.0, cell="lstm", cell_options=None,
-                 batch_first=False, bidirectional=False):
-        self.batch_first = check_bool("batch_first", batch_first)
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self._build(input_size, hidden_size, num_classes, num_layers, dtype, rng, forget_bias,
-                    dropout, cell, cell_options, bidirectional)
-
-    def config(self) -> dict:
-        """Constructor arguments (JSON-serialisable)."""
-        return {**self._common_config(), "num_classes": self.num_classes}
 
     def forward(self, inputs, state=None, lengths=None, *, train: bool = False):
         """Tag logits (T, B, C) ((B, T, C) if ``batch_first``); returns (logits, state, cache).
