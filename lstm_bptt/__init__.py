@@ -22,6 +22,7 @@ if _sys.argv[:1] == ["-m"] or _sys.argv[0].endswith("lstm-bptt"):
     _signal.signal(_signal.SIGTERM, _quiet_exit)
 
 from ._fast import fast_path_enabled, set_fast_path  # noqa: E402
+from ._memory import set_recycling  # noqa: E402
 from .cells import CELLS, Cell, GRUCell, LSTMCell, RNNCell, get_cell  # noqa: E402
 from .cells.gru import gru_backward, gru_forward, gru_step_backward, gru_step_forward  # noqa: E402
 from .cells.lstm import (
@@ -87,5 +88,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "save_safetensors", "load_safetensors",
     "CharVocab", "load_pydoc_text", "load_text", "split_train_val", "batchify",
     "ngram_baselines", "format_baselines",
-    "set_fast_path", "fast_path_enabled",
+    "set_fast_path", "fast_path_enabled", "set_recycling",
 ]

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fast
+from .. import _fast, _memory
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid
 from .base import Cell, check_checkpoint_every, orthogonal, read_only, segments
@@ -206,7 +206,7 @@ def _projection(x, w_ih, b_ih, b_hh, H):
     inside r * (.), equation (4), and is added per step)."""
     T, B, D = x.shape
     scale = _sigmoid_scale(H, x.dtype)
-    pre = np.empty((T, B, 3 * H), x.dtype)
+    pre = _memory.empty((T, B, 3 * H), x.dtype)
     np.matmul(x.reshape(T * B, D), (w_ih * scale[:, None]).T, out=pre.reshape(T * B, 3 * H))
     if b_ih is not None:
         b = b_ih.copy()
@@ -295,13 +295,13 @@ def gru_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
         3, weight_ih, weight_hh, bias_ih, bias_hh)
     x, h_0, T, B = check_sequence(x, h_0, D, H, dtype)
     k = check_checkpoint_every(checkpoint_every)
-    h = np.empty((T + 1, B, H), dtype)
+    h = _memory.empty((T + 1, B, H), dtype)
     h[0] = 0 if h_0 is None else h_0
     gates = _projection(x, weight_ih, bias_ih, bias_hh, H)  # activated in place
     w_hh_t = np.ascontiguousarray((weight_hh * _sigmoid_scale(H, dtype)[:, None]).T)  # (H, 3H)
     b_hn = None if bias_hh is None else bias_hh[2 * H :]
     if k is None:
-        m = np.empty((T, B, H), dtype)
+        m = _memory.empty((T, B, H), dtype)
         _run_steps(gates, h, m, w_hh_t, b_hn)
     else:
         m_seg = np.empty((min(k, T), B, H), dtype)

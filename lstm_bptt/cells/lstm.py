@@ -61,7 +61,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fast
+from .. import _fast, _memory
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid, tanh
 from .base import (
@@ -428,7 +428,7 @@ def _projection(x, w_ih, bias, H):
     """
     T, B, D = x.shape
     scale = _half_sigmoid_rows(H, x.dtype)
-    pre = np.empty((T, B, 4 * H), x.dtype)
+    pre = _memory.empty((T, B, 4 * H), x.dtype)
     input_projection(x.reshape(T * B, D), (w_ih * scale[:, None]).T, pre.reshape(T * B, 4 * H))
     if bias is not None:
         pre += bias * scale
@@ -592,7 +592,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     w_hh = to_internal(weight_hh, H)
     bias = None if bias_ih is None else to_internal(bias_ih + bias_hh, H)
 
-    h = np.empty((T + 1, B, P), dtype)
+    h = _memory.empty((T + 1, B, P), dtype)
     state0 = []
     for name, s0, buf in (("h_0", h_0, h[0]), ("c_0", c_0, np.empty((B, H), dtype))):
         if s0 is None:
@@ -609,9 +609,9 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     w_hr_t = _projection_weights(weight_hr)  # (H, P) or None
     rows = np.arange(B)
     if checkpoint_every is None:
-        c = np.empty((T + 1, B, H), dtype)
+        c = _memory.empty((T + 1, B, H), dtype)
         c[0] = state0[1]
-        tanh_c = np.empty((T, B, H), dtype)
+        tanh_c = _memory.empty((T, B, H), dtype)
         _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t)
         c_n = c[T] if last is None else c[last + 1, rows]
     else:
@@ -678,8 +678,10 @@ def _workspace(shape: tuple, dtype) -> np.ndarray:
 
 
 def release_workspace() -> None:
-    """Free this thread's backward scratch buffer (it is re-created on the next backward)."""
+    """Free this thread's backward scratch buffer (it is re-created on the next backward) and
+    its pool of recycled cache buffers (:mod:`lstm_bptt._memory`)."""
     _WORKSPACE.buf = None
+    _memory.release()
 
 
 def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: bool = True):
@@ -785,7 +787,10 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
         dc = dc.copy()  # a view into `work`
 
     da = da.reshape(T * B, 4 * H)  # (T*B, 4H)
-    dx = (da @ w_ih).reshape(T, B, D) if need_dx else None  # (T*B, 4H) @ (4H, D)
+    dx = None
+    if need_dx:  # (T*B, 4H) @ (4H, D)
+        dx = _memory.empty((T, B, D), dtype)
+        np.matmul(da, w_ih, out=dx.reshape(T * B, D))
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     grads = {

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fast
+from .. import _fast, _memory
 from .._checks import as_float_array, check_shape
 from .base import Cell, check_checkpoint_every, orthogonal
 
@@ -272,7 +272,7 @@ def rnn_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype = check_weights(
         1, weight_ih, weight_hh, bias_ih, bias_hh)
     x, h_0, T, B = check_sequence(x, h_0, D, H, dtype)
-    h = np.empty((T + 1, B, H), dtype)
+    h = _memory.empty((T + 1, B, H), dtype)
     h[0] = 0 if h_0 is None else h_0
     # all pre-activations without the recurrent term: one GEMM, written into h[1:]
     a = h[1:]
