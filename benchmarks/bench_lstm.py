@@ -464,6 +464,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.isolate:
         return run_isolated(args)
+    if len(args.threads) == 1 and args.threads[0] == 1 and hasattr(os, "sched_setaffinity"):
+        # one thread: the process on one core, so that no library's helper threads (XLA's
+        # pool ignores its thread flag, see jax_lstm.configure_threads) use a second one
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     if "jax" in args.impls and jax_lstm.available():
         if len(args.threads) > 1:
             print("warning: XLA's threads are set once per process: JAX runs with "

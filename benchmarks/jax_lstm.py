@@ -21,14 +21,22 @@ def available() -> bool:
 
 
 def configure_threads(n: int) -> None:
-    """Run XLA's CPU work on one thread when ``n == 1`` (must run before ``import jax``).
+    """Run XLA's CPU work on one core when ``n == 1`` (must run before ``import jax``).
 
-    XLA has no flag for "n threads": with n > 1 it uses its default pool (one thread per core,
-    2 on the development machine, which equals the benchmark's 2-thread setting).
+    XLA has no flag for "n threads": ``--xla_cpu_multi_thread_eigen=false`` is set, but the
+    XLA of jax 0.10 ignores it for its matmuls (measured: a 2048^3 float32 matmul ran at
+    192 GFLOP/s with 1.96 CPU seconds per wall second, i.e. on both cores of the development
+    machine, and at 95 GFLOP/s pinned to one core). So with ``n == 1`` the whole process is
+    pinned to one core of those it may use (``os.sched_setaffinity``): every implementation of
+    the configuration then runs on that core, as NumPy's and PyTorch's one thread do anyway.
+    With n > 1 XLA uses its default pool (one thread per core, 2 on the development machine,
+    which equals the benchmark's 2-thread setting).
     """
     if n == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
 def build(x, h_0, c_0, w, dout):
