@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _memory
 from ._checks import (
     as_input_array,
     as_rng,
@@ -35,6 +36,7 @@ from ._checks import (
     check_positive_int,
     check_shape,
 )
+from .cells.lstm import LSTMCell
 from .export import StateDictMixin
 from .layers import Embedding, Linear, check_dropout
 from .losses import mse_loss, softmax_cross_entropy, softmax_probs
@@ -165,10 +167,11 @@ class _Model(StateDictMixin):
                             f"(num_layers, B, H) arrays, or None, got {_describe_state(state)}")
         return self.recurrent.pack_state(tuple(state))
 
-    def _run_recurrent(self, x, state, train, lengths=None):
+    def _run_recurrent(self, x, state, train, lengths=None, input_weights=None):
         """(output, state tuple, cache) of the recurrent layer."""
         out, h_n, cache = self.recurrent.forward(x, self._check_state(state, x.shape[1]),
-                                                 lengths=lengths, train=train)
+                                                 lengths=lengths, train=train,
+                                                 _input_weights=input_weights)
         return out, self.recurrent.unpack_state(h_n), cache
 
     @staticmethod
@@ -261,12 +264,52 @@ class CharLM(_Model):
                 f"H={self.hidden_size}, L={self.num_layers}, embedding_dim={self.embedding_dim}, "
                 f"{self.num_parameters():,} params)")
 
-    def _embed(self, ids):
-        if self.embedding_dim is not None:
-            return self.modules["embedding"].forward(ids)
-        x = np.zeros(ids.shape + (self.vocab_size,), self.dtype)  # (T, B, V) one-hot
+    def _one_hot(self, ids):
+        """(T, B, V) one-hot rows of the ids (T, B)."""
+        x = _memory.empty(ids.shape + (self.vocab_size,), self.dtype)
+        x[...] = 0
         np.put_along_axis(x, ids[..., None], 1, axis=-1)
-        return x, ids
+        return x
+
+    def _folds_embedding(self, ids) -> bool:
+        """Whether :meth:`_forward` folds the embedding into the LSTM's input weights.
+
+        The first LSTM layer computes E[ids] W_ih^T. Folded, that is a row gather of the
+        (V, 4H) table E W_ih^T, i.e. one-hot rows times W_eff = W_ih E^T (4H, V), which the
+        cell does as a gather (:func:`lstm_bptt.cells.base.input_projection`); the backward
+        returns dL/dW_eff (4H, V) (a scatter-add of da, or the one-hot GEMM without numba),
+        and dL/dW_ih = dL/dW_eff E, dL/dE = dL/dW_eff^T W_ih. That replaces three GEMMs of
+        T*B rows and D columns (the projection, dx, dW_ih) by GEMMs of V rows, so it is used
+        when the vocabulary is small against the embedding (V <= 2 D) and there are enough
+        rows to pay for W_eff (T*B >= 6 D); for the plain LSTM cell (the variants and the other
+        cells compute their input projection themselves). Same numbers up to rounding.
+        """
+        return (self.embedding_dim is not None and type(self.recurrent.cell) is LSTMCell
+                and self.vocab_size <= 2 * self.embedding_dim
+                and ids.size >= 6 * self.embedding_dim)
+
+    def _embed(self, ids):
+        """The first layer's input: (x, embedding cache, folded input weights or None)."""
+        if self.embedding_dim is None:
+            return self._one_hot(ids), None, None
+        if not self._folds_embedding(ids):
+            return (*self.modules["embedding"].forward(ids), None)
+        table = self.modules["embedding"].params["weight"]  # (V, D)
+        weights = [self.recurrent.params[f"weight_ih_l0{sfx}"] @ table.T  # (4H, V)
+                   for sfx in ("", "_reverse")[: self.recurrent.num_directions]]
+        return self._one_hot(ids), None, weights
+
+    def _unfold_grads(self, rec_grads):
+        """dL/dW_eff (4H, V) of the folded first layer -> dL/dW_ih and dL/dE (see
+        :meth:`_folds_embedding`); returns the embedding's gradients."""
+        table = self.modules["embedding"].params["weight"]  # (V, D)
+        d_table = np.zeros_like(table)
+        for sfx in ("", "_reverse")[: self.recurrent.num_directions]:
+            key = f"weight_ih_l0{sfx}"
+            d_eff = rec_grads[key]  # (4H, V)
+            rec_grads[key] = d_eff @ table  # (4H, D)
+            d_table += d_eff.T @ self.recurrent.params[key]  # (V, D)
+        return {"weight": d_table}
 
     def forward(self, inputs, state=None, *, train: bool = False):
         """Logits for the next token at every position.
@@ -302,8 +345,9 @@ class CharLM(_Model):
 
     def _forward(self, ids, state, train):
         """:meth:`forward` on time-major ids (T, B): logits (T, B, V), state, cache."""
-        x, emb_cache = self._embed(ids)
-        out, state_n, rec_cache = self._run_recurrent(x, state, train)
+        x, emb_cache, input_weights = self._embed(ids)
+        out, state_n, rec_cache = self._run_recurrent(x, state, train,
+                                                      input_weights=input_weights)
         mask = None
         if train and self.dropout > 0:
             keep = 1.0 - self.dropout
@@ -356,12 +400,14 @@ class CharLM(_Model):
         dout, head_grads = self.head.backward(dlogits, head_cache)
         if drop_mask is not None:
             dout = dout * drop_mask
-        # one-hot inputs need no gradient: skip the input GEMM of the first layer
+        # one-hot inputs (also those of the folded embedding) need no gradient: skip the
+        # input GEMM of the first layer
         dx, _, rec_grads = self.recurrent.backward(dout, rec_cache,
-                                                   need_dx=self.embedding_dim is not None)
+                                                   need_dx=emb_cache is not None)
         per_module = {self.recurrent.cell.name: rec_grads, "head": head_grads}
         if self.embedding_dim is not None:
-            per_module["embedding"] = self.modules["embedding"].backward(dx, emb_cache)
+            per_module["embedding"] = (self._unfold_grads(rec_grads) if emb_cache is None else
+                                       self.modules["embedding"].backward(dx, emb_cache))
         grads = self._split_grads(per_module)
         grads = {k: grads[k] for k in self.params}
         if state_at is None:

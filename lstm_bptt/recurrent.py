@@ -302,7 +302,7 @@ class Recurrent(StateDictMixin):
 
     # ------------------------------------------------------------------------ forward, backward
 
-    def forward(self, x, hx=None, *, lengths=None, train: bool = False):
+    def forward(self, x, hx=None, *, lengths=None, train: bool = False, _input_weights=None):
         """Run all layers over the sequence.
 
         Parameters
@@ -320,6 +320,10 @@ class Recurrent(StateDictMixin):
         train : bool
             Apply inter-layer dropout (if ``dropout > 0``) and the cell's own (the LSTM's
             ``recurrent_dropout``/``input_dropout``), drawing masks from ``self.rng``.
+        _input_weights : list of ndarray (G, D'), one per direction, or None
+            Internal (the models' folded embedding, :class:`lstm_bptt.models.CharLM`): the
+            first layer's ``weight_ih`` replaced by these, x then has D' features, and the
+            gradients :meth:`backward` returns under ``weight_ih_l0*`` are (G, D') as well.
 
         Returns
         -------
@@ -339,7 +343,7 @@ class Recurrent(StateDictMixin):
             Wrong rank or sizes, with a hint when the batch_first layout looks swapped;
             ``lengths`` of the wrong shape or outside [1, T].
         """
-        D = self.input_size
+        D = self.input_size if _input_weights is None else _input_weights[0].shape[1]
         train = check_bool("train", train)
         x = as_input_array("x", x, self.dtype)
         layout = "(B, T, D)" if self.batch_first else "(T, B, D)"
@@ -372,10 +376,13 @@ class Recurrent(StateDictMixin):
             outs = []
             for d in range(dirs):
                 i = layer * dirs + d
+                params = self.layer_params(layer, d)
+                if layer == 0 and _input_weights is not None:
+                    params["weight_ih"] = _input_weights[d]
                 out, state_n, cache = self._run_cell(
                     steps.order(inp, d),
                     None if state0 is None else tuple(s[i] for s in state0),
-                    self.layer_params(layer, d), steps, train)
+                    params, steps, train)
                 outs.append(steps.order(out, d))
                 caches.append(cache)
                 finals.append(state_n)

@@ -57,6 +57,38 @@ def test_charlm_gradcheck_two_layers_state_and_mask(embedding_dim):
         assert np.all(grads["embedding.weight"][unused] == 0)
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_charlm_folded_embedding_gradcheck_and_equals_the_lookup(num_layers, monkeypatch):
+    """V <= 2 D and T*B >= 6 D: the embedding is folded into the first layer's input weights
+    (a gather of E W_ih^T, gradients unfolded after the backward); the gradients are checked
+    against central differences and against the plain lookup + GEMM path."""
+    rng = np.random.default_rng(5)
+    V, D, H, T, B = 6, 4, 3, 6, 4
+    model = CharLM(V, H, num_layers=num_layers, embedding_dim=D, dtype=np.float64, rng=0)
+    _randomize(model, rng)
+    inputs = rng.integers(0, V - 1, (T, B))  # id V - 1 never looked up
+    targets = rng.integers(0, V, (T, B))
+    state = _state(rng, num_layers, B, H)
+    mask = rng.random((T, B)) < 0.8
+    assert model._folds_embedding(inputs)
+    loss, grads = _check_model(model, lambda: model.loss(inputs, targets, state, mask,
+                                                         train=False))
+    assert np.all(grads["embedding.weight"][V - 1] == 0)
+    monkeypatch.setattr(CharLM, "_folds_embedding", lambda self, ids: False)
+    loss_plain, grads_plain, _ = model.loss(inputs, targets, state, mask, train=False)
+    assert loss == pytest.approx(loss_plain, rel=1e-14)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], grads_plain[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_charlm_embedding_fold_only_where_it_pays():
+    ids = np.zeros((64, 32), np.int64)
+    assert CharLM(103, 8, embedding_dim=64)._folds_embedding(ids)
+    assert not CharLM(103, 8, embedding_dim=32)._folds_embedding(ids)  # V > 2 D
+    assert not CharLM(103, 8, embedding_dim=64)._folds_embedding(ids[:1, :1])  # sampling
+    assert not CharLM(103, 8, embedding_dim=64, cell="gru")._folds_embedding(ids)
+
+
 @pytest.mark.parametrize("embedding_dim", [None, 3], ids=["one-hot", "embedding"])
 def test_charlm_gradcheck_with_dropout(embedding_dim):
     """train=True: dropout between the layers and before the head, masks held fixed by
