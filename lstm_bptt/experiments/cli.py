@@ -365,9 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--text", metavar="FILE", help="UTF-8 text file to train on instead of the "
                    "Python documentation (e.g. Tiny Shakespeare)")
     t.add_argument("--hidden-size", type=_int_in(1, MAX_HIDDEN), default=256,
-                   help=f"LSTM hidden units H (1..{MAX_HIDDEN})")
+                   help=f"hidden units H of the recurrent cell (1..{MAX_HIDDEN})")
     t.add_argument("--num-layers", type=_int_in(1, MAX_LAYERS), default=1,
-                   help=f"stacked LSTM layers (1..{MAX_LAYERS})")
+                   help=f"stacked recurrent layers (1..{MAX_LAYERS})")
     t.add_argument("--embedding-dim", type=_embedding_dim, default=64,
                    help="learned embedding size; 0 = one-hot input (D = V)")
     t.add_argument("--dropout", type=_nonneg_float, default=0.2,
