@@ -25,6 +25,7 @@ which the step needed anyway. :func:`release` empties this thread's pool.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -90,7 +91,7 @@ def empty(shape: tuple, dtype) -> np.ndarray:
     pool. Its memory is not shared with any array that is still alive.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if not _enabled or nbytes < MIN_BYTES:
         return np.empty(shape, dtype)
     pool = _pool()

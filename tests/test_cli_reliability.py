@@ -53,6 +53,23 @@ def test_warmup_longer_than_the_run_is_refused(capsys):
     assert "--warmup: expected at most --steps = 10, got 11" in capsys.readouterr().err
 
 
+def test_default_steps_are_passes_over_the_text_within_bounds():
+    from lstm_bptt.experiments.train_job import default_steps
+
+    assert default_steps(418_544, 32, 64) == 2000  # the built-in text: 1,226 -> the minimum
+    assert default_steps(1_003_854, 32, 64) == 2941  # Tiny Shakespeare: 6 passes
+    assert default_steps(1_003_854, 32, 32) == 4000  # 5,882 -> the maximum
+    assert default_steps(10**9, 32, 64) == 4000
+
+
+def test_default_steps_apply_to_the_run_and_its_warmup_check(capsys, tmp_path, small_text):
+    # 10,000 characters, 9,000 for training: the minimum of 2,000 updates
+    assert main(["train", "--text", str(small_text), "--warmup", "2001", "--out-dir",
+                 str(tmp_path / "run")]) == 2
+    assert "--warmup: expected at most --steps = 2000, got 2001" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("value", ["1e-320", "1e300", "0.001", "inf"])
 def test_sample_temperature_limits(capsys, value):
     with pytest.raises(SystemExit):

@@ -70,7 +70,7 @@ _nonneg_float = _number(float, "a number >= 0", lambda v: v >= 0 and math.isfini
 
 
 from ._cell_args import add_cell_flags, cell_options_from_args  # noqa: E402
-from .train_job import cmd_train, parse_duration  # noqa: E402  (the train job's module)
+from .train_job import DEFAULT_STEPS, cmd_train, parse_duration  # noqa: E402  (the train job)
 
 _set_threads = set_blas_threads
 
@@ -378,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backpropagate through k2 >= k1 steps (default: k2 = k1)")
     t.add_argument("--batch-size", type=_int_in(1, MAX_BATCH), default=32,
                    help="parallel streams B")
-    t.add_argument("--steps", type=_positive_int, default=2000, help="optimizer updates")
+    t.add_argument("--steps", type=_positive_int, default=None,
+                   help="optimizer updates (default: 6 passes over the training text, at "
+                        f"least {DEFAULT_STEPS[0]:,} and at most {DEFAULT_STEPS[1]:,}: "
+                        f"{DEFAULT_STEPS[0]:,} on the built-in text)")
     t.add_argument("--lr", type=_positive_float, default=1e-2, help="learning rate")
     t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"], default="adam",
                    help="optimizer (sgd uses momentum 0.9)")
