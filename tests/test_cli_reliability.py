@@ -56,9 +56,9 @@ def test_warmup_longer_than_the_run_is_refused(capsys):
 def test_default_steps_are_passes_over_the_text_within_bounds():
     from lstm_bptt.experiments.train_job import default_steps
 
-    assert default_steps(418_544, 32, 64) == 2000  # the built-in text: 1,226 -> the minimum
-    assert default_steps(1_003_854, 32, 64) == 2941  # Tiny Shakespeare: 6 passes
-    assert default_steps(1_003_854, 32, 32) == 4000  # 5,882 -> the maximum
+    assert default_steps(418_544, 32, 64) == 2000  # the built-in text: 1,431 -> the minimum
+    assert default_steps(1_003_854, 32, 64) == 3431  # Tiny Shakespeare: 7 passes
+    assert default_steps(1_003_854, 32, 32) == 4000  # 6,862 -> the maximum
     assert default_steps(10**9, 32, 64) == 4000
 
 

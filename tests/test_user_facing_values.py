@@ -97,8 +97,8 @@ def test_greedy_sample_follows_the_argmax():
 
 
 # ---------------------------------------------------------------------------- CLI defaults
-TRAIN_DEFAULTS = {  # what the README and --help promise (steps: None = 6 passes over the text)
-    "hidden_size": 256, "num_layers": 1, "embedding_dim": 64, "dropout": 0.2,
+TRAIN_DEFAULTS = {  # what the README and --help promise (steps: None = 7 passes over the text)
+    "hidden_size": 256, "num_layers": 1, "embedding_dim": 128, "dropout": 0.2,
     "seq_length": 64, "k2": None, "batch_size": 32, "steps": None, "lr": 1e-2,
     "optimizer": "adam", "schedule": "cosine", "warmup": 0, "clip": 5.0, "dtype": "float32",
     "seed": 0, "eval_every": 500, "sample_length": 200, "out_dir": "runs/charlm", "threads": 1,

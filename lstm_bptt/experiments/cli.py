@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"hidden units H of the recurrent cell (1..{MAX_HIDDEN})")
     t.add_argument("--num-layers", type=_int_in(1, MAX_LAYERS), default=1,
                    help=f"stacked recurrent layers (1..{MAX_LAYERS})")
-    t.add_argument("--embedding-dim", type=_embedding_dim, default=64,
+    t.add_argument("--embedding-dim", type=_embedding_dim, default=128,
                    help="learned embedding size; 0 = one-hot input (D = V)")
     t.add_argument("--dropout", type=_nonneg_float, default=0.2,
                    help="dropout probability (between layers and before the output layer)")
@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_int_in(1, MAX_BATCH), default=32,
                    help="parallel streams B")
     t.add_argument("--steps", type=_positive_int, default=None,
-                   help="optimizer updates (default: 6 passes over the training text, at "
+                   help="optimizer updates (default: 7 passes over the training text, at "
                         f"least {DEFAULT_STEPS[0]:,} and at most {DEFAULT_STEPS[1]:,}: "
                         f"{DEFAULT_STEPS[0]:,} on the built-in text)")
     t.add_argument("--lr", type=_positive_float, default=1e-2, help="learning rate")
