@@ -125,6 +125,10 @@ class CharVocab:
         if not chars:
             raise ValueError("CharVocab needs at least one character, got none")
         for c in chars:
+            if isinstance(c, int | np.integer) and not isinstance(c, bool):
+                raise ValueError(f"chars: expected single characters, got the code point "
+                                 f"{c!r}; rebuild a saved vocabulary (e.g. a checkpoint's "
+                                 "extra/vocab) with CharVocab.from_array(codes)")
             if not isinstance(c, str) or len(c) != 1:
                 raise ValueError(f"chars: expected single characters, got {c!r}")
         codes = np.array([ord(c) for c in chars], dtype=np.int64)

@@ -259,6 +259,91 @@ class CharLM(_Model):
                 "forget_bias": self.forget_bias, "batch_first": self.batch_first,
                 **self._cell_config()}
 
+    @classmethod
+    def from_checkpoint(cls, path, *, rng=None):
+        """Load a model and its vocabulary from a checkpoint of ``lstm-bptt train``.
+
+        The checkpoint (or any written with the same layout: ``model/class`` = ``"CharLM"``,
+        ``model/config``, ``params`` and ``extra/vocab``, the vocabulary's code points as
+        :meth:`~lstm_bptt.data.CharVocab.to_array` gives them) is checked from its headers
+        first; each parameter's shape and dtype are checked before its data is read.
+
+        Parameters
+        ----------
+        path : str or Path
+            The ``checkpoint.npz`` file, e.g. ``"runs/charlm/checkpoint.npz"``.
+        rng : Generator, seed or None
+            The model's ``rng`` (dropout and the default of :meth:`sample`).
+
+        Returns
+        -------
+        model : CharLM
+            With the trained parameters, in the dtype it was trained in.
+        vocab : :class:`~lstm_bptt.data.CharVocab`
+            Its vocabulary: ``vocab.encode(text)`` gives the model's input ids,
+            ``vocab.decode(ids)`` turns :meth:`sample` output back into text.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ValueError
+            The file is not a checkpoint (a :class:`~lstm_bptt.checkpoint.CheckpointError`),
+            not one of a CharLM with a vocabulary (e.g. a ``lstm-bptt task`` checkpoint of a
+            classifier), or its config, vocabulary or parameters do not fit together (the
+            message names the member).
+
+        Examples
+        --------
+        >>> model, vocab = CharLM.from_checkpoint("runs/charlm/checkpoint.npz")  # doctest: +SKIP
+        >>> vocab.decode(model.sample(100, vocab.encode("def "), temperature=0.7))  # doctest: +SKIP
+        """
+        from .checkpoint import load_checkpoint, peek_checkpoint
+        from .data import CharVocab
+
+        head = peek_checkpoint(path)
+        model = head.get("model") if isinstance(head, dict) else None
+        extra = head.get("extra") if isinstance(head, dict) else None
+        if not isinstance(model, dict) or model.get("class") != "CharLM":
+            got = model.get("class") if isinstance(model, dict) else None
+            raise ValueError(f"{path}: expected a checkpoint of a CharLM (model/class "
+                             f"'CharLM', as `lstm-bptt train` writes), got model/class {got!r}")
+        if not isinstance(extra, dict) or "vocab" not in extra:
+            raise ValueError(f"{path}: expected the CharLM's vocabulary in extra/vocab (as "
+                             "`lstm-bptt train` writes), got none")
+        config = model.get("config")
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: model/config: expected a dict, got "
+                             f"{type(config).__name__}")
+        info = extra["vocab"]
+        V = config.get("vocab_size")
+        if getattr(info, "shape", None) != (V,) or info.dtype.kind not in "iu":
+            got = (f"shape {info.shape} dtype {info.dtype}" if hasattr(info, "dtype")
+                   else type(info).__name__)
+            raise ValueError(f"{path}: extra/vocab: expected {V} integer code points (the "
+                             f"config's vocab_size), got {got}")
+        try:
+            lm = cls(**config, rng=rng)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: model/config: {exc}") from None
+
+        def expect(name):
+            parts = name.split("/")
+            if len(parts) == 2 and parts[0] == "params" and parts[1] in lm.params:
+                return lm.params[parts[1]].shape, lm.params[parts[1]].dtype
+            return None
+
+        tree = load_checkpoint(path, expect=expect)
+        try:
+            vocab = CharVocab.from_array(tree["extra"]["vocab"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: extra/vocab: {exc}") from None
+        try:
+            lm.load_params(tree.get("params"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: params: {exc}") from None
+        return lm, vocab
+
     def __repr__(self) -> str:
         return (f"CharLM(cell={self.recurrent.cell.name!r}, V={self.vocab_size}, "
                 f"H={self.hidden_size}, L={self.num_layers}, embedding_dim={self.embedding_dim}, "
