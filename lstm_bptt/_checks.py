@@ -71,7 +71,8 @@ def as_float_array(name: str, x, dtype=None, *, finite: bool = True) -> np.ndarr
     return x
 
 
-def as_input_array(name: str, x, dtype, *, finite: bool = True) -> np.ndarray:
+def as_input_array(name: str, x, dtype, *, finite: bool = True,
+                   stacklevel: int = 3) -> np.ndarray:
     """An input at a module's or model's entry point, in the module's dtype.
 
     The one dtype rule of the library: a module (``LSTM``, ``Linear``, a model) computes in the
@@ -80,6 +81,9 @@ def as_input_array(name: str, x, dtype, *, finite: bool = True) -> np.ndarray:
     batch into a float64 ``LSTM``); lists and scalars are converted silently. The functions
     of the math (``lstm_forward``, the step references, the losses) never convert: there
     mixed precision is a ``TypeError``, as in :func:`as_float_array`.
+
+    ``stacklevel`` is the warning's, counted from this function: 3 points at the line that
+    called the public method that called this one.
 
     Raises
     ------
@@ -93,7 +97,7 @@ def as_input_array(name: str, x, dtype, *, finite: bool = True) -> np.ndarray:
         if x.dtype in FLOAT_DTYPES and x.dtype != want:
             warnings.warn(
                 f"{name}: {x.dtype} input converted to the module's {want} (build it with "
-                f"dtype=np.{x.dtype} to compute in {x.dtype})", UserWarning, stacklevel=3)
+                f"dtype=np.{x.dtype} to compute in {x.dtype})", UserWarning, stacklevel=stacklevel)
             x = x.astype(want)
     elif x is not None:
         arr = np.asarray(x)

@@ -94,19 +94,27 @@ class Linear(StateDictMixin):
 
         Parameters
         ----------
-        dy : ndarray (..., V)
+        dy : ndarray (..., V); the other float precision is converted to ``self.dtype`` with a
+            ``UserWarning``, as ``x`` in :meth:`forward`
         cache : from :meth:`forward`
 
         Returns
         -------
         dx : ndarray (..., D)
         grads : dict with ``weight`` (V, D) = sum over rows of dy^T x, ``bias`` (V,) = sum dy
+
+        Raises
+        ------
+        TypeError
+            ``cache`` not from :meth:`forward`; ``dy`` not a float array.
+        ValueError
+            ``dy`` of the wrong shape, or holding NaN or inf.
         """
         x = cache
         if not isinstance(x, np.ndarray) or x.shape[-1:] != (self.in_features,):
             raise TypeError(f"cache: expected the cache returned by this layer's forward (an "
                             f"(..., {self.in_features}) array), got {describe(x)}")
-        dy = as_float_array("dy", dy, self.dtype)
+        dy = as_input_array("dy", dy, self.dtype)
         check_shape("dy", dy, x.shape[:-1] + (self.out_features,), "(..., V)")
         dy2 = dy.reshape(-1, self.out_features)  # (N, V)
         x2 = x.reshape(-1, self.in_features)  # (N, D)
@@ -175,18 +183,26 @@ class Embedding(StateDictMixin):
 
         Parameters
         ----------
-        dout : ndarray ids.shape + (D,)
+        dout : ndarray ids.shape + (D,); the other float precision is converted to
+            ``self.dtype`` with a ``UserWarning``
         cache : from :meth:`forward`
 
         Returns
         -------
         grads : dict with ``weight`` (V, D); rows never looked up get zero.
+
+        Raises
+        ------
+        TypeError
+            ``cache`` not from :meth:`forward`; ``dout`` not a float array.
+        ValueError
+            ``dout`` of the wrong shape, or holding NaN or inf.
         """
         ids = cache
         if not isinstance(ids, np.ndarray) or ids.dtype.kind not in "iu":
             raise TypeError("cache: expected the cache returned by this layer's forward (the "
                             f"integer ids), got {describe(ids)}")
-        dout = as_float_array("dout", dout, self.dtype)
+        dout = as_input_array("dout", dout, self.dtype)
         check_shape("dout", dout, ids.shape + (self.embedding_dim,), "ids.shape + (D,)")
         dw = np.zeros_like(self.params["weight"])
         np.add.at(dw, ids.reshape(-1), dout.reshape(-1, self.embedding_dim))

@@ -42,7 +42,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import (
-    as_float_array,
     as_input_array,
     as_rng,
     check_bool,
@@ -242,7 +241,9 @@ class Recurrent(StateDictMixin):
                 self.dtype, self.bidirectional)
 
     def _check_state(self, name: str, s, B: int, size: int, T: int | None = None) -> np.ndarray:
-        s = as_input_array(name, s, self.dtype)
+        # warnings point at the call of forward/backward: under this method, the generator
+        # and _unpack_hx
+        s = as_input_array(name, s, self.dtype, stacklevel=6)
         L = self.num_layers * self.num_directions
         hint = ""
         if s.ndim == 3 and s.shape[0] == B and s.shape[1] == L and L != B:
@@ -465,7 +466,9 @@ class Recurrent(StateDictMixin):
         ----------
         doutput : ndarray (T, B, F), or (B, T, F) if ``batch_first``; or None for zero
             dL/d output (F = ``output_size``). Entries at padded steps are ignored (the
-            output there is the constant 0).
+            output there is the constant 0). An array of the other float precision is
+            converted to ``self.dtype`` with a ``UserWarning``, as ``x`` in :meth:`forward`
+            (so are the arrays of ``dhx``).
         cache : RecurrentCache
             From :meth:`forward`; not modified.
         dhx : gradient at the final states in the form of ``hx`` (``(dh_n, dc_n)`` for an
@@ -485,10 +488,16 @@ class Recurrent(StateDictMixin):
         Raises
         ------
         TypeError
-            ``cache`` is not a :class:`RecurrentCache`; gradients of the wrong dtype.
+            ``cache`` is not a :class:`RecurrentCache`; gradients that are not float arrays
+            (e.g. integer).
         ValueError
             ``cache`` comes from a layer with another configuration; gradients of the wrong
-            shape.
+            shape, or holding NaN or inf.
+
+        Warns
+        -----
+        UserWarning
+            ``doutput`` or ``dhx`` of the other float precision, converted.
         """
         self._check_cache(cache)
         layers = cache.layers
@@ -498,7 +507,7 @@ class Recurrent(StateDictMixin):
         F = self.output_size
         steps = _Steps(cache.lengths, T, dirs)
         if doutput is not None:
-            doutput = as_float_array("doutput", doutput, self.dtype)
+            doutput = as_input_array("doutput", doutput, self.dtype)
             want = (B, T, F) if cache.batch_first else (T, B, F)
             check_shape("doutput", doutput, want,
                         "(B, T, H)" if cache.batch_first else "(T, B, H)")

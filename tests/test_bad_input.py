@@ -182,8 +182,13 @@ def test_lstm_class_bad_backward(rng, model):
     with pytest.raises(ValueError, match=r"doutput: expected shape \(T, B, H\) = \(5, 2, 4\), "
                                          r"got \(2, 5, 4\)"):
         model.backward(np.zeros((B, T, H)), cache)
-    with pytest.raises(TypeError, match="doutput: expected dtype float64 .* got float32"):
+    # the layer's rule, as for x in forward: the other precision converted with a warning,
+    # integers refused
+    with pytest.warns(UserWarning, match="doutput: float32 input converted to the module's "
+                                         "float64"):
         model.backward(np.zeros((T, B, H), np.float32), cache)
+    with pytest.raises(TypeError, match="doutput: expected dtype float32 or float64, got int64"):
+        model.backward(np.zeros((T, B, H), np.int64), cache)
     with pytest.raises(ValueError, match=r"dh_n: expected shape \(num_layers, B, H\) = "
                                          r"\(3, 2, 4\), got \(2, 4\)"):
         model.backward(None, cache, (np.zeros((B, H)), np.zeros((L, B, H))))

@@ -3,12 +3,16 @@ and models, float32 gradients into a float64 layer, dropout with one layer."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from lstm_bptt.checkpoint import CheckpointError, save_checkpoint
 from lstm_bptt.data import CharVocab
-from lstm_bptt.models import CharLM, SequenceClassifier
+from lstm_bptt.layers import Embedding, Linear
+from lstm_bptt.models import CharLM, SequenceClassifier, SequenceRegressor
+from lstm_bptt.recurrent import GRU, LSTM, RNN
 
 TEXT = "hello world, hello lstm. " * 400
 
@@ -86,3 +90,82 @@ def test_char_vocab_given_code_points_names_from_array():
     codes = CharVocab.from_text("abc").to_array()
     with pytest.raises((TypeError, ValueError), match="CharVocab.from_array"):
         CharVocab(codes)
+
+
+# --------------------------------------------------------------- the other float precision
+
+
+def _no_warning(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return fn(*args, **kwargs)
+
+
+def test_layer_backward_converts_float32_gradients_like_forward_converts_inputs():
+    lstm = LSTM(5, 6, batch_first=True, rng=0)  # float64
+    x = np.random.default_rng(1).standard_normal((2, 3, 5))
+    with pytest.warns(UserWarning, match="x: float32 input converted to the module's float64"):
+        out, (h_n, c_n), cache = lstm.forward(x.astype(np.float32))
+    r = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
+    dh = np.ones(h_n.shape, np.float32)
+    with pytest.warns(UserWarning, match="doutput: float32 input converted"):
+        dx, dh0, grads = lstm.backward(r, cache, (dh.astype(np.float64), dh.astype(np.float64)))
+    want = _no_warning(lstm.backward, r.astype(np.float64), cache,
+                       (dh.astype(np.float64), dh.astype(np.float64)))
+    assert dx.dtype == np.float64 and grads["weight_hh_l0"].dtype == np.float64
+    np.testing.assert_array_equal(dx, want[0])
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], want[2][name])
+    with pytest.warns(UserWarning, match="dh_n: float32 input converted") as record:
+        got = lstm.backward(None, cache, (dh, dh.astype(np.float64)))
+    assert record[0].filename == __file__  # the warning points at the call
+    want = _no_warning(lstm.backward, None, cache, (dh.astype(np.float64),) * 2)
+    np.testing.assert_array_equal(got[1][0], want[1][0])
+    with pytest.raises(TypeError, match="doutput: expected dtype float32 or float64, got int64"):
+        lstm.backward(np.ones(out.shape, np.int64), cache)
+
+
+@pytest.mark.parametrize("cls", [GRU, RNN])
+def test_one_state_layers_convert_float64_gradients_into_float32(cls):
+    layer = cls(3, 4, dtype=np.float32, rng=0)
+    out, h_n, cache = layer.forward(np.ones((2, 1, 3), np.float32))
+    with pytest.warns(UserWarning, match="doutput: float64 input converted to the module's "
+                                         "float32"):
+        dx, _, grads = layer.backward(np.ones(out.shape), cache)
+    assert dx.dtype == np.float32
+    np.testing.assert_array_equal(
+        dx, _no_warning(layer.backward, np.ones(out.shape, np.float32), cache)[0])
+
+
+def test_linear_and_embedding_backward_convert_the_other_precision():
+    lin = Linear(3, 2, rng=0)
+    y, cache = lin.forward(np.ones((4, 3)))
+    with pytest.warns(UserWarning, match="dy: float32 input converted"):
+        dx, grads = lin.backward(np.ones(y.shape, np.float32), cache)
+    assert dx.dtype == np.float64 and grads["weight"].dtype == np.float64
+    np.testing.assert_array_equal(dx, lin.backward(np.ones(y.shape), cache)[0])
+    with pytest.raises(TypeError, match="dy: expected dtype float32 or float64, got int64"):
+        lin.backward(np.ones(y.shape, np.int64), cache)
+    emb = Embedding(4, 3, rng=0)
+    out, cache = emb.forward(np.array([[0, 3]]))
+    with pytest.warns(UserWarning, match="dout: float32 input converted"):
+        g = emb.backward(np.ones(out.shape, np.float32), cache)
+    np.testing.assert_array_equal(g["weight"], emb.backward(np.ones(out.shape), cache)["weight"])
+
+
+def test_models_convert_float_inputs_and_targets_of_the_other_precision():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 4))
+    reg = SequenceRegressor(4, 5, 2, rng=0)
+    y = rng.standard_normal((3, 2, 2))
+    want = _no_warning(reg.loss, x, y)
+    with pytest.warns(UserWarning) as record:
+        got = reg.loss(x.astype(np.float32), y.astype(np.float32))
+    assert {str(w.message).split(":")[0] for w in record} == {"inputs", "targets"}
+    assert got[0] == pytest.approx(want[0], rel=1e-6)
+    clf = SequenceClassifier(4, 5, 3, rng=0)
+    with pytest.warns(UserWarning, match="inputs: float32 input converted"):
+        logits = clf.forward(x.astype(np.float32))[0]
+    assert logits.dtype == np.float64
+    with pytest.raises(TypeError, match="targets: expected dtype float32 or float64, got int64"):
+        reg.loss(x, np.ones((3, 2, 2), np.int64))
