@@ -61,6 +61,10 @@ class Linear(StateDictMixin):
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features}, bias={'bias' in self.params})"
 
+    def __call__(self, x):
+        """``linear(x)`` is :meth:`forward`: returns ``(y, cache)``."""
+        return self.forward(x)
+
     def forward(self, x):
         """y = x W^T + b.
 
@@ -155,6 +159,10 @@ class Embedding(StateDictMixin):
 
     def __repr__(self) -> str:
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+    def __call__(self, ids):
+        """``embedding(ids)`` is :meth:`forward`: returns ``(out, cache)``."""
+        return self.forward(ids)
 
     def forward(self, ids):
         """Look up rows of the table.

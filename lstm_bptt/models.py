@@ -396,6 +396,10 @@ class CharLM(_Model):
             d_table += d_eff.T @ self.recurrent.params[key]  # (V, D)
         return {"weight": d_table}
 
+    def __call__(self, inputs, state=None, *, train: bool = False):
+        """``model(inputs, state)`` is :meth:`forward`: returns ``(logits, state, cache)``."""
+        return self.forward(inputs, state, train=train)
+
     def forward(self, inputs, state=None, *, train: bool = False):
         """Logits for the next token at every position.
 
@@ -630,6 +634,11 @@ class _RecurrentWithHead(_Model):
         self.head = Linear(rec.output_size, out_size, dtype=self.dtype, rng=self.rng)
         self.modules = {rec.cell.name: rec, "head": self.head}
         self._collect_params()
+
+    def __call__(self, inputs, state=None, lengths=None, *, train: bool = False):
+        """``model(inputs, state, lengths)`` is :meth:`forward`: returns ``(output, state,
+        cache)``."""
+        return self.forward(inputs, state, lengths, train=train)
 
     def _common_config(self) -> dict:
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,

@@ -303,6 +303,10 @@ class Recurrent(StateDictMixin):
 
     # ------------------------------------------------------------------------ forward, backward
 
+    def __call__(self, x, hx=None, *, lengths=None, train: bool = False):
+        """``layer(x, hx)`` is :meth:`forward` (as ``lstm(x)`` in PyTorch)."""
+        return self.forward(x, hx, lengths=lengths, train=train)
+
     def forward(self, x, hx=None, *, lengths=None, train: bool = False, _input_weights=None):
         """Run all layers over the sequence.
 

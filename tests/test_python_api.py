@@ -11,7 +11,7 @@ import pytest
 from lstm_bptt.checkpoint import CheckpointError, save_checkpoint
 from lstm_bptt.data import CharVocab
 from lstm_bptt.layers import Embedding, Linear
-from lstm_bptt.models import CharLM, SequenceClassifier, SequenceRegressor
+from lstm_bptt.models import CharLM, SequenceClassifier, SequenceRegressor, SequenceTagger
 from lstm_bptt.recurrent import GRU, LSTM, RNN
 
 TEXT = "hello world, hello lstm. " * 400
@@ -165,7 +165,59 @@ def test_models_convert_float_inputs_and_targets_of_the_other_precision():
     assert got[0] == pytest.approx(want[0], rel=1e-6)
     clf = SequenceClassifier(4, 5, 3, rng=0)
     with pytest.warns(UserWarning, match="inputs: float32 input converted"):
-        logits = clf.forward(x.astype(np.float32))[0]
+        logits = clf(x.astype(np.float32))[0]
     assert logits.dtype == np.float64
     with pytest.raises(TypeError, match="targets: expected dtype float32 or float64, got int64"):
         reg.loss(x, np.ones((3, 2, 2), np.int64))
+
+
+# ------------------------------------------------------------------ callable layers, models
+
+
+def _assert_same(got, want):
+    """Equal outputs and states (a cache is compared by being usable, not by value)."""
+    if isinstance(want, np.ndarray):
+        np.testing.assert_array_equal(got, want)
+    elif isinstance(want, tuple) and not hasattr(want, "_fields"):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _assert_same(g, w)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU, RNN])
+def test_recurrent_layers_are_callable_like_forward(cls):
+    layer = cls(3, 4, num_layers=2, batch_first=True, rng=0)
+    x = np.random.default_rng(1).standard_normal((2, 5, 3))
+    out, h_n, cache = layer(x)
+    want = layer.forward(x)
+    _assert_same((out, h_n), want[:2])
+    # the cache from a call serves backward, and so do hx and lengths
+    np.testing.assert_array_equal(layer.backward(np.ones(out.shape), cache)[0],
+                                  layer.backward(np.ones(out.shape), want[2])[0])
+    lengths = np.array([5, 2])
+    _assert_same(layer(x, h_n, lengths=lengths)[:2],
+                 layer.forward(x, h_n, lengths=lengths)[:2])
+
+
+def test_linear_and_embedding_are_callable_like_forward():
+    lin = Linear(3, 2, rng=0)
+    x = np.random.default_rng(1).standard_normal((4, 3))
+    np.testing.assert_array_equal(lin(x)[0], lin.forward(x)[0])
+    emb = Embedding(5, 3, rng=0)
+    ids = np.array([[0, 4], [2, 2]])
+    np.testing.assert_array_equal(emb(ids)[0], emb.forward(ids)[0])
+
+
+def test_models_are_callable_like_forward():
+    rng = np.random.default_rng(0)
+    lm = CharLM(6, 5, embedding_dim=3, rng=0)
+    ids = rng.integers(0, 6, (4, 2))
+    logits, state, _ = lm(ids)
+    _assert_same((logits, state), lm.forward(ids)[:2])
+    _assert_same(lm(ids, state)[:2], lm.forward(ids, state)[:2])
+    x = rng.standard_normal((4, 2, 3))
+    lengths = np.array([4, 3])
+    for model in (SequenceClassifier(3, 5, 2, rng=0), SequenceRegressor(3, 5, 2, rng=0),
+                  SequenceTagger(3, 5, 2, rng=0)):
+        _assert_same(model(x)[:2], model.forward(x)[:2])
+        _assert_same(model(x, None, lengths)[:2], model.forward(x, None, lengths)[:2])
