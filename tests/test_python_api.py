@@ -221,3 +221,28 @@ def test_models_are_callable_like_forward():
                   SequenceTagger(3, 5, 2, rng=0)):
         _assert_same(model(x)[:2], model.forward(x)[:2])
         _assert_same(model(x, None, lengths)[:2], model.forward(x, None, lengths)[:2])
+
+
+# ------------------------------------------------------------------ dropout with one layer
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU, RNN])
+def test_dropout_with_one_layer_warns_as_in_pytorch(cls):
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1") \
+            as record:
+        cls(5, 6, dropout=0.5)
+    assert record[0].filename == __file__  # points at the user's line
+
+
+def test_charlm_with_one_layer_and_dropout_does_not_warn():
+    """CharLM's dropout also acts before the head, so with one layer it is not a no-op."""
+    model = _no_warning(CharLM, 5, 4, num_layers=1, dropout=0.2, rng=0)
+    assert model.dropout == 0.2 and model.recurrent.dropout == 0.0
+    ids = np.array([[0, 1], [2, 3]])
+    assert not np.array_equal(model.forward(ids, train=True)[0], model.forward(ids)[0])
+
+
+def test_sequence_model_with_one_layer_and_dropout_warns():
+    """Its dropout acts only between recurrent layers: with one layer it does nothing."""
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        SequenceClassifier(3, 4, 2, num_layers=1, dropout=0.2, rng=0)
