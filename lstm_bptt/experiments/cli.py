@@ -106,6 +106,11 @@ def cmd_sample(args) -> int:
 
 
 # --------------------------------------------------------------------------------- export
+# The file extension of each --format: safetensors files, or an .npz of named arrays
+EXPORT_SUFFIXES = {"safetensors": (".safetensors",), "keras": (".npz",), "flax": (".npz",),
+                   "cs231n": (".npz",)}
+
+
 def cmd_export(args) -> int:
     """`lstm-bptt export`: a checkpoint's weights as safetensors (PyTorch's names) or in the
     Keras / Flax / CS231n layout (.npz); refuses to replace a file without --overwrite."""
@@ -120,6 +125,15 @@ def cmd_export(args) -> int:
                          f"{Path(args.checkpoint) / 'checkpoint.npz'}")
     if Path(args.out).is_dir():
         raise ValueError(f"--out: expected a file name, got a directory: {args.out}")
+    want = EXPORT_SUFFIXES[args.format]
+    if Path(args.out).suffix.lower() not in want:
+        got = Path(args.out).suffix or "no extension"
+        raise ValueError(f"--out: expected a {' or '.join(want)} file for --format "
+                         f"{args.format}, got {got}: {args.out}")
+    parent = Path(args.out).parent
+    if not parent.is_dir():
+        what = "not a directory" if parent.exists() else "directory not found"
+        raise ValueError(f"--out: {what}: {parent}")
     if Path(args.out).exists() and not args.overwrite:
         raise ValueError(f"--out {args.out} exists; choose another name, or replace it with "
                          "--overwrite")
@@ -459,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "lstm_bptt.export).")
     e.add_argument("--checkpoint", required=True,
                    help="checkpoint.npz (from `train` or `task --save`)")
-    e.add_argument("--format", required=True, choices=["safetensors", "keras", "flax", "cs231n"],
+    e.add_argument("--format", required=True, choices=list(EXPORT_SUFFIXES),
                    help="output layout")
     e.add_argument("--out", required=True, metavar="FILE",
                    help="output file (.safetensors, or .npz for keras/flax/cs231n)")
