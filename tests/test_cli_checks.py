@@ -44,3 +44,47 @@ def test_export_out_directory_must_exist(charlm_checkpoint, tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert f"--out: directory not found: {out.parent}" in capsys.readouterr().err
     assert not out.parent.exists()
+
+
+# ----------------------------------------------------------------------------------- train
+SMALL = ["--steps", "2", "--eval-every", "1", "--hidden-size", "8", "--embedding-dim", "4",
+         "--quiet", "--sample-length", "0", "--threads", "1"]
+
+
+@pytest.fixture
+def small_text(tmp_path):
+    path = tmp_path / "small.txt"
+    path.write_text("hello world, hello lstm.\n" * 40)  # 1,000 characters
+    return path
+
+
+def test_out_dir_under_a_file_is_refused_before_loading(small_text, capsys, monkeypatch):
+    from lstm_bptt.experiments import train_job
+
+    def no_loading(*a, **k):
+        raise AssertionError("the text was loaded before --out-dir was checked")
+
+    monkeypatch.setattr(train_job, "load_corpus", no_loading)
+    out = small_text / "sub" / "deeper"
+    assert main(["train", "--text", str(small_text), "--out-dir", str(out), *SMALL]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lstm-bptt train: error: --out-dir: ")
+    assert f"{small_text} is a file" in err[0] and "Errno" not in err[0]
+
+
+def test_out_dir_that_cannot_be_written_is_refused_before_loading(small_text, capsys,
+                                                                  monkeypatch):
+    from lstm_bptt.experiments import train_job
+
+    monkeypatch.setattr(train_job, "load_corpus", None)  # calling it would fail loudly
+    locked = small_text.parent / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)  # no write bit for anyone (refused even for root)
+    try:
+        out = locked / "new" / "run"
+        assert main(["train", "--text", str(small_text), "--out-dir", str(out), *SMALL]) == 2
+        err = capsys.readouterr().err
+        assert f"--out-dir: cannot write to {out} (in {locked}): permission denied" in err
+        assert not (locked / "new").exists()
+    finally:
+        locked.chmod(0o755)

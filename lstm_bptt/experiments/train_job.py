@@ -141,8 +141,7 @@ def check_train_args(args) -> None:
         if not have_matplotlib():
             raise ValueError(f"--plot: {INSTALL_HINT}")
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out-dir: expected a directory, got a file: {out_dir}")
+    _check_out_dir(out_dir)
     ckpt = out_dir / "checkpoint.npz"
     if args.resume == "auto" and not ckpt.is_file():
         raise ValueError(f"--resume: no checkpoint to continue in {out_dir} (expected "
@@ -150,6 +149,25 @@ def check_train_args(args) -> None:
     if not args.resume and ckpt.exists() and not args.overwrite:
         raise ValueError(f"{ckpt} exists: continue it with --resume, start a new run with "
                          "--out-dir DIR, or replace it with --overwrite")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out-dir is a directory, or can be created as one: its nearest existing ancestor is a
+    directory we may write into."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out-dir: expected a directory, got a file: {out_dir}")
+    base = out_dir.absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"--out-dir: cannot create {out_dir}: {base} is a file, not a "
+                         "directory")
+    mode = base.stat().st_mode
+    read_only = bool(os.statvfs(base).f_flag & os.ST_RDONLY) if hasattr(os, "statvfs") else False
+    # root passes os.access everywhere: a folder without any write bit (e.g. /proc) counts too
+    if not os.access(base, os.W_OK | os.X_OK) or not mode & 0o222 or read_only:
+        where = "" if base == out_dir.absolute() else f" (in {base})"
+        raise ValueError(f"--out-dir: cannot write to {out_dir}{where}: permission denied")
 
 
 def _check_warmup(args) -> None:
