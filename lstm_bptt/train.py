@@ -188,7 +188,8 @@ class TBPTTStream:
         ``streams[t]``; targets ``streams[t + 1]`` (next-step prediction) unless ``targets``
         is given.
     k1 : int
-        Steps per window (and per update); the state is carried across windows.
+        Steps per window (and per update), 1 .. the steps of a stream (N - 1 for next-step
+        prediction, N with ``targets``); the state is carried across windows.
     k2 : int, optional
         Steps to backpropagate through (k2 >= k1; default k1). With k2 > k1 every update
         backpropagates through the last k2 steps (fewer only at the start of the stream): the
@@ -197,6 +198,15 @@ class TBPTTStream:
     targets : ndarray (N, B, ...), optional
         A target for every step of ``streams`` (e.g. a label per time step, or another series):
         the window's inputs are ``streams[t]`` and its targets ``targets[t]``, all N steps.
+
+    Raises
+    ------
+    TypeError
+        ``streams`` neither integer ids (N, B) nor float vectors (N, B, D).
+    ValueError
+        Negative ids or non-finite values; fewer than 2 steps (N < 2 without ``targets``);
+        ``targets`` not (N, B, ...); ``k1`` < 1 or longer than a stream (more than its N - 1
+        steps of next-step prediction, N with ``targets``); ``k2 < k1``.
 
     Notes
     -----
@@ -230,6 +240,9 @@ class TBPTTStream:
         if self.n_steps < 1:
             raise ValueError(f"streams: expected (N, B) with N >= 2, got {self.streams.shape}")
         self.k1 = check_positive_int("k1", k1)
+        if self.k1 > self.n_steps:
+            raise ValueError(f"k1: expected at most the {self.n_steps} steps of a stream "
+                             f"(streams {self.streams.shape[:2]}), got {self.k1}")
         self.k2 = self.k1 if k2 is None else check_positive_int("k2", k2)
         if self.k2 < self.k1:
             raise ValueError(f"k2: expected k2 >= k1 = {self.k1}, got {self.k2}")

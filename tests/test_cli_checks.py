@@ -88,3 +88,35 @@ def test_out_dir_that_cannot_be_written_is_refused_before_loading(small_text, ca
         assert not (locked / "new").exists()
     finally:
         locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("flags, message", [
+    # 1,000 characters: 900 for training, 32 streams of 28 characters = 27 steps each
+    (["--seq-length", "28"], "--seq-length: expected at most 27, the steps of one of the 32 "
+                             "training streams (900 characters / --batch-size), got 28; "
+                             "lower --seq-length or --batch-size"),
+    (["--seq-length", "8", "--k2", "100"], "--k2: expected at most 27, the steps of one of "
+                                           "the 32 training streams"),
+])
+def test_window_longer_than_a_training_stream_is_refused(small_text, tmp_path, capsys, flags,
+                                                         message):
+    out = tmp_path / "run"
+    assert main(["train", "--text", str(small_text), "--out-dir", str(out), *SMALL,
+                 *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_tbptt_stream_refuses_a_window_longer_than_its_streams():
+    from lstm_bptt.train import TBPTTStream
+
+    streams = np.zeros((11, 2), int)  # 10 steps of next-step prediction
+    assert TBPTTStream(streams, 10).num_batches == 1
+    with pytest.raises(ValueError, match=r"k1: expected at most the 10 steps of a stream "
+                                         r"\(streams \(11, 2\)\), got 11"):
+        TBPTTStream(streams, 11)
+    labels = np.zeros((11, 2), int)  # a target for every step: 11 steps
+    assert TBPTTStream(streams, 11, targets=labels).num_batches == 1
+    with pytest.raises(ValueError, match="k1: expected at most the 11 steps"):
+        TBPTTStream(streams, 12, targets=labels)

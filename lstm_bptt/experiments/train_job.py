@@ -337,6 +337,7 @@ def load_corpus(args, ckpt_path: Path):
     else:
         vocab = CharVocab.from_text(text)
     train_ids, val_ids = split_train_val(vocab.encode(text), 0.1)
+    _check_window(args, len(train_ids))
     if args.steps is None:  # not given, and not taken from a resumed checkpoint
         args.steps = default_steps(len(train_ids), args.batch_size, args.seq_length)
         args.steps_note = (f" (default: {DEFAULT_EPOCHS} passes over the training text, "
@@ -345,6 +346,18 @@ def load_corpus(args, ckpt_path: Path):
     corpus = {"text": text, "name": name, "sha256": sha, "vocab": vocab,
               "train_ids": train_ids, "val_ids": val_ids}
     return corpus, tree, init
+
+
+def _check_window(args, n_train: int) -> None:
+    """--seq-length (k1) and --k2 fit in one of the --batch-size training streams: a stream of
+    n_train // batch_size characters has one step fewer (the last character is only a target)."""
+    steps = n_train // args.batch_size - 1
+    for flag, value in (("--seq-length", args.seq_length), ("--k2", args.k2)):
+        if value is not None and value > steps:
+            raise ValueError(
+                f"{flag}: expected at most {steps:,}, the steps of one of the "
+                f"{args.batch_size} training streams ({n_train:,} characters / --batch-size), "
+                f"got {value:,}; lower {flag} or --batch-size")
 
 
 def print_baselines(args, corpus) -> dict:
