@@ -10,15 +10,24 @@ import pytest
 from lstm_bptt.experiments.cli import main
 
 
-@pytest.fixture
-def charlm_checkpoint(tmp_path):
+def _checkpoint(path, chars):
+    """An untrained CharLM over ``chars`` saved as `train` would (the fields sample/export read)."""
     from lstm_bptt import CharLM, CharVocab, save_checkpoint
 
-    model = CharLM(5, hidden_size=4, num_layers=1, embedding_dim=3, dtype=np.float64, rng=0)
-    path = tmp_path / "checkpoint.npz"
+    vocab = CharVocab.from_text(chars)
+    model = CharLM(len(vocab), hidden_size=4, num_layers=1, embedding_dim=3, dtype=np.float64,
+                   rng=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {"model": {"class": "CharLM", "config": model.config()},
                            "params": {k: np.array(v) for k, v in model.params.items()},
-                           "extra": {"vocab": CharVocab.from_text("ab\ncd").to_array()}})
+                           "extra": {"vocab": vocab.to_array()}})
+    return model, vocab
+
+
+@pytest.fixture
+def charlm_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    _checkpoint(path, "\tab\ncd")
     return path
 
 
@@ -120,3 +129,38 @@ def test_tbptt_stream_refuses_a_window_longer_than_its_streams():
     assert TBPTTStream(streams, 11, targets=labels).num_batches == 1
     with pytest.raises(ValueError, match="k1: expected at most the 11 steps"):
         TBPTTStream(streams, 12, targets=labels)
+
+
+# ----------------------------------------------------------------------------------- sample
+@pytest.mark.parametrize("flags", [["--temperature", "0.5"], ["--top-k", "2"],
+                                   ["--temperature", "0.8", "--top-k", "3"]])
+def test_sample_greedy_refuses_temperature_and_top_k(charlm_checkpoint, capsys, flags):
+    assert main(["sample", "--checkpoint", str(charlm_checkpoint), "--greedy", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lstm-bptt sample: error: --greedy: picks the most likely character; "
+                   "--temperature/--top-k do not apply"]
+
+
+def test_sample_reads_the_default_train_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--length", "5"]) == 2  # nothing trained here yet
+    assert "checkpoint not found: runs/charlm/checkpoint.npz" in capsys.readouterr().err
+    _checkpoint(tmp_path / "runs" / "charlm" / "checkpoint.npz", "abc")
+    assert main(["sample", "--length", "5"]) == 0
+    out = capsys.readouterr().out
+    assert len(out) == 6 and set(out[:5]) <= set("abc")
+
+
+def test_sample_without_prime_starts_after_a_newline(tmp_path, capsys):
+    model, vocab = _checkpoint(tmp_path / "c.npz", "\tab\ncd")  # ids: \t \n a b c d
+    assert main(["sample", "--checkpoint", str(tmp_path / "c.npz"), "--length", "6",
+                 "--greedy"]) == 0
+    out = capsys.readouterr().out[:-1]
+    logits = model.forward(np.array([[1]]))[0]  # (1, 1, V) after "\n", from a zero state
+    assert out[0] == vocab.chars[int(np.argmax(logits[-1, 0]))] != "\t"
+    assert out == vocab.decode(model.sample(6, [1], greedy=True))
+    # without a newline in the vocabulary: as before, a uniform first character
+    model, vocab = _checkpoint(tmp_path / "d.npz", "\tabcd")
+    assert main(["sample", "--checkpoint", str(tmp_path / "d.npz"), "--length", "6",
+                 "--greedy"]) == 0
+    assert capsys.readouterr().out[:-1] == vocab.decode(model.sample(6, None, greedy=True))

@@ -64,6 +64,8 @@ MAX_TRIALS = 100_000  # task --seeds
 MAX_JOBS = 1024  # task --jobs: local worker processes
 MAX_SEQ = 100_000  # steps of one truncated-BPTT window (the cache grows with it)
 TEMPERATURE_RANGE = (0.01, 100.0)
+SAMPLE_TEMPERATURE = 0.8  # `sample` without --temperature
+DEFAULT_OUT_DIR = "runs/charlm"  # where `train` writes, and `sample` reads, by default
 _nonneg_int = _number(int, "an integer >= 0", lambda v: v >= 0)
 _positive_float = _number(float, "a positive number", lambda v: v > 0 and math.isfinite(v))
 _nonneg_float = _number(float, "a number >= 0", lambda v: v >= 0 and math.isfinite(v))
@@ -82,6 +84,10 @@ def cmd_sample(args) -> int:
     from ..models import build_model
     from .train_job import _load_train_checkpoint
 
+    if args.greedy and (args.temperature is not None or args.top_k is not None):
+        raise ValueError("--greedy: picks the most likely character; --temperature/--top-k do "
+                         "not apply")
+    temperature = SAMPLE_TEMPERATURE if args.temperature is None else args.temperature
     if Path(args.checkpoint).is_dir():
         raise ValueError(f"--checkpoint {args.checkpoint} is a directory; pass the file, e.g. "
                          f"{Path(args.checkpoint) / 'checkpoint.npz'}")
@@ -99,7 +105,9 @@ def cmd_sample(args) -> int:
             raise ValueError(f"--prime contains characters not in the model's vocabulary "
                              f"of {len(vocab)}: {unknown}")
         prime = vocab.encode(args.prime)
-    ids = model.sample(args.length, prime, temperature=args.temperature, top_k=args.top_k,
+    elif "\n" in vocab.chars:  # start as at the beginning of a line, not from a random character
+        prime = vocab.encode("\n")
+    ids = model.sample(args.length, prime, temperature=temperature, top_k=args.top_k,
                        greedy=args.greedy, rng=args.seed)
     sys.stdout.write((args.prime or "") + vocab.decode(ids) + "\n")
     return 0
@@ -415,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between validation, sample and checkpoint")
     t.add_argument("--sample-length", type=_int_in(0, MAX_SAMPLE), default=200,
                    help="characters sampled at each evaluation (0 = none)")
-    t.add_argument("--out-dir", default="runs/charlm",
+    t.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
                    help="where checkpoint.npz, history.csv and summary.json go")
     t.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue an interrupted run bit for bit, in the checkpoint's folder "
@@ -447,17 +455,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", formatter_class=fmt, help="generate text from a checkpoint",
                        description="Generate text from a checkpoint written by `train`.")
-    s.add_argument("--checkpoint", required=True, help="checkpoint.npz from `train`")
+    s.add_argument("--checkpoint", default=f"{DEFAULT_OUT_DIR}/checkpoint.npz",
+                   help="checkpoint.npz from `train`")
     s.add_argument("--length", type=_int_in(1, MAX_SAMPLE), default=500,
                    help="characters to generate")
-    s.add_argument("--temperature", default=0.8,
+    s.add_argument("--temperature", default=None,
                    type=_number(float, "a number in {:g}..{:g}".format(*TEMPERATURE_RANGE),
                                 lambda v: TEMPERATURE_RANGE[0] <= v <= TEMPERATURE_RANGE[1]),
-                   help="divide logits by this (< 1: more conservative)")
+                   help="divide logits by this (< 1: more conservative; default "
+                        f"{SAMPLE_TEMPERATURE:g})")
     s.add_argument("--top-k", type=_positive_int, default=None,
                    help="sample only among the k most likely characters")
-    s.add_argument("--greedy", action="store_true", help="always take the most likely character")
-    s.add_argument("--prime", default="", help="text to condition on")
+    s.add_argument("--greedy", action="store_true", help="always take the most likely "
+                   "character (not with --temperature or --top-k)")
+    s.add_argument("--prime", default="", help="text to condition on (the output starts with "
+                   "it); without it, generation starts as after a newline (not printed) if the "
+                   "vocabulary has one, else from a uniformly random first character")
     s.add_argument("--seed", type=_nonneg_int, default=0, help="sampling seed")
     s.set_defaults(func=cmd_sample)
 
