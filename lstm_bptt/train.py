@@ -64,12 +64,17 @@ class TrainingDivergedError(RuntimeError):
         The offending value (NaN, inf, or the spiking loss).
     restored_step : int or None
         The step of the state the trainer is back at.
+    detail : str
+        What happened, without the advice that names the Trainer's parameters (for a front end
+        that names its own settings instead, such as the command line's flags).
     """
 
-    def __init__(self, message, *, step=None, tensor=None, value=None, restored_step=None):
+    def __init__(self, message, *, step=None, tensor=None, value=None, restored_step=None,
+                 detail=None):
         super().__init__(message)
         self.step, self.tensor, self.value = step, tensor, value
         self.restored_step = restored_step
+        self.detail = message if detail is None else detail
 
 
 def _first_nonfinite(arrays):
@@ -527,11 +532,14 @@ class Trainer:
         """Restore the last good state and build the error (raised by the caller)."""
         self._pending = None  # a state that led to a failed check is never written
         restored = self._restore_snapshot() if self._snapshot else self.step
-        msg = (f"training diverged at step {step}: {what}; back at step {restored}, the last "
-               "state that passed the checks. Try a lower learning rate, gradient clipping "
-               "(clip_norm) or float64.")
+        detail = (f"training diverged at step {step}: {what}; back at step {restored}, the "
+                  "last state that passed the checks")
+        spike = (f" (or a higher spike_factor than {self.spike_factor:g})"
+                 if "reference value" in what else "")
+        msg = (f"{detail}. Try a lower learning rate, gradient clipping (clip_norm) or "
+               f"float64{spike}.")
         return TrainingDivergedError(msg, step=step, tensor=tensor, value=value,
-                                     restored_step=restored)
+                                     restored_step=restored, detail=detail)
 
     def _spike_threshold(self):
         st = self._loss_stats
@@ -611,8 +619,8 @@ class Trainer:
         limit = self._spike_threshold()
         if limit is not None and loss > limit:
             # the damage was done by an earlier update: go back to before it in any case
-            raise fail("loss", loss, f"loss = {loss:.6g}, more than spike_factor "
-                       f"({self.spike_factor:g}) x its reference value = {limit:.6g}")
+            raise fail("loss", loss, f"loss = {loss:.6g}, more than {self.spike_factor:g} x "
+                       f"its reference value = {limit:.6g}")
         if self._pending is not None:
             self._flush_pending()  # its state has now passed this loss check too
         if snap_now:
@@ -652,8 +660,8 @@ class Trainer:
             if k == self.monitor and k.endswith("loss") and limit is not None and v > limit:
                 raise self._diverged(self.step, f"metric {k}", float(v),
                                      f"evaluation returned {k} = {float(v):.6g}, more than "
-                                     f"spike_factor ({self.spike_factor:g}) x the training "
-                                     f"loss's reference value = {limit:.6g}")
+                                     f"{self.spike_factor:g} x the training loss's reference "
+                                     f"value = {limit:.6g}")
         row = {k: float(v) for k, v in metrics.items()}
         if self.history and self.history[-1].get("step") == self.step:
             self.history[-1].update(row)  # one row per step: the log row of this step
@@ -768,11 +776,12 @@ class Trainer:
         if self.on_divergence == "raise":
             raise exc
         if self.rollbacks >= self.max_rollbacks:
+            gave_up = (f"gave up after {self.rollbacks} rollback(s), the learning rate lowered "
+                       f"to {float(self.optimizer.lr):.3g}")
             raise TrainingDivergedError(
-                f"{exc} Gave up after {self.rollbacks} rollback(s) (max_rollbacks), the "
-                f"learning rate lowered to {float(self.optimizer.lr):.3g}.",
+                f"{exc} G{gave_up[1:]} (max_rollbacks).",
                 step=exc.step, tensor=exc.tensor, value=exc.value,
-                restored_step=exc.restored_step) from None
+                restored_step=exc.restored_step, detail=f"{exc.detail}; {gave_up}") from None
         self.rollbacks += 1
         lr = self._scale_lr(self.lr_factor)
         self._snapshot["optimizer"] = self.optimizer.state_dict()  # the lower lr is kept

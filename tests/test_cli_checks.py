@@ -57,7 +57,7 @@ def test_export_out_directory_must_exist(charlm_checkpoint, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------- train
 SMALL = ["--steps", "2", "--eval-every", "1", "--hidden-size", "8", "--embedding-dim", "4",
-         "--quiet", "--sample-length", "0", "--threads", "1"]
+         "--seq-length", "16", "--quiet", "--sample-length", "0", "--threads", "1"]
 
 
 @pytest.fixture
@@ -164,3 +164,18 @@ def test_sample_without_prime_starts_after_a_newline(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "d.npz"), "--length", "6",
                  "--greedy"]) == 0
     assert capsys.readouterr().out[:-1] == vocab.decode(model.sample(6, None, greedy=True))
+
+
+# ----------------------------------------------------------------------------------- messages
+def test_divergence_message_names_the_flags(small_text, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--text", str(small_text), "--out-dir", str(out), *SMALL,
+                 "--no-baselines", "--optimizer", "sgd", "--lr", "1e3", "--clip", "0",
+                 "--schedule", "constant"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("lstm-bptt train: error: training diverged at step ")
+    assert ("the last state that passed the checks. Try a lower --lr, a --clip norm (e.g. 1), "
+            "--dtype float64 or --on-divergence rollback-and-lower-lr. No checkpoint was "
+            "written (none had passed the checks).") in err[0]
+    assert "clip_norm" not in err[0] and "spike_factor" not in err[0]

@@ -89,7 +89,7 @@ def test_divergence_stops_with_exit_1_and_keeps_the_good_checkpoint(small_text, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert len(err) == 1 and "training diverged at step" in err[0]
-    assert "no checkpoint was written" in err[0]
+    assert "No checkpoint was written" in err[0]
     assert not (run2 / "checkpoint.npz").exists()
     assert (out / "checkpoint.npz").read_bytes() == good
 
@@ -113,7 +113,7 @@ def test_divergence_after_a_checkpoint_names_it(small_text, tmp_path, capsys, mo
     code = _train(small_text, out)
     err = capsys.readouterr().err
     assert code == 1, err
-    assert f"the last good checkpoint is {out / 'checkpoint.npz'} (step 10)" in err
+    assert f"The last good checkpoint is {out / 'checkpoint.npz'} (step 10)" in err
     assert load_checkpoint(out / "checkpoint.npz")["step"] == 10
 
 

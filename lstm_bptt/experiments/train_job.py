@@ -627,12 +627,16 @@ def cmd_train(args) -> int:
     except TrainingDivergedError as exc:
         trainer.write_history(out_dir / "history.csv")
         if trainer.saved_step is not None:
-            where = f"the last good checkpoint is {ckpt_path} (step {trainer.saved_step})"
+            where = f"The last good checkpoint is {ckpt_path} (step {trainer.saved_step})"
         elif tree is not None:
             where = f"{ckpt_path} still holds the resumed step {int(tree['step'])}"
         else:
-            where = "no checkpoint was written (none had passed the checks)"
-        print(f"lstm-bptt train: error: {exc} {where}.", file=sys.stderr)
+            where = "No checkpoint was written (none had passed the checks)"
+        # the Trainer's advice names its parameters; the command line names its flags
+        retry = (", --dtype float64 or --on-divergence rollback-and-lower-lr"
+                 if args.on_divergence == "stop" else " or --dtype float64")
+        print(f"lstm-bptt train: error: {exc.detail}. Try a lower --lr, a --clip norm (e.g. "
+              f"1){retry}. {where}.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second signal: no new checkpoint
         trainer.write_history(out_dir / "history.csv")
