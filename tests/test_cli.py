@@ -226,7 +226,7 @@ def test_misspelt_flag_shows_the_subcommand_usage_and_a_suggestion(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: lstm-bptt train")
-    assert "--hiden-size (did you mean --hidden-size?)" in err
+    assert "unrecognized arguments: --hiden-size 128 (did you mean --hidden-size?)" in err
     with pytest.raises(SystemExit):
         main(["sample", "--checkpoint", "c.npz", "--zzz"])
     err = capsys.readouterr().err

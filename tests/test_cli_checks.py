@@ -179,3 +179,16 @@ def test_divergence_message_names_the_flags(small_text, tmp_path, capsys):
             "--dtype float64 or --on-divergence rollback-and-lower-lr. No checkpoint was "
             "written (none had passed the checks).") in err[0]
     assert "clip_norm" not in err[0] and "spike_factor" not in err[0]
+
+
+def test_typo_suggestions_come_after_the_arguments(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--hiden-size", "10", "--lrr", "0.1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("lstm-bptt train: error: unrecognized arguments: --hiden-size 10 --lrr 0.1 "
+                       "(--hiden-size: did you mean --hidden-size?) (--lrr: did you mean --lr?)")
+    with pytest.raises(SystemExit):
+        main(["train", "--hiden-size=10"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "unrecognized arguments: --hiden-size=10 (did you mean --hidden-size?)")

@@ -573,12 +573,18 @@ def _parse_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     sub = subparsers.choices[args.command]
     known = [s for a in sub._actions for s in a.option_strings if s.startswith("--")]
-    parts = []
+    hints = []
     for token in extra:
         flag = token.split("=", 1)[0]
         close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) if flag[:1] == "-" else []
-        parts.append(f"{token} (did you mean {close[0]}?)" if close else token)
-    sub.error("unrecognized arguments: " + " ".join(parts))
+        if close:
+            hints.append((flag, close[0]))
+    # the arguments as given, then the suggestions (not wedged between a flag and its value)
+    if len(hints) == 1:
+        hint = f" (did you mean {hints[0][1]}?)"
+    else:
+        hint = "".join(f" ({bad}: did you mean {good}?)" for bad, good in hints)
+    sub.error("unrecognized arguments: " + " ".join(extra) + hint)
 
 
 def main(argv=None) -> int:
