@@ -192,3 +192,10 @@ def test_typo_suggestions_come_after_the_arguments(capsys):
         main(["train", "--hiden-size=10"])
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         "unrecognized arguments: --hiden-size=10 (did you mean --hidden-size?)")
+
+
+def test_run_header_counts_in_the_singular(small_text, tmp_path, capsys):
+    assert main(["train", "--text", str(small_text), "--out-dir", str(tmp_path / "run"), *SMALL,
+                 "--no-baselines", "--steps", "1", "--batch-size", "1", "--seq-length", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "; 1 stream x 1 step (k1); 1 step\n" in out and "1 steps" not in out

@@ -62,6 +62,11 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+def _count(n: int, noun: str) -> str:
+    """``"1 step"``, ``"2,000 steps"``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def _format_duration(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{seconds / 3600:g}h"
@@ -618,8 +623,9 @@ def cmd_train(args) -> int:
             return 0
         print(f"resumed from step {trainer.step}")
     print(f"\nmodel: {model!r}, {args.dtype}; optimizer {args.optimizer} lr {args.lr}, "
-          f"clip {args.clip}; {args.batch_size} streams x {args.seq_length} steps (k1)"
-          + (f", k2 {args.k2}" if args.k2 else "") + f"; {args.steps:,} steps"
+          f"clip {args.clip}; {_count(args.batch_size, 'stream')} x "
+          f"{_count(args.seq_length, 'step')} (k1)"
+          + (f", k2 {args.k2}" if args.k2 else "") + f"; {_count(args.steps, 'step')}"
           + getattr(args, "steps_note", ""))
     t0 = time.perf_counter()
     try:
