@@ -199,3 +199,30 @@ def test_run_header_counts_in_the_singular(small_text, tmp_path, capsys):
                  "--no-baselines", "--steps", "1", "--batch-size", "1", "--seq-length", "1"]) == 0
     out = capsys.readouterr().out
     assert "; 1 stream x 1 step (k1); 1 step\n" in out and "1 steps" not in out
+
+
+def test_resume_reuses_the_runs_baselines(small_text, tmp_path, capsys, monkeypatch):
+    from lstm_bptt.experiments import ngram
+
+    run = ["train", "--text", str(small_text), *SMALL, "--schedule", "constant"]
+    quiet, full = tmp_path / "quiet", tmp_path / "full"
+    assert main([*run, "--out-dir", str(quiet), "--no-baselines"]) == 0
+    assert main([*run, "--out-dir", str(full)]) == 0
+    computed = (full / "baselines.json").read_text()
+    capsys.readouterr()
+
+    def no_baselines(*a, **k):
+        raise AssertionError("the baselines were computed again")
+
+    monkeypatch.setattr(ngram, "ngram_baselines", no_baselines)
+    # at its last step already: nothing to do, and nothing computed first
+    assert main([*run, "--out-dir", str(quiet), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to do" in out and "n-gram" not in out
+    # going on: the run's own baselines (none for a --no-baselines run), as it wrote them
+    assert main([*run, "--out-dir", str(quiet), "--resume", "--steps", "3"]) == 0
+    assert "n-gram" not in capsys.readouterr().out
+    assert main([*run, "--out-dir", str(full), "--resume", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"n-gram baselines on the validation split (from {full / 'baselines.json'})" in out
+    assert (full / "baselines.json").read_text() == computed

@@ -365,10 +365,29 @@ def _check_window(args, n_train: int) -> None:
                 f"got {value:,}; lower {flag} or --batch-size")
 
 
-def print_baselines(args, corpus) -> dict:
-    """The n-gram baselines on the same split (unless ``--no-baselines``)."""
+def _saved_baselines(path: Path):
+    """The baselines a run wrote to ``path`` ({name: nats}, {} for --no-baselines), or None if
+    the file is missing or not such a table."""
+    try:
+        base = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(base, dict) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in base.values())
+    return base if ok else None
+
+
+def print_baselines(args, corpus, saved: Path | None = None) -> dict:
+    """The n-gram baselines on the same split (unless ``--no-baselines``); with ``saved``
+    (--resume), those the run wrote there if it did, rather than computed again."""
     from .ngram import format_baselines, ngram_baselines
 
+    base = None if saved is None else _saved_baselines(saved)
+    if base is not None:
+        if base:
+            print(f"\nn-gram baselines on the validation split (from {saved}):")
+            print(format_baselines(base))
+        return base
     if args.no_baselines:
         return {}
     t0 = time.perf_counter()
@@ -598,7 +617,16 @@ def cmd_train(args) -> int:
           "(last 10%)")
     if note:
         print(note)
-    base = print_baselines(args, corpus)
+    if tree is not None:
+        try:
+            done = int(tree["step"])
+        except (KeyError, TypeError, ValueError):
+            done = None  # Trainer.load names what is wrong with it
+        if done is not None and done >= args.steps:  # before any baseline is computed
+            print(f"checkpoint is at step {done} >= --steps {args.steps}; nothing to do "
+                  f"(train further with --init-from {ckpt_path} --out-dir NEW_DIR)")
+            return 0
+    base = print_baselines(args, corpus, out_dir / "baselines.json" if tree is not None else None)
     model, optimizer, scheduler = build_run(args, V)
     if init is not None:
         model.load_params(init["params"])
@@ -617,10 +645,6 @@ def cmd_train(args) -> int:
     trainer = make_trainer(args, corpus, model, optimizer, scheduler, ckpt_path, plot)
     if tree is not None:
         trainer.load(tree)
-        if trainer.step >= args.steps:
-            print(f"checkpoint is at step {trainer.step} >= --steps {args.steps}; nothing to "
-                  f"do (train further with --init-from {ckpt_path} --out-dir NEW_DIR)")
-            return 0
         print(f"resumed from step {trainer.step}")
     print(f"\nmodel: {model!r}, {args.dtype}; optimizer {args.optimizer} lr {args.lr}, "
           f"clip {args.clip}; {_count(args.batch_size, 'stream')} x "
