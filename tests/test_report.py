@@ -137,6 +137,7 @@ def test_inspect_command_end_to_end(tmp_path, capsys):
     text.write_text(TEXT * 5)
     run = tmp_path / "run"
     assert main(["train", "--text", str(text), "--out-dir", str(run), "--steps", "20",
+                 "--seq-length", "32",
                  "--eval-every", "10", "--hidden-size", "16", "--quiet", "--sample-length",
                  "0", "--threads", "1"]) == 0
     capsys.readouterr()
@@ -177,6 +178,7 @@ def test_inspect_lstmvis_export(tmp_path, capsys):
     text.write_text(TEXT * 5)
     run = tmp_path / "run"
     assert main(["train", "--text", str(text), "--out-dir", str(run), "--steps", "10",
+                 "--seq-length", "32",
                  "--eval-every", "10", "--hidden-size", "8", "--quiet", "--sample-length",
                  "0", "--threads", "1", "--no-baselines"]) == 0
     out = tmp_path / "rep"

@@ -112,9 +112,13 @@ def test_train_defaults():
 
 
 def test_sample_defaults():
-    args = build_parser().parse_args(["sample", "--checkpoint", "x.npz"])
-    assert (args.length, args.temperature, args.top_k, args.greedy, args.seed) == (
-        500, 0.8, None, False, 0)
+    from lstm_bptt.experiments.cli import SAMPLE_TEMPERATURE
+
+    args = build_parser().parse_args(["sample"])
+    # --temperature not given: 0.8 (None lets --greedy refuse an explicit one)
+    assert (args.checkpoint, args.length, args.temperature, args.top_k, args.greedy,
+            args.seed) == ("runs/charlm/checkpoint.npz", 500, None, None, False, 0)
+    assert SAMPLE_TEMPERATURE == 0.8
 
 
 def test_default_schedule_is_cosine_down_to_a_tenth():
