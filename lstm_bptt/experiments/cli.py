@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a character-level LSTM language model (default: Python docs text)",
         description="Train a character-level LSTM language model with truncated BPTT. With no "
                     "arguments it trains on the Python documentation topics that ship with "
-                    "CPython (no download), about 3 minutes on 2 cores.")
+                    "CPython (no download), 2.5 to 3 minutes on 2 cores.")
     t.add_argument("--text", metavar="FILE", help="UTF-8 text file to train on instead of the "
                    "Python documentation (e.g. Tiny Shakespeare)")
     t.add_argument("--hidden-size", type=_int_in(1, MAX_HIDDEN), default=256,
