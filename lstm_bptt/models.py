@@ -298,46 +298,7 @@ class CharLM(_Model):
         >>> model, vocab = CharLM.from_checkpoint("runs/charlm/checkpoint.npz")  # doctest: +SKIP
         >>> vocab.decode(model.sample(100, vocab.encode("def "), temperature=0.7))  # doctest: +SKIP
         """
-        from .checkpoint import load_checkpoint, peek_checkpoint
-        from .data import CharVocab
-
-        head = peek_checkpoint(path)
-        model = head.get("model") if isinstance(head, dict) else None
-        extra = head.get("extra") if isinstance(head, dict) else None
-        if not isinstance(model, dict) or model.get("class") != "CharLM":
-            got = model.get("class") if isinstance(model, dict) else None
-            raise ValueError(f"{path}: expected a checkpoint of a CharLM (model/class "
-                             f"'CharLM', as `lstm-bptt train` writes), got model/class {got!r}")
-        if not isinstance(extra, dict) or "vocab" not in extra:
-            raise ValueError(f"{path}: expected the CharLM's vocabulary in extra/vocab (as "
-                             "`lstm-bptt train` writes), got none")
-        config = model.get("config")
-        if not isinstance(config, dict):
-            raise ValueError(f"{path}: model/config: expected a dict, got "
-                             f"{type(config).__name__}")
-        info = extra["vocab"]
-        V = config.get("vocab_size")
-        if getattr(info, "shape", None) != (V,) or info.dtype.kind not in "iu":
-            got = (f"shape {info.shape} dtype {info.dtype}" if hasattr(info, "dtype")
-                   else type(info).__name__)
-            raise ValueError(f"{path}: extra/vocab: expected {V} integer code points (the "
-                             f"config's vocab_size), got {got}")
-        try:
-            lm = cls(**config, rng=rng)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: model/config: {exc}") from None
-
-        def expect(name):
-            parts = name.split("/")
-            if len(parts) == 2 and parts[0] == "params" and parts[1] in lm.params:
-                return lm.params[parts[1]].shape, lm.params[parts[1]].dtype
-            return None
-
-        tree = load_checkpoint(path, expect=expect)
-        try:
-            vocab = CharVocab.from_array(tree["extra"]["vocab"])
-        except ValueError as exc:
-            raise ValueError(f"{path}: extra/vocab: {exc}") from None
+        tree, lm, vocab = read_charlm_checkpoint(path, rng=rng)
         try:
             lm.load_params(tree.get("params"))
         except (TypeError, ValueError) as exc:
@@ -982,6 +943,85 @@ class SequenceTagger(_ClassifierBody):
 
 MODELS = {"CharLM": CharLM, "SequenceClassifier": SequenceClassifier,
           "SequenceRegressor": SequenceRegressor, "SequenceTagger": SequenceTagger}
+
+
+def read_charlm_checkpoint(path, *, where=None, check_config=None, rng=None):
+    """Read a CharLM checkpoint (as ``lstm-bptt train`` writes it) defensively.
+
+    The skeleton first (model/class ``CharLM``, model/config a dict, extra/vocab ``vocab_size``
+    integer code points), then only the members of the shapes that config implies: the
+    parameters and the per-parameter optimizer state, checked from their headers before any
+    data is read (a forged file cannot make us allocate what its config does not imply).
+
+    Parameters
+    ----------
+    path : str or Path
+    where : str, optional
+        Prefix of the error messages (default: the path).
+    check_config : callable(config, where), optional
+        Run on the config before the model is built (the CLI bounds the sizes with it).
+    rng : Generator, seed or None
+        The built model's ``rng``.
+
+    Returns
+    -------
+    tree : dict, the whole checkpoint (params, optimizer, step, extra, ...)
+    model : CharLM built from the config (its parameters are not loaded)
+    vocab : :class:`~lstm_bptt.data.CharVocab`
+
+    Raises
+    ------
+    ValueError
+        One line naming ``where`` and the member at fault (a file that is not a checkpoint
+        raises :class:`~lstm_bptt.checkpoint.CheckpointError`, a ValueError).
+    """
+    from .checkpoint import load_checkpoint, peek_checkpoint
+    from .data import CharVocab
+
+    where = str(path) if where is None else where
+    head = peek_checkpoint(path)
+    model = head.get("model") if isinstance(head, dict) else None
+    extra = head.get("extra") if isinstance(head, dict) else None
+    if not isinstance(model, dict) or model.get("class") != "CharLM":
+        got = model.get("class") if isinstance(model, dict) else None
+        raise ValueError(f"{where}: expected a checkpoint of a CharLM (model/class "
+                         f"'CharLM', as `lstm-bptt train` writes), got model/class {got!r}")
+    if not isinstance(extra, dict) or "vocab" not in extra:
+        raise ValueError(f"{where}: expected the CharLM's vocabulary in extra/vocab (as "
+                         "`lstm-bptt train` writes), got none")
+    config = model.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: model/config: expected a dict, got "
+                         f"{type(config).__name__}")
+    if check_config is not None:
+        check_config(config, where)
+    info = extra["vocab"]
+    V = config.get("vocab_size")
+    if getattr(info, "shape", None) != (V,) or info.dtype.kind not in "iu":
+        got = (f"shape {info.shape} dtype {info.dtype}" if hasattr(info, "dtype")
+               else type(info).__name__)
+        raise ValueError(f"{where}: extra/vocab: expected {V} integer code points (the "
+                         f"config's vocab_size), got {got}")
+    try:
+        lm = CharLM(**config, rng=rng)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: model/config: {exc}") from None
+    params = lm.params
+
+    def expect(name):
+        parts = name.split("/")
+        if parts[0] == "params" and len(parts) == 2 and parts[1] in params:
+            return params[parts[1]].shape, params[parts[1]].dtype
+        if parts[:2] == ["optimizer", "state"] and len(parts) == 4 and parts[2] in params:
+            return params[parts[2]].shape, params[parts[2]].dtype
+        return None
+
+    tree = load_checkpoint(path, expect=expect)
+    try:
+        vocab = CharVocab.from_array(tree["extra"]["vocab"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: extra/vocab: {exc}") from None
+    return tree, lm, vocab
 
 
 def build_model(name: str, config: dict, rng=None):

@@ -257,45 +257,9 @@ def _load_train_checkpoint(path, flag: str) -> dict:
     ValueError
         One line naming ``flag``, the file and the member at fault.
     """
-    from ..checkpoint import load_checkpoint, peek_checkpoint
-    from ..data import CharVocab
-    from ..models import build_model
+    from ..models import read_charlm_checkpoint
 
-    where = f"{flag}: {path}"
-    head = peek_checkpoint(path)
-    model = head.get("model") if isinstance(head, dict) else None
-    extra = head.get("extra") if isinstance(head, dict) else None
-    if (not isinstance(model, dict) or model.get("class") != "CharLM"
-            or not isinstance(extra, dict) or "vocab" not in extra):
-        raise ValueError(f"{where} is not a checkpoint of `lstm-bptt train` (model/class "
-                         "CharLM and extra/vocab expected)")
-    _check_config(model.get("config"), where)
-    V = model["config"]["vocab_size"]
-    vocab = extra["vocab"]
-    if getattr(vocab, "shape", None) != (V,) or vocab.dtype.kind not in "iu":
-        got = (f"shape {vocab.shape} dtype {vocab.dtype}" if hasattr(vocab, "dtype")
-               else type(vocab).__name__)
-        raise ValueError(f"{where}: extra/vocab: expected {V} integer code points (the "
-                         f"config's vocab_size), got {got}")
-    try:
-        params = build_model("CharLM", model["config"], rng=0).params
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: model/config: {exc}") from None
-
-    def expect(name):
-        parts = name.split("/")
-        if parts[0] == "params" and len(parts) == 2 and parts[1] in params:
-            return params[parts[1]].shape, params[parts[1]].dtype
-        if parts[:2] == ["optimizer", "state"] and len(parts) == 4 and parts[2] in params:
-            return params[parts[2]].shape, params[parts[2]].dtype
-        return None
-
-    tree = load_checkpoint(path, expect=expect)
-    try:
-        CharVocab.from_array(tree["extra"]["vocab"])
-    except ValueError as exc:
-        raise ValueError(f"{where}: extra/vocab: {exc}") from None
-    return tree
+    return read_charlm_checkpoint(path, where=f"{flag}: {path}", check_config=_check_config)[0]
 
 
 def load_corpus(args, ckpt_path: Path):
