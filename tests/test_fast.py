@@ -363,3 +363,57 @@ def test_rnn_kernel_saturation_and_nan(nonlinearity):
         with np.errstate(all="raise"):
             outs.append(rnn_forward(x, None, **p, nonlinearity=nonlinearity)[0])
     np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=8 * np.finfo(float).eps * 1e4)
+
+
+# --- the kernels' BLAS on one thread ------------------------------------------------------------
+
+def test_kernel_calls_run_their_blas_on_one_thread_and_restore_it():
+    """OneBlasThread sets the kernels' BLAS to one thread around each call (the per-step GEMMs
+    paid the thread pool's wake-up on every step: 33-54 ms vs 15 ms at charlm size, 2 threads)
+    and restores the caller's setting, also when the kernel raises."""
+    threads = [4]
+    calls = []
+
+    def get():
+        return threads[0]
+
+    def set_(n):
+        calls.append(n)
+        threads[0] = n
+
+    class Module:
+        F32 = np.float32
+
+        @staticmethod
+        def kernel(a, b):
+            calls.append(("kernel", threads[0]))
+            if b is None:
+                raise ValueError("boom")
+            return a + b
+
+    k = _fast.OneBlasThread(Module, get, set_)
+    assert k.kernel(1, 2) == 3
+    assert calls == [1, ("kernel", 1), 4] and threads[0] == 4
+    with pytest.raises(ValueError, match="boom"):
+        k.kernel(1, None)
+    assert threads[0] == 4
+    calls.clear()
+    threads[0] = 1  # already one thread: nothing is set
+    assert k.kernel(2, 2) == 4 and calls == [("kernel", 1)]
+    assert k.F32 is np.float32  # non-functions pass through
+    assert _fast.OneBlasThread(Module).kernel(1, 1) == 2  # BLAS not found: called as it is
+
+
+def test_kernels_blas_thread_control_is_found_with_numba():
+    kernels = _kernels()
+    wrapped = _fast._load()
+    assert wrapped is not kernels and wrapped.lstm_forward_steps.__name__ == "lstm_forward_steps"
+    get, set_ = _fast._kernel_blas_threads()
+    if get is None:
+        pytest.skip("SciPy's BLAS is not its bundled OpenBLAS")
+    before = get()
+    try:
+        set_(2)
+        assert get() == 2
+    finally:
+        set_(before)
