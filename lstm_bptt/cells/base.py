@@ -342,8 +342,12 @@ class Cell:
         raise NotImplementedError
 
     def state_at(self, cache, t: int) -> tuple:
-        """Subclass: the state tuple after step ``t`` (0 = the initial state, T = the last)."""
-        raise NotImplementedError
+        """The state tuple after step ``t`` (0 = the initial state, T = the last).
+
+        Default: row t of the cache's (T + 1, B, .) array of each name in ``state_names``
+        (read-only views); a cell whose cache keeps its states otherwise overrides this.
+        """
+        return tuple(getattr(cache, name)[t] for name in self.state_names)
 
     def per_step(self, cache) -> dict[str, np.ndarray]:
         """Subclass: per-step values, each (T, B, .): ``"h"``, the other states, and every gate
@@ -351,8 +355,9 @@ class Cell:
         raise NotImplementedError
 
     def cache_dims(self, cache) -> tuple[int, int]:
-        """Subclass: (T, B) of a cache from :meth:`forward`."""
-        raise NotImplementedError
+        """(T, B) of a cache from :meth:`forward`. Default: the first two axes of the cache's
+        input ``x`` (T, B, D); a cell whose cache does not keep ``x`` overrides this."""
+        return cache.x.shape[0], cache.x.shape[1]
 
 
 # ------------------------------------------------------------------------------ shared helpers

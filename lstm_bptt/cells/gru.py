@@ -521,13 +521,6 @@ class GRUCell(Cell):
         dx, dh_0, grads = gru_backward(doutput, cache, dh_n, need_dx=need_dx)
         return dx, (dh_0,), grads
 
-    def cache_dims(self, cache):
-        return cache.x.shape[0], cache.x.shape[1]
-
-    def state_at(self, cache, t):
-        """``(h_t,)`` after step t (0 <= t <= T), a read-only view."""
-        return (cache.h[t],)
-
     def per_step(self, cache):
         """``h``, ``r``, ``z``, ``n``, each (T, B, H), post-activation, PyTorch's order."""
         gates = cache.gates

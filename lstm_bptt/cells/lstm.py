@@ -1033,9 +1033,6 @@ class LSTMCell(Cell):
         dx, dh_0, dc_0, grads = lstm_backward(doutput, cache, dh_n, dc_n, need_dx=need_dx)
         return dx, (dh_0, dc_0), grads
 
-    def cache_dims(self, cache):
-        return cache.x.shape[0], cache.x.shape[1]
-
     def state_at(self, cache, t):
         """(h_t, c_t) after step ``t`` (0 <= t <= T), as read-only views or fresh arrays.
 

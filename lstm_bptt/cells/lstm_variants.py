@@ -662,13 +662,6 @@ class LSTMVariantCell(LSTMCell):
                                                       need_dx=need_dx)
         return dx, (dh_0, dc_0), grads
 
-    def cache_dims(self, cache):
-        return cache.x.shape[0], cache.x.shape[1]
-
-    def state_at(self, cache, t):
-        """``(h_t, c_t)`` after step t (0 <= t <= T), read-only views."""
-        return cache.h[t], cache.c[t]
-
     def per_step(self, cache):
         """``h``, ``c`` (T, B, H) and the gates ``i``, ``f``, ``g``, ``o`` (post-activation)."""
         H = cache.h.shape[2]

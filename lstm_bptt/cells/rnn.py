@@ -445,13 +445,6 @@ class RNNCell(Cell):
         dx, dh_0, grads = rnn_backward(doutput, cache, dh_n, need_dx=need_dx)
         return dx, (dh_0,), grads
 
-    def cache_dims(self, cache):
-        return cache.x.shape[0], cache.x.shape[1]
-
-    def state_at(self, cache, t):
-        """``(h_t,)`` after step t (0 <= t <= T), a read-only view."""
-        return (cache.h[t],)
-
     def per_step(self, cache):
         """``{"h": (T, B, H)}``: the RNN has no gates."""
         return {"h": cache.h[1:]}
