@@ -417,3 +417,46 @@ def test_kernels_blas_thread_control_is_found_with_numba():
         assert get() == 2
     finally:
         set_(before)
+
+
+def test_large_per_step_gemms_use_the_numpy_path_when_blas_has_threads():
+    """With several BLAS threads a per-step GEMM of >= PARALLEL_STEP_MACS multiply-adds runs
+    faster on the NumPy path (all threads) than in a kernel (one thread): kernels() says None
+    there, and only there; with one BLAS thread the kernels are always used."""
+    _kernels()  # skips without numba
+    kernels = _fast._load()
+    get, set_ = _fast._kernel_blas_threads()
+    if get is None:
+        pytest.skip("SciPy's BLAS is not its bundled OpenBLAS")
+    big = _fast.PARALLEL_STEP_MACS
+    before = get()
+    try:
+        set_(2)
+        assert kernels.blas_threads() == 2
+        assert _fast.kernels(big) is None
+        assert _fast.kernels(big - 1) is kernels and _fast.kernels() is kernels
+        set_(1)
+        assert _fast.kernels(big) is kernels
+    finally:
+        set_(before)
+
+
+def test_the_lstm_layer_takes_the_numpy_path_for_a_large_step_with_blas_threads(monkeypatch):
+    """lstm_forward / lstm_backward pass their per-step GEMM size (B * P * 4H) to kernels()."""
+    from lstm_bptt.cells import lstm as L
+
+    seen = []
+    real = _fast.kernels
+
+    def spy(step_macs=0):
+        seen.append(step_macs)
+        return real(step_macs)
+
+    monkeypatch.setattr(_fast, "kernels", spy)
+    rng = np.random.default_rng(0)
+    T, B, D, H = 3, 5, 4, 6
+    w = {"weight_ih": rng.standard_normal((4 * H, D)), "weight_hh": rng.standard_normal((4 * H, H)),
+         "bias_ih": None, "bias_hh": None}
+    out, _, cache = L.lstm_forward(rng.standard_normal((T, B, D)), None, None, **w)
+    L.lstm_backward(np.ones_like(out), cache)
+    assert B * 4 * H * H in seen and max(seen) == B * 4 * H * H

@@ -227,7 +227,7 @@ def _run_steps(gates, h, m, w_hh_t, b_hn):
     recomputed segment is bitwise equal to the original. With the compiled path on
     (:mod:`lstm_bptt._fast`) the loop is the kernel ``gru_forward_steps``.
     """
-    kernels = _fast.kernels()
+    kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
     if kernels is not None:
         return kernels.gru_forward_steps(gates, h, m, w_hh_t, b_hn)
     n, B, H3 = gates.shape
@@ -406,7 +406,7 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
     Returns dh carried out to the step before the segment. With the compiled path on, the
     loop is the kernel ``gru_backward_steps``.
     """
-    kernels = _fast.kernels()
+    kernels = _fast.kernels(gates.shape[1] * w_hh.size)
     if kernels is not None:
         return kernels.gru_backward_steps(gates, m, h, np.ascontiguousarray(w_hh), work,
                                           doutput, dh)

@@ -469,7 +469,7 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None):
     recomputed segment is bitwise equal to the original. With the compiled path on
     (:mod:`lstm_bptt._fast`) the loop is the kernel ``lstm_forward_steps``.
     """
-    kernels = _fast.kernels()
+    kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
     if kernels is not None:
         return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t)
     n, B, H4 = gates.shape
@@ -766,7 +766,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     stops = final_steps(last, T)  # {t: rows whose dh_n, dc_n enter after step t}
     dh, dc = np.zeros((B, P), dtype), np.zeros((B, H), dtype)
 
-    kernels = _fast.kernels()  # the compiled loop (optional extra), else the NumPy loop
+    kernels = _fast.kernels(B * w_hh.size)  # the compiled loop (optional extra), or NumPy
     if kernels is None:
         # Per step and row: [u | da_o | da_i | da_f | da_g | dc_prev], u = dh_t * dtanh/dc
         work = _workspace((T, B, 6 * H), dtype)

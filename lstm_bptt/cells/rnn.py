@@ -280,7 +280,7 @@ def rnn_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     if bias_ih is not None:
         a += bias_ih + bias_hh
     w_hh_t = np.ascontiguousarray(weight_hh.T)  # (H, H)
-    kernels = _fast.kernels()  # the compiled loop (optional extra), else the NumPy loop
+    kernels = _fast.kernels(B * H * H)  # the compiled loop (optional extra), or NumPy
     if kernels is not None:
         kernels.rnn_forward_steps(h, w_hh_t, nonlinearity == "relu")
     else:
@@ -339,7 +339,7 @@ def rnn_backward(doutput, cache: RNNCache, dh_n=None, *, need_dx: bool = True):
     doutput = check_grad("doutput", doutput, (T, B, H), "(T, B, H)", dtype)
     dh_n = check_grad("dh_n", dh_n, (B, H), "(B, H)", dtype)
     dh = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
-    kernels = _fast.kernels()  # the compiled loop (optional extra), else the NumPy loop
+    kernels = _fast.kernels(B * H * H)  # the compiled loop (optional extra), or NumPy
     if kernels is not None:
         da, dh = kernels.rnn_backward_steps(h, np.ascontiguousarray(w_hh), doutput, dh,
                                             nonlinearity == "relu")
