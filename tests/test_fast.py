@@ -270,6 +270,11 @@ def test_one_hot_input_gather_and_scatter(dtype, flag):
     assert one_hot_ids(dense) is None
     input_projection(dense, w_t, out)
     np.testing.assert_allclose(out, dense @ w_t, rtol=1e-6)
+    bias = rng.standard_normal(G).astype(dtype)  # with a bias: the same sums, bitwise
+    input_projection(x2, w_t, out, bias)
+    np.testing.assert_array_equal(out, w_t[ids] + bias)
+    input_projection(dense, w_t, out, bias)
+    np.testing.assert_array_equal(out, (dense @ w_t) + bias)
     assert one_hot_ids(2 * x2) is None and one_hot_ids(x2[:, ::-1] + x2) is None
 
 

@@ -136,13 +136,13 @@ def tanh_array(x, out):
 # left scalar (unknown sign of the start index); offsets are added inside ``range(H)`` loops.
 
 @njit(**_JIT)
-def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t):
+def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias):
     """The forward time loop of ``lstm._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 4H) pre-activations without the recurrent term (sigmoid rows halved) on
     entry, post-activations (o, i, f, g) on exit; h (n + 1, B, P or H), c (n + 1, B, H):
     row 0 read, rows 1..n written; tanh_c : (n, B, H) written; w_hh_t : (P or H, 4H);
-    w_hr_t : (H, P) or None (no projection).
+    w_hr_t : (H, P) or None (no projection); bias : (4H,) added to the gates first, or None.
     """
     n, B, H4 = gates.shape
     H = H4 // 4
@@ -155,6 +155,9 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t):
         _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t)  # h_{t-1} W_hh^T, (B, 4H)
         for b in range(B):
             a, r = gates[t, b], rec[b]
+            if bias is not None:  # ((x W_ih^T) + b) + h W_hh^T: the NumPy path's order
+                for k in range(4 * H):
+                    a[k] += bias[k]
             for k in range(3 * H):  # o, i, f: (4), (1), (2) as sigma(a) = (1 + tanh(a/2)) / 2
                 a[k] = tanh_(a[k] + r[k]) * half + half
             for j in range(H):  # g: (3)

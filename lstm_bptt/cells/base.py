@@ -514,13 +514,16 @@ def one_hot_ids(x2: np.ndarray):
     return ids
 
 
-def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray) -> None:
-    """out (N, G) = x2 (N, D) @ w_t (D, G), as a row gather of w_t when x2 is one-hot."""
+def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None) -> None:
+    """out (N, G) = x2 (N, D) @ w_t (D, G) + bias (G,), as a row gather of w_t + bias when
+    x2 is one-hot (bitwise the same sums, w_t[id, k] + bias[k], without a pass over out)."""
     ids = one_hot_ids(x2)
     if ids is None:
         np.matmul(x2, w_t, out=out)
+        if bias is not None:
+            out += bias
     else:
-        np.take(w_t, ids, axis=0, out=out)
+        np.take(w_t if bias is None else w_t + bias, ids, axis=0, out=out)
 
 
 def input_weight_grad(x2: np.ndarray, da2: np.ndarray) -> np.ndarray:

@@ -433,21 +433,33 @@ def _half_sigmoid_rows(H: int, dtype) -> np.ndarray:
     return scale
 
 
-def _projection(x, w_ih, bias, H):
+def _projection(x, w_ih, bias, H, step_bias=None):
     """Pre-activations without the recurrent term, all steps at once, sigmoid rows halved.
 
     Returns ``pre`` (T, B, 4H) = (x_t W_ih^T + b) * scale, and the halved recurrent weights are
     made by :func:`_recurrent_weights`. One GEMM, (T*B, D) @ (D, 4H), or a row gather when
-    x is one-hot (:func:`lstm_bptt.cells.base.input_projection`).
+    x is one-hot (:func:`lstm_bptt.cells.base.input_projection`). With ``step_bias`` (the
+    :func:`_step_bias` of ``bias``) the bias is left out: the time loop adds it, as the first
+    addition of each step, so the sums and their rounding are the same, without one pass
+    over the (T, B, 4H) array.
     """
     T, B, D = x.shape
     scale = _half_sigmoid_rows(H, x.dtype)
     pre = _memory.empty((T, B, 4 * H), x.dtype)
     w_t = np.multiply(w_ih.T, scale, order="C")  # (D, 4H)
-    input_projection(x.reshape(T * B, D), w_t, pre.reshape(T * B, 4 * H))
-    if bias is not None:
-        pre += bias * scale
+    add = None if bias is None or step_bias is not None else bias * scale
+    input_projection(x.reshape(T * B, D), w_t, pre.reshape(T * B, 4 * H), add)
     return pre
+
+
+def _step_bias(bias, H, kernels):
+    """(b_ih + b_hh) * scale for the compiled time loop to add (None: the projection adds it,
+    on the NumPy path or without bias). :func:`_run_steps` decides its path again, from the
+    same arguments; were the two to differ, the results would still be right (the NumPy loop
+    adds a step bias it is given)."""
+    if kernels is None or bias is None:
+        return None
+    return bias * _half_sigmoid_rows(H, bias.dtype)
 
 
 def _recurrent_weights(w_hh, H):
@@ -455,7 +467,7 @@ def _recurrent_weights(w_hh, H):
     return np.multiply(w_hh.T, _half_sigmoid_rows(H, w_hh.dtype), order="C")  # one pass
 
 
-def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None):
+def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None):
     """The time loop of the forward, in place: n = len(gates) steps.
 
     gates : (n, B, 4H), pre-activations without the recurrent term on entry (sigmoid rows
@@ -464,6 +476,7 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None):
         state, rows 1..n are written.
     tanh_c : (n, B, H), written.
     w_hh_t : (P or H, 4H); w_hr_t : (H, P) = W_hr^T, or None without a projection.
+    step_bias : (4H,) or None: added to each step's gates first (see :func:`_projection`).
 
     The forward and the recomputation of the checkpointed backward both call this, so a
     recomputed segment is bitwise equal to the original. With the compiled path on
@@ -471,7 +484,9 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None):
     """
     kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
     if kernels is not None:
-        return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t)
+        return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias)
+    if step_bias is not None:  # made for the kernels, which were switched off since
+        gates += step_bias
     n, B, H4 = gates.shape
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)  # h_{t-1} W_hh^T
@@ -503,7 +518,7 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None):
             np.dot(m, w_hr_t, out=Hs[t + 1])  # (7) h = W_hr m
 
 
-def recompute_segment(cache: LSTMCache, pre: np.ndarray, seg: int):
+def recompute_segment(cache: LSTMCache, pre: np.ndarray, seg: int, step_bias=None):
     """Recompute gates, c and tanh(c) of checkpoint segment ``seg`` (for the backward).
 
     Parameters
@@ -514,6 +529,7 @@ def recompute_segment(cache: LSTMCache, pre: np.ndarray, seg: int):
         rows are activated in place and returned as its gates.
     seg : int
         Segment index into :func:`segments`.
+    step_bias : as for :func:`_run_steps` (``pre`` made with the same ``step_bias``).
 
     Returns
     -------
@@ -530,7 +546,7 @@ def recompute_segment(cache: LSTMCache, pre: np.ndarray, seg: int):
     c[0] = cache.c[seg]
     gates = pre[t0:t1]
     _run_steps(gates, h, c, tanh_c, _recurrent_weights(cache.weight_hh, H),
-               _projection_weights(cache.weight_hr))
+               _projection_weights(cache.weight_hr), step_bias)
     return gates, c, tanh_c
 
 
@@ -619,7 +635,8 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
             buf[...] = s0
         state0.append(buf)
 
-    gates = _projection(x, w_ih, bias, H)  # (T, B, 4H), activated in place by _run_steps
+    step_bias = _step_bias(bias, H, _fast.kernels(B * w_hh.size))
+    gates = _projection(x, w_ih, bias, H, step_bias)  # (T, B, 4H), activated by _run_steps
     w_hh_t = _recurrent_weights(w_hh, H)  # (P, 4H)
     w_hr_t = _projection_weights(weight_hr)  # (H, P) or None
     rows = np.arange(B)
@@ -627,7 +644,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
         c = _memory.empty((T + 1, B, H), dtype)
         c[0] = state0[1]
         tanh_c = _memory.empty((T, B, H), dtype)
-        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t)
+        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias)
         c_n = c[T] if last is None else c[last + 1, rows]
     else:
         segs = segments(T, checkpoint_every)
@@ -641,7 +658,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
             n = t1 - t0
             c_seg[0] = c[s]
             _run_steps(gates[t0:t1], h[t0 : t1 + 1], c_seg[: n + 1], tanh_seg[:n], w_hh_t,
-                       w_hr_t)
+                       w_hr_t, step_bias)
             c[s + 1] = c_seg[n]
             if last is not None:  # the rows whose final step is in this segment
                 ends = np.flatnonzero((last >= t0) & (last < t1))
@@ -775,14 +792,15 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
         da = _workspace((T, B, 4 * H), dtype)
     dhs = None if w_hr is None else np.empty((T, B, P), dtype)  # dL/dh_t, for dW_hr
     m = None if w_hr is None else np.empty((T, B, H), dtype)  # o * tanh(c_t), for dW_hr
-    pre = None if k is None else _projection(x, w_ih, bias, H)  # recomputation input
+    step_bias = None if k is None else _step_bias(bias, H, kernels)
+    pre = None if k is None else _projection(x, w_ih, bias, H, step_bias)  # recomputation
     segs = segments(T, k)
     for s in reversed(range(len(segs))):
         t0, t1 = segs[s]
         if k is None:
             g_s, c_s, tc_s = gates[t0:t1], c[t0 : t1 + 1], tanh_c[t0:t1]
         else:
-            g_s, c_s, tc_s = recompute_segment(cache, pre, s)
+            g_s, c_s, tc_s = recompute_segment(cache, pre, s, step_bias)
         if m is not None:
             np.multiply(g_s[:, :, :H], tc_s, out=m[t0:t1])  # (6), the same op as the forward
         # split where rows end: there their dh_n, dc_n join the carried gradient
