@@ -421,7 +421,8 @@ def check_checkpoint_every(k) -> int | None:
 
 def segments(T: int, k: int | None) -> list[tuple[int, int]]:
     """Start/stop pairs of the recomputation segments: [(0, k), (k, 2k), ..., (., T)]."""
-    k = T if k is None else k
+    if k is None or k >= T:
+        return [(0, T)]
     return [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
 
 
@@ -473,6 +474,8 @@ def backward_pieces(t0: int, t1: int, stops: dict) -> list:
     point is dL/d(state after step b - 1), then backpropagate through steps b - 1 down to a.
     ``stops`` is :func:`final_steps`.
     """
+    if len(stops) == 1 and t1 - 1 in stops:  # the plain case: every row ends at the last step
+        return [(t0, t1, stops[t1 - 1])]
     bounds = sorted({t + 1 for t in stops if t0 <= t < t1} | {t1}, reverse=True)
     return [(bounds[i + 1] if i + 1 < len(bounds) else t0, b, stops.get(b - 1))
             for i, b in enumerate(bounds)]
@@ -480,7 +483,7 @@ def backward_pieces(t0: int, t1: int, stops: dict) -> list:
 
 def add_final_grads(dstate: tuple, dstate_n, rows) -> tuple:
     """dstate + dstate_n on ``rows`` (new arrays; entries of ``dstate_n`` may be None)."""
-    if rows is None or dstate_n is None:
+    if rows is None or dstate_n is None or all(g is None for g in dstate_n):
         return dstate
     out = []
     for carried, given in zip(dstate, dstate_n, strict=True):
