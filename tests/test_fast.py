@@ -295,6 +295,44 @@ def test_char_model_one_hot_equals_dense_path():
     g_d = lstm_backward(dout, cache_d, dh_n, dc_n)[3]
     for name in g:
         np.testing.assert_allclose(g[name], g_d[name], rtol=1e-13, atol=1e-13, err_msg=name)
+    np.testing.assert_array_equal(cache.ids, ids.reshape(-1))  # found once, kept for dW_ih
+    assert cache_d.ids is None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gather_left_to_the_time_loop_equals_the_gathered_projection(dtype):
+    """With the compiled path a one-hot input's projection is gathered by the kernel, row by
+    row inside the time loop (lstm._projection(gather_in_steps=True)); the result is bitwise
+    the pre-gathered projection through the same kernel, and the NumPy loop given the same
+    table gathers it itself (the fallback when the path was switched off in between)."""
+    _kernels()
+    rng = np.random.default_rng(3)
+    T, B, V, H = 5, 4, 7, 6
+    ids = rng.integers(0, V, (T, B))
+    x = np.zeros((T, B, V), dtype)
+    np.put_along_axis(x, ids[..., None], 1, axis=-1)
+    w_ih = rng.standard_normal((4 * H, V)).astype(dtype)
+    bias = rng.standard_normal(4 * H).astype(dtype)
+    w_hh_t = (rng.standard_normal((H, 4 * H)) * 0.3).astype(dtype)
+    results = {}
+    for name, flag, in_steps in (("kernel, gathered first", True, False),
+                                 ("kernel, gather in loop", True, True),
+                                 ("numpy, gather in loop", False, True)):
+        _fast.set_fast_path(flag)
+        pre, found, table = lstm_module._projection(x, w_ih, bias, H, None, in_steps)
+        np.testing.assert_array_equal(found, ids.reshape(-1))
+        assert (table is not None) == in_steps
+        h = np.zeros((T + 1, B, H), dtype)
+        c = np.zeros((T + 1, B, H), dtype)
+        tanh_c = np.empty((T, B, H), dtype)
+        lstm_module._run_steps(pre, h, c, tanh_c, w_hh_t, None, None, found, table)
+        results[name] = (pre.copy(), h.copy(), c.copy())
+    for a, b in zip(results["kernel, gathered first"], results["kernel, gather in loop"],
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(results["kernel, gathered first"], results["numpy, gather in loop"],
+                    strict=True):  # NumPy's tanh vs the kernels' (2 ulp)
+        np.testing.assert_allclose(a, b, rtol=0, atol=8 * np.finfo(dtype).eps)
 
 
 # --- GRU and RNN kernels ----------------------------------------------------------------------

@@ -136,13 +136,15 @@ def tanh_array(x, out):
 # left scalar (unknown sign of the start index); offsets are added inside ``range(H)`` loops.
 
 @njit(**_JIT)
-def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias):
+def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table):
     """The forward time loop of ``lstm._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 4H) pre-activations without the recurrent term (sigmoid rows halved) on
     entry, post-activations (o, i, f, g) on exit; h (n + 1, B, P or H), c (n + 1, B, H):
     row 0 read, rows 1..n written; tanh_c : (n, B, H) written; w_hh_t : (P or H, 4H);
-    w_hr_t : (H, P) or None (no projection); bias : (4H,) added to the gates first, or None.
+    w_hr_t : (H, P) or None (no projection); bias : (4H,) added to the gates first, or None;
+    ids (n*B,), table (D, 4H): the input projection as a gather, gates[t, b] = table[ids[t*B + b]]
+    written here just before its step (the table stays in cache), or both None.
     """
     n, B, H4 = gates.shape
     H = H4 // 4
@@ -155,6 +157,10 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias):
         _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t)  # h_{t-1} W_hh^T, (B, 4H)
         for b in range(B):
             a, r = gates[t, b], rec[b]
+            if table is not None:
+                src = table[ids[t * B + b]]
+                for k in range(4 * H):
+                    a[k] = src[k]
             if bias is not None:  # ((x W_ih^T) + b) + h W_hh^T: the NumPy path's order
                 for k in range(4 * H):
                     a[k] += bias[k]

@@ -517,9 +517,12 @@ def one_hot_ids(x2: np.ndarray):
     return ids
 
 
-def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None) -> None:
+def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None):
     """out (N, G) = x2 (N, D) @ w_t (D, G) + bias (G,), as a row gather of w_t + bias when
-    x2 is one-hot (bitwise the same sums, w_t[id, k] + bias[k], without a pass over out)."""
+    x2 is one-hot (bitwise the same sums, w_t[id, k] + bias[k], without a pass over out).
+
+    Returns the ids (N,) when x2 is one-hot (see :func:`one_hot_ids`), else None.
+    """
     ids = one_hot_ids(x2)
     if ids is None:
         np.matmul(x2, w_t, out=out)
@@ -527,13 +530,18 @@ def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None
             out += bias
     else:
         np.take(w_t if bias is None else w_t + bias, ids, axis=0, out=out)
+    return ids
 
 
-def input_weight_grad(x2: np.ndarray, da2: np.ndarray) -> np.ndarray:
+def input_weight_grad(x2: np.ndarray, da2: np.ndarray, ids=None) -> np.ndarray:
     """x2^T da2, (D, G) from x2 (N, D) and da2 (N, G); a scatter-add of da2's rows when x2
-    is one-hot and the compiled path is on (else the GEMM, faster than NumPy's scatters)."""
+    is one-hot and the compiled path is on (else the GEMM, faster than NumPy's scatters).
+    ``ids``: x2's one-hot ids if the caller knows them (else x2 is looked at)."""
     kernels = _fast.kernels()
-    ids = None if kernels is None else one_hot_ids(x2)
+    if kernels is None:
+        ids = None
+    elif ids is None:
+        ids = one_hot_ids(x2)
     if ids is None:
         return x2.T @ da2
     out = np.zeros((x2.shape[1], da2.shape[1]), da2.dtype)

@@ -75,6 +75,7 @@ from .base import (
     final_steps,
     input_projection,
     input_weight_grad,
+    one_hot_ids,
     orthogonal,
     read_only,
     segments,
@@ -404,6 +405,9 @@ class LSTMCache(NamedTuple):
         The projection (LSTMP), None without.
     last : (B,) intp or None
         Each row's final step (its h_n, c_n are the states after it), None for T - 1 for all.
+    ids : (T*B,) intp or None
+        The input's ids when x is one-hot (found by the forward; the backward's dW_ih is then
+        a scatter-add), else None.
 
     The arrays are marked read-only: the output handed to the user is a view of ``h`` and
     writing into it would silently corrupt the gradients.
@@ -421,6 +425,7 @@ class LSTMCache(NamedTuple):
     checkpoint_every: int | None = None
     weight_hr: np.ndarray | None = None
     last: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -433,7 +438,7 @@ def _half_sigmoid_rows(H: int, dtype) -> np.ndarray:
     return scale
 
 
-def _projection(x, w_ih, bias, H, step_bias=None):
+def _projection(x, w_ih, bias, H, step_bias=None, gather_in_steps=False):
     """Pre-activations without the recurrent term, all steps at once, sigmoid rows halved.
 
     Returns ``pre`` (T, B, 4H) = (x_t W_ih^T + b) * scale, and the halved recurrent weights are
@@ -442,14 +447,23 @@ def _projection(x, w_ih, bias, H, step_bias=None):
     :func:`_step_bias` of ``bias``) the bias is left out: the time loop adds it, as the first
     addition of each step, so the sums and their rounding are the same, without one pass
     over the (T, B, 4H) array.
+
+    Returns ``(pre, ids, table)``: ids (T*B,) when x is one-hot, else None. With
+    ``gather_in_steps`` and a one-hot x the gather is left to the time loop: ``pre`` is then
+    uninitialised and ``table`` (D, 4H) holds the rows to gather (bias included), else None.
     """
     T, B, D = x.shape
     scale = _half_sigmoid_rows(H, x.dtype)
     pre = _memory.empty((T, B, 4 * H), x.dtype)
     w_t = np.multiply(w_ih.T, scale, order="C")  # (D, 4H)
     add = None if bias is None or step_bias is not None else bias * scale
-    input_projection(x.reshape(T * B, D), w_t, pre.reshape(T * B, 4 * H), add)
-    return pre
+    x2 = x.reshape(T * B, D)
+    if gather_in_steps:
+        ids = one_hot_ids(x2)
+        if ids is not None:  # the kernel copies row ids[t, b] when it starts on it
+            return pre, ids, (w_t if add is None else w_t + add)
+    ids = input_projection(x2, w_t, pre.reshape(T * B, 4 * H), add)
+    return pre, ids, None
 
 
 def _step_bias(bias, H, kernels):
@@ -467,7 +481,8 @@ def _recurrent_weights(w_hh, H):
     return np.multiply(w_hh.T, _half_sigmoid_rows(H, w_hh.dtype), order="C")  # one pass
 
 
-def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None):
+def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=None,
+               table=None):
     """The time loop of the forward, in place: n = len(gates) steps.
 
     gates : (n, B, 4H), pre-activations without the recurrent term on entry (sigmoid rows
@@ -477,6 +492,8 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None):
     tanh_c : (n, B, H), written.
     w_hh_t : (P or H, 4H); w_hr_t : (H, P) = W_hr^T, or None without a projection.
     step_bias : (4H,) or None: added to each step's gates first (see :func:`_projection`).
+    ids, table : (n*B,) ids and the (D, 4H) table when the input projection is a gather left
+        to this loop (``gates`` is then written from ``table[ids]`` first), else None.
 
     The forward and the recomputation of the checkpointed backward both call this, so a
     recomputed segment is bitwise equal to the original. With the compiled path on
@@ -484,8 +501,12 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None):
     """
     kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
     if kernels is not None:
-        return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias)
-    if step_bias is not None:  # made for the kernels, which were switched off since
+        return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias,
+                                          None if table is None else ids, table)
+    # made for the kernels, which were switched off since: the same sums here
+    if table is not None:
+        np.take(table, ids, axis=0, out=gates.reshape(-1, gates.shape[2]))
+    if step_bias is not None:
         gates += step_bias
     n, B, H4 = gates.shape
     H = H4 // 4
@@ -635,8 +656,11 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
             buf[...] = s0
         state0.append(buf)
 
-    step_bias = _step_bias(bias, H, _fast.kernels(B * w_hh.size))
-    gates = _projection(x, w_ih, bias, H, step_bias)  # (T, B, 4H), activated by _run_steps
+    kernels = _fast.kernels(B * w_hh.size)  # the compiled loop (optional extra), or NumPy
+    step_bias = _step_bias(bias, H, kernels)
+    # (T, B, 4H), activated in place by _run_steps (which gathers it first if table is set)
+    gates, ids, table = _projection(x, w_ih, bias, H, step_bias,
+                                    kernels is not None and checkpoint_every is None)
     w_hh_t = _recurrent_weights(w_hh, H)  # (P, 4H)
     w_hr_t = _projection_weights(weight_hr)  # (H, P) or None
     rows = np.arange(B)
@@ -644,7 +668,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
         c = _memory.empty((T + 1, B, H), dtype)
         c[0] = state0[1]
         tanh_c = _memory.empty((T, B, H), dtype)
-        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias)
+        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias, ids, table)
         c_n = c[T] if last is None else c[last + 1, rows]
     else:
         segs = segments(T, checkpoint_every)
@@ -667,7 +691,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
 
     read_only(h, c, gates, tanh_c)
     cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, bias_ih is not None, bias,
-                      checkpoint_every, weight_hr, last)
+                      checkpoint_every, weight_hr, last, ids)
     h_n = h[T] if last is None else h[last + 1, rows]
     return h[1:], (h_n, c_n), cache
 
@@ -766,7 +790,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     and after the loop dW_ih = sum_t da_t^T x_t, dW_hh = sum_t da_t^T h_{t-1},
     db = sum_{t,b} da_t, dx_t = da_t @ W_ih.
     """
-    x, h, c, gates, tanh_c, w_ih, w_hh, has_bias, bias, k, w_hr, last = cache
+    x, h, c, gates, tanh_c, w_ih, w_hh, has_bias, bias, k, w_hr, last, ids = cache
     T, B, D = x.shape
     H = w_hh.shape[0] // 4
     P = h.shape[2]  # H, or the projection size
@@ -793,7 +817,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     dhs = None if w_hr is None else np.empty((T, B, P), dtype)  # dL/dh_t, for dW_hr
     m = None if w_hr is None else np.empty((T, B, H), dtype)  # o * tanh(c_t), for dW_hr
     step_bias = None if k is None else _step_bias(bias, H, kernels)
-    pre = None if k is None else _projection(x, w_ih, bias, H, step_bias)  # recomputation
+    pre = None if k is None else _projection(x, w_ih, bias, H, step_bias)[0]  # recomputed
     segs = segments(T, k)
     for s in reversed(range(len(segs))):
         t0, t1 = segs[s]
@@ -827,7 +851,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     grads = {
-        "weight_ih": to_pytorch(input_weight_grad(x.reshape(T * B, D), da).T, H),  # (4H, D)
+        "weight_ih": to_pytorch(input_weight_grad(x.reshape(T * B, D), da, ids).T, H),
         "weight_hh": to_pytorch((h[:-1].reshape(T * B, P).T @ da).T, H),  # (4H, P)
     }
     if has_bias:
@@ -1079,7 +1103,7 @@ class LSTMCell(Cell):
         else:
             s = t // k
             H = cache.weight_hh.shape[0] // 4
-            pre = _projection(cache.x, cache.weight_ih, cache.bias, H)
+            pre = _projection(cache.x, cache.weight_ih, cache.bias, H)[0]
             _, c_seg, _ = recompute_segment(cache, pre, s)
             c_t = c_seg[t - s * k]
         return cache.h[t], c_t
@@ -1091,7 +1115,7 @@ class LSTMCell(Cell):
         gates, c = cache.gates, cache.c
         if gates is None:  # checkpointed: recompute every segment
             T, B = self.cache_dims(cache)
-            pre = _projection(cache.x, cache.weight_ih, cache.bias, H)
+            pre = _projection(cache.x, cache.weight_ih, cache.bias, H)[0]
             c = np.empty((T + 1, B, H), pre.dtype)
             c[0] = cache.c[0]
             for s, (t0, t1) in enumerate(segments(T, cache.checkpoint_every)):
