@@ -502,6 +502,9 @@ def add_final_grads(dstate: tuple, dstate_n, rows) -> tuple:
 # np.add.reduceat (4.4 ms) were both slower than the GEMM (1.8 ms), which is kept there.
 
 
+_DETECT = object()  # "not given": look at the input (input_projection, input_weight_grad)
+
+
 def one_hot_ids(x2: np.ndarray):
     """ids (N,) if every row of x2 (N, D) is one-hot (a single 1, zeros elsewhere), else None.
 
@@ -517,30 +520,33 @@ def one_hot_ids(x2: np.ndarray):
     return ids
 
 
-def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None):
+def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None,
+                     ids=_DETECT):
     """out (N, G) = x2 (N, D) @ w_t (D, G) + bias (G,), as a row gather of w_t + bias when
     x2 is one-hot (bitwise the same sums, w_t[id, k] + bias[k], without a pass over out).
 
-    Returns the ids (N,) when x2 is one-hot (see :func:`one_hot_ids`), else None.
+    Returns the ids (N,) when x2 is one-hot (see :func:`one_hot_ids`), else None. ``ids``:
+    the caller's :func:`one_hot_ids` of x2 when it has it (None: not one-hot).
     """
-    ids = one_hot_ids(x2)
+    if ids is _DETECT:
+        ids = one_hot_ids(x2)
     if ids is None:
         np.matmul(x2, w_t, out=out)
         if bias is not None:
             out += bias
     else:
-        np.take(w_t if bias is None else w_t + bias, ids, axis=0, out=out)
+        (w_t if bias is None else w_t + bias).take(ids, axis=0, out=out)
     return ids
 
 
-def input_weight_grad(x2: np.ndarray, da2: np.ndarray, ids=None) -> np.ndarray:
+def input_weight_grad(x2: np.ndarray, da2: np.ndarray, ids=_DETECT) -> np.ndarray:
     """x2^T da2, (D, G) from x2 (N, D) and da2 (N, G); a scatter-add of da2's rows when x2
     is one-hot and the compiled path is on (else the GEMM, faster than NumPy's scatters).
-    ``ids``: x2's one-hot ids if the caller knows them (else x2 is looked at)."""
+    ``ids``: the caller's :func:`one_hot_ids` of x2 when it has it (None: not one-hot)."""
     kernels = _fast.kernels()
     if kernels is None:
         ids = None
-    elif ids is None:
+    elif ids is _DETECT:
         ids = one_hot_ids(x2)
     if ids is None:
         return x2.T @ da2

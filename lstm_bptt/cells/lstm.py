@@ -370,12 +370,12 @@ def _row_order(H: int, to_internal: bool) -> np.ndarray:
 
 def to_internal(w: np.ndarray, H: int) -> np.ndarray:
     """Reorder the gate blocks of a (4H, ...) array from (i, f, g, o) to (o, i, f, g) (a copy)."""
-    return np.take(w, _row_order(H, True), axis=0)
+    return w.take(_row_order(H, True), axis=0)
 
 
 def to_pytorch(w: np.ndarray, H: int) -> np.ndarray:
     """Inverse of :func:`to_internal`: (o, i, f, g) blocks back to PyTorch's (i, f, g, o)."""
-    return np.take(w, _row_order(H, False), axis=0)
+    return w.take(_row_order(H, False), axis=0)
 
 
 class LSTMCache(NamedTuple):
@@ -428,6 +428,9 @@ class LSTMCache(NamedTuple):
     ids: np.ndarray | None = None
 
 
+_AUTO = object()  # _run_steps: "kernels not given, decide here"
+
+
 @functools.lru_cache(maxsize=64)
 def _half_sigmoid_rows(H: int, dtype) -> np.ndarray:
     """(4H,) row scales: 1/2 for the sigmoid gates o, i, f, 1 for g (internal order);
@@ -458,11 +461,10 @@ def _projection(x, w_ih, bias, H, step_bias=None, gather_in_steps=False):
     w_t = np.multiply(w_ih.T, scale, order="C")  # (D, 4H)
     add = None if bias is None or step_bias is not None else bias * scale
     x2 = x.reshape(T * B, D)
-    if gather_in_steps:
-        ids = one_hot_ids(x2)
-        if ids is not None:  # the kernel copies row ids[t, b] when it starts on it
-            return pre, ids, (w_t if add is None else w_t + add)
-    ids = input_projection(x2, w_t, pre.reshape(T * B, 4 * H), add)
+    ids = one_hot_ids(x2)
+    if gather_in_steps and ids is not None:  # the kernel copies row ids[t, b] at its step
+        return pre, ids, (w_t if add is None else w_t + add)
+    input_projection(x2, w_t, pre.reshape(T * B, 4 * H), add, ids)
     return pre, ids, None
 
 
@@ -482,7 +484,7 @@ def _recurrent_weights(w_hh, H):
 
 
 def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=None,
-               table=None):
+               table=None, kernels=_AUTO):
     """The time loop of the forward, in place: n = len(gates) steps.
 
     gates : (n, B, 4H), pre-activations without the recurrent term on entry (sigmoid rows
@@ -494,12 +496,14 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=Non
     step_bias : (4H,) or None: added to each step's gates first (see :func:`_projection`).
     ids, table : (n*B,) ids and the (D, 4H) table when the input projection is a gather left
         to this loop (``gates`` is then written from ``table[ids]`` first), else None.
+    kernels : the caller's :func:`lstm_bptt._fast.kernels` for this step size, or not given.
 
     The forward and the recomputation of the checkpointed backward both call this, so a
     recomputed segment is bitwise equal to the original. With the compiled path on
     (:mod:`lstm_bptt._fast`) the loop is the kernel ``lstm_forward_steps``.
     """
-    kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
+    if kernels is _AUTO:
+        kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
     if kernels is not None:
         return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias,
                                           None if table is None else ids, table)
@@ -663,12 +667,12 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
                                     kernels is not None and checkpoint_every is None)
     w_hh_t = _recurrent_weights(w_hh, H)  # (P, 4H)
     w_hr_t = _projection_weights(weight_hr)  # (H, P) or None
-    rows = np.arange(B)
+    rows = None if last is None else np.arange(B)
     if checkpoint_every is None:
         c = _memory.empty((T + 1, B, H), dtype)
         c[0] = state0[1]
         tanh_c = _memory.empty((T, B, H), dtype)
-        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias, ids, table)
+        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias, ids, table, kernels)
         c_n = c[T] if last is None else c[last + 1, rows]
     else:
         segs = segments(T, checkpoint_every)
@@ -851,6 +855,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     grads = {
+        # the forward looked at x: ids is None when x is not one-hot
         "weight_ih": to_pytorch(input_weight_grad(x.reshape(T * B, D), da, ids).T, H),
         "weight_hh": to_pytorch((h[:-1].reshape(T * B, P).T @ da).T, H),  # (4H, P)
     }
