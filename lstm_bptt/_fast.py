@@ -48,7 +48,9 @@ def set_fast_path(enabled: bool | None) -> bool | None:
 
 
 def fast_path_enabled() -> bool:
-    """Whether the next forward/backward uses the compiled kernels."""
+    """Whether the compiled kernels are on. Even then a layer whose per-step GEMM has
+    ``PARALLEL_STEP_MACS`` or more multiply-adds takes the NumPy path while BLAS has several
+    threads (see :func:`kernels`)."""
     return kernels() is not None
 
 

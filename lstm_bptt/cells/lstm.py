@@ -823,6 +823,8 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     step_bias = None if k is None else _step_bias(bias, H, kernels)
     pre = None if k is None else _projection(x, w_ih, bias, H, step_bias)[0]  # recomputed
     segs = segments(T, k)
+    # contiguous for the kernel (a strided array would compile a slower specialisation)
+    w_hr_c = None if w_hr is None else np.ascontiguousarray(w_hr)
     for s in reversed(range(len(segs))):
         t0, t1 = segs[s]
         if k is None:
@@ -842,7 +844,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
                                          dout, dh, dc, w_hr, dhs_ab)
             else:
                 dh, dc = kernels.lstm_backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh,
-                                                     da[a:b], dout, dh, dc, w_hr, dhs_ab)
+                                                     da[a:b], dout, dh, dc, w_hr_c, dhs_ab)
     del pre
     if kernels is None:
         dc = dc.copy()  # a view into `work`
