@@ -13,6 +13,18 @@ def rng():
     return np.random.default_rng(20240607)
 
 
+@pytest.fixture
+def restore_fast_switch(monkeypatch):
+    """For the compiled-path tests: no LSTM_BPTT_FAST from the caller's environment, and the
+    switch (``lstm_bptt.set_fast_path``) put back after the test."""
+    from lstm_bptt import _fast
+
+    monkeypatch.delenv(_fast.ENV_VAR, raising=False)
+    previous = _fast._setting
+    yield
+    _fast._setting = previous
+
+
 def lstm_params(rng, D, H, dtype=np.float64, bias=True, scale=0.5):
     """Random (weight_ih (4H, D), weight_hh (4H, H), bias_ih, bias_hh (4H,)) for one layer.
 

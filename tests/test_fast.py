@@ -21,13 +21,7 @@ from lstm_bptt import _fast
 from lstm_bptt.cells import lstm as lstm_module
 from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
 
-
-@pytest.fixture(autouse=True)
-def _restore_switch(monkeypatch):
-    monkeypatch.delenv(_fast.ENV_VAR, raising=False)
-    previous = _fast._setting
-    yield
-    _fast._setting = previous
+pytestmark = pytest.mark.usefixtures("restore_fast_switch")  # tests/conftest.py
 
 
 def make(T, B, D, H, dtype, seed=0, proj=0):

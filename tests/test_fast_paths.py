@@ -26,13 +26,7 @@ from lstm_bptt.cells.gru import gru_backward, gru_forward
 from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
 from lstm_bptt.cells.rnn import rnn_backward, rnn_forward
 
-
-@pytest.fixture(autouse=True)
-def _restore_switch(monkeypatch):
-    monkeypatch.delenv(_fast.ENV_VAR, raising=False)
-    previous = _fast._setting
-    yield
-    _fast._setting = previous
+pytestmark = pytest.mark.usefixtures("restore_fast_switch")  # tests/conftest.py
 
 
 def _paths():
