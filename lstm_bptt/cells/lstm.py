@@ -444,9 +444,9 @@ def _half_sigmoid_rows(H: int, dtype) -> np.ndarray:
 def _projection(x, w_ih, bias, H, step_bias=None, gather_in_steps=False):
     """Pre-activations without the recurrent term, all steps at once, sigmoid rows halved.
 
-    Returns ``pre`` (T, B, 4H) = (x_t W_ih^T + b) * scale, and the halved recurrent weights are
-    made by :func:`_recurrent_weights`. One GEMM, (T*B, D) @ (D, 4H), or a row gather when
-    x is one-hot (:func:`lstm_bptt.cells.base.input_projection`). With ``step_bias`` (the
+    ``pre`` (T, B, 4H) = (x_t W_ih^T + b) * scale (the halved recurrent weights are made by
+    :func:`_recurrent_weights`): one GEMM, (T*B, D) @ (D, 4H), or a row gather when x is
+    one-hot (:func:`lstm_bptt.cells.base.input_projection`). With ``step_bias`` (the
     :func:`_step_bias` of ``bias``) the bias is left out: the time loop adds it, as the first
     addition of each step, so the sums and their rounding are the same, without one pass
     over the (T, B, 4H) array.
