@@ -88,7 +88,10 @@ class Linear(StateDictMixin):
                 f"x: expected shape (..., {self.in_features}) (last axis = in_features), "
                 f"got {x.shape}"
             )
-        y = x @ self.params["weight"].T  # (..., V)
+        # one GEMM over all rows: NumPy runs (T, B, D) @ (D, V) with a transposed operand as
+        # T separate products, ~1.8x slower at (64, 32, 256) @ (256, 103); same numbers
+        y = (x.reshape(-1, self.in_features) @ self.params["weight"].T).reshape(
+            *x.shape[:-1], self.out_features)  # (..., V)
         if "bias" in self.params:
             y += self.params["bias"]
         return y, x
