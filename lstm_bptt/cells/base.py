@@ -502,7 +502,7 @@ def add_final_grads(dstate: tuple, dstate_n, rows) -> tuple:
 # np.add.reduceat (4.4 ms) were both slower than the GEMM (1.8 ms), which is kept there.
 
 
-_DETECT = object()  # "not given": look at the input (input_projection, input_weight_grad)
+NOT_GIVEN = object()  # an optional argument the caller did not pass (work it out here)
 
 
 def one_hot_ids(x2: np.ndarray):
@@ -521,14 +521,13 @@ def one_hot_ids(x2: np.ndarray):
 
 
 def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None,
-                     ids=_DETECT):
+                     ids=NOT_GIVEN) -> None:
     """out (N, G) = x2 (N, D) @ w_t (D, G) + bias (G,), as a row gather of w_t + bias when
     x2 is one-hot (bitwise the same sums, w_t[id, k] + bias[k], without a pass over out).
 
-    Returns the ids (N,) when x2 is one-hot (see :func:`one_hot_ids`), else None. ``ids``:
-    the caller's :func:`one_hot_ids` of x2 when it has it (None: not one-hot).
+    ``ids``: the caller's :func:`one_hot_ids` of x2 when it has it (None: not one-hot).
     """
-    if ids is _DETECT:
+    if ids is NOT_GIVEN:
         ids = one_hot_ids(x2)
     if ids is None:
         np.matmul(x2, w_t, out=out)
@@ -536,17 +535,16 @@ def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None
             out += bias
     else:
         (w_t if bias is None else w_t + bias).take(ids, axis=0, out=out)
-    return ids
 
 
-def input_weight_grad(x2: np.ndarray, da2: np.ndarray, ids=_DETECT) -> np.ndarray:
+def input_weight_grad(x2: np.ndarray, da2: np.ndarray, ids=NOT_GIVEN) -> np.ndarray:
     """x2^T da2, (D, G) from x2 (N, D) and da2 (N, G); a scatter-add of da2's rows when x2
     is one-hot and the compiled path is on (else the GEMM, faster than NumPy's scatters).
     ``ids``: the caller's :func:`one_hot_ids` of x2 when it has it (None: not one-hot)."""
     kernels = _fast.kernels()
     if kernels is None:
         ids = None
-    elif ids is _DETECT:
+    elif ids is NOT_GIVEN:
         ids = one_hot_ids(x2)
     if ids is None:
         return x2.T @ da2

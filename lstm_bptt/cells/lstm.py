@@ -66,6 +66,7 @@ from .. import _fast, _memory
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid, tanh
 from .base import (
+    NOT_GIVEN,
     Cell,
     add_final_grads,
     backward_pieces,
@@ -428,9 +429,6 @@ class LSTMCache(NamedTuple):
     ids: np.ndarray | None = None
 
 
-_AUTO = object()  # _run_steps: "kernels not given, decide here"
-
-
 @functools.lru_cache(maxsize=64)
 def _half_sigmoid_rows(H: int, dtype) -> np.ndarray:
     """(4H,) row scales: 1/2 for the sigmoid gates o, i, f, 1 for g (internal order);
@@ -484,7 +482,7 @@ def _recurrent_weights(w_hh, H):
 
 
 def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=None,
-               table=None, kernels=_AUTO):
+               table=None, kernels=NOT_GIVEN):
     """The time loop of the forward, in place: n = len(gates) steps.
 
     gates : (n, B, 4H), pre-activations without the recurrent term on entry (sigmoid rows
@@ -502,7 +500,7 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=Non
     recomputed segment is bitwise equal to the original. With the compiled path on
     (:mod:`lstm_bptt._fast`) the loop is the kernel ``lstm_forward_steps``.
     """
-    if kernels is _AUTO:
+    if kernels is NOT_GIVEN:
         kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
     if kernels is not None:
         return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias,
