@@ -136,7 +136,7 @@ def tanh_array(x, out):
 # left scalar (unknown sign of the start index); offsets are added inside ``range(H)`` loops.
 
 @njit(**_JIT)
-def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table):
+def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, blocks):
     """The forward time loop of ``lstm._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 4H) pre-activations without the recurrent term (sigmoid rows halved) on
@@ -144,17 +144,20 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table):
     row 0 read, rows 1..n written; tanh_c : (n, B, H) written; w_hh_t : (P or H, 4H);
     w_hr_t : (H, P) or None (no projection); bias : (4H,) added to the gates first, or None;
     ids (n*B,), table (D, 4H): the input projection as a gather, gates[t, b] = table[ids[t*B + b]]
-    written here just before its step (the table stays in cache), or both None.
+    written here just before its step (the table stays in cache), or both None;
+    blocks : (4H / c, P or H, c) column blocks of w_hh_t (``lstm_bptt._blas.step_blocks``), or
+    None.
     """
     n, B, H4 = gates.shape
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)
     m = np.empty((B, H), gates.dtype)  # o * tanh(c), projected to h with w_hr_t
     half = like(gates[0, 0, 0], 0.5)
-    w_hh = _transposed_copy(w_hh_t, B)  # (4H, P), for the transposed product
+    w_hh = _transposed_copy(w_hh_t, B, blocks)  # (4H, P), for the transposed product
     rec_t = np.empty((H4, B), gates.dtype)
+    scratch = _block_scratch(blocks, B, gates)
     for t in range(n):
-        _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t)  # h_{t-1} W_hh^T, (B, 4H)
+        _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t, blocks, scratch)  # h W_hh^T
         for b in range(B):
             a, r = gates[t, b], rec[b]
             if table is not None:
@@ -183,21 +186,41 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table):
 
 @njit(**_JIT)
 def _transposed(w, B):
-    """Whether :func:`_recurrent_product` computes the transposed product for this dtype and B."""
-    return w.itemsize == 4 and 4 <= B < 64
+    """Whether :func:`_recurrent_product` computes the transposed product, for the weight w
+    ((K, G) or (G, K)) and B rows: float32, 4 <= B < 64, and over 10^6 multiply-adds. Up to
+    10^6 OpenBLAS's small-matrix kernel takes the direct product (SkylakeX kernels), and the
+    transposed one is 1.5-3x slower there: (B, K, G) = (8, 64, 256) 5.9 vs 2.3 us,
+    (32, 64, 256) 17 vs 10 us, (32, 88, 352) 28 vs 17 us; just above, (32, 92, 368), they tie.
+    """
+    return w.itemsize == 4 and 4 <= B < 64 and B * w.size > 1_000_000
 
 
 @njit(**_JIT)
-def _transposed_copy(w, B):
+def _transposed_copy(w, B, blocks):
     """w^T contiguous when :func:`_recurrent_product` will use it, else an empty array."""
-    if _transposed(w, B):
+    if blocks is None and _transposed(w, B):
         return np.ascontiguousarray(w.T)
     return np.empty((0, 0), w.dtype)
 
 
 @njit(**_JIT)
-def _recurrent_product(h, w_t, w, out, out_t):
-    """out (B, G) = h (B, K) @ w_t (K, G); w = w_t^T contiguous, out_t (G, B) scratch.
+def _block_scratch(blocks, B, like_array):
+    """(n_blocks, B, c) scratch for the blocked product, or an empty array of like_array's
+    dtype without blocks."""
+    if blocks is None:
+        return np.empty((0, 0, 0), like_array.dtype)
+    nb, _, c = blocks.shape
+    return np.empty((nb, B, c), blocks.dtype)
+
+
+@njit(**_JIT)
+def _recurrent_product(h, w_t, w, out, out_t, blocks, scratch):
+    """out (B, G) = h (B, K) @ w_t (K, G); w = w_t^T contiguous, out_t (G, B) scratch;
+    blocks (G / c, K, c): w_t's column blocks, or None; scratch (G / c, B, c).
+
+    With blocks (``lstm_bptt._blas``: OpenBLAS's small-matrix kernel takes each block, which
+    is faster than one large GEMM there), block j of the result is h @ blocks[j], copied into
+    columns j c .. (j + 1) c of out: the products of the NumPy path's stacked matmul.
 
     In float32 with B >= 4, OpenBLAS computes the transposed product w @ h^T 15-30 % faster
     at these shapes (B = 32, K = 128-256, G = 4K: 51 vs 67 us, 208 vs 300 us), more than the
@@ -206,7 +229,17 @@ def _recurrent_product(h, w_t, w, out, out_t):
     (128, 512, 2048) 2,990 vs 2,948 us; so from B = 64 on the direct product is used.
     """
     B = h.shape[0]
-    if _transposed(out, B):  # float32, 4 <= B < 64
+    if blocks is not None:
+        nb, _, c = blocks.shape
+        for j in range(nb):
+            np.dot(h, blocks[j], scratch[j])
+        for b in range(B):
+            ob = out[b]
+            for j in range(nb):
+                s = scratch[j, b]
+                for k in range(c):
+                    ob[j * c + k] = s[k]
+    elif _transposed(w_t, B):  # float32, 4 <= B < 64, over 10^6 multiply-adds
         np.dot(w, h.T, out_t)
         for b in range(B):
             ob = out[b]
@@ -230,13 +263,14 @@ def _add_or_copy(doutput, t, dh, out):
 
 
 @njit(**_JIT)
-def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
+def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, blocks):
     """The BPTT loop of ``lstm._backward_steps`` over n steps, fused per step.
 
     gates : (n, B, 4H) post-activations (o, i, f, g); c : (n + 1, B, H); tanh_c : (n, B, H);
     w_hh : (4H, P or H) internal order; da : (n, B, 4H) written (dL/da_t, contiguous);
     doutput : (n, B, P or H) or None; dh (B, P or H), dc (B, H): carried in (not modified);
-    w_hr : (P, H) or None; dhs : (n, B, P) written with dL/dh_t when w_hr is given.
+    w_hr : (P, H) or None; dhs : (n, B, P) written with dL/dh_t when w_hr is given;
+    blocks : (P / c, 4H, c) column blocks of w_hh (``lstm_bptt._blas.step_blocks``), or None.
     Returns the new arrays (dh, dc) carried to the step before the first.
     The products are those of the NumPy loop, in the same order (bitwise equal results in
     float64; in float32 the recurrent GEMM is computed transposed, see _recurrent_product).
@@ -247,8 +281,9 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
     dc = dc.copy()  # holds dc_t (u) within a step, then dc_{t-1}
     one = like(gates[0, 0, 0], 1.0)
     dm = np.empty((B, H), gates.dtype)  # dL/dm_t, m = o tanh(c_t) (= h_t without projection)
-    w_hh_t = _transposed_copy(w_hh, B)  # (P, 4H), for the transposed product
+    w_hh_t = _transposed_copy(w_hh, B, blocks)  # (P, 4H), for the transposed product
     dh_tr = np.empty((dh.shape[1], B), gates.dtype)
+    scratch = _block_scratch(blocks, B, gates)
     for t in range(n - 1, -1, -1):
         if w_hr is None:
             _add_or_copy(doutput, t, dh, dm)  # dL/dh_t = dL/dm_t
@@ -269,7 +304,7 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs):
                 d[3 * H + j] = u[j] * (i * (one - g * g))  # da_g = dc_t i (1 - g^2)
             for j in range(H):
                 u[j] = u[j] * gt[2 * H + j]  # dc_{t-1} = dc_t f
-        _recurrent_product(da[t], w_hh, w_hh_t, dh, dh_tr)  # dh_{t-1} = da_t W_hh
+        _recurrent_product(da[t], w_hh, w_hh_t, dh, dh_tr, blocks, scratch)  # dh = da_t W_hh
     return dh, dc
 
 

@@ -62,7 +62,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fast, _memory
+from .. import _blas, _fast, _memory
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid, tanh
 from .base import (
@@ -482,7 +482,7 @@ def _recurrent_weights(w_hh, H):
 
 
 def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=None,
-               table=None, kernels=NOT_GIVEN):
+               table=None, kernels=NOT_GIVEN, blocks=NOT_GIVEN):
     """The time loop of the forward, in place: n = len(gates) steps.
 
     gates : (n, B, 4H), pre-activations without the recurrent term on entry (sigmoid rows
@@ -495,6 +495,8 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=Non
     ids, table : (n*B,) ids and the (D, 4H) table when the input projection is a gather left
         to this loop (``gates`` is then written from ``table[ids]`` first), else None.
     kernels : the caller's :func:`lstm_bptt._fast.kernels` for this step size, or not given.
+    blocks : :func:`lstm_bptt._blas.step_blocks` of w_hh_t (None: one GEMM per step), or not
+        given (then made here).
 
     The forward and the recomputation of the checkpointed backward both call this, so a
     recomputed segment is bitwise equal to the original. With the compiled path on
@@ -502,9 +504,11 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=Non
     """
     if kernels is NOT_GIVEN:
         kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
+    if blocks is NOT_GIVEN:
+        blocks = _blas.step_blocks(w_hh_t, gates.shape[1])
     if kernels is not None:
         return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias,
-                                          None if table is None else ids, table)
+                                          None if table is None else ids, table, blocks)
     # made for the kernels, which were switched off since: the same sums here
     if table is not None:
         np.take(table, ids, axis=0, out=gates.reshape(-1, gates.shape[2]))
@@ -513,6 +517,7 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=Non
     n, B, H4 = gates.shape
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)  # h_{t-1} W_hh^T
+    recurrent = _blas.StepProduct(w_hh_t, B, blocks)
     m = None if w_hr_t is None else np.empty((B, H), gates.dtype)  # o * tanh(c), projected
     ig = np.empty((B, H), gates.dtype)  # i * g
     # A 0-d array of the gates' dtype: a Python float operand costs a type resolution per
@@ -524,7 +529,7 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=Non
     o_l, i_l, f_l, g_l = (list(gates[:, :, k * H : (k + 1) * H]) for k in range(4))
     for t in range(n):
         a = A[t]  # (B, 4H)
-        np.dot(Hs[t], w_hh_t, out=rec)
+        recurrent(Hs[t], rec)
         a += rec
         np.tanh(a, out=a)  # g: (3); o, i, f: tanh(a / 2)
         s = S[t]
@@ -665,12 +670,14 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
                                     kernels is not None and checkpoint_every is None)
     w_hh_t = _recurrent_weights(w_hh, H)  # (P, 4H)
     w_hr_t = _projection_weights(weight_hr)  # (H, P) or None
+    blocks = _blas.step_blocks(w_hh_t, B)  # the per-step GEMM by column blocks, or None
     rows = None if last is None else np.arange(B)
     if checkpoint_every is None:
         c = _memory.empty((T + 1, B, H), dtype)
         c[0] = state0[1]
         tanh_c = _memory.empty((T, B, H), dtype)
-        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias, ids, table, kernels)
+        _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias, ids, table, kernels,
+                   blocks)
         c_n = c[T] if last is None else c[last + 1, rows]
     else:
         segs = segments(T, checkpoint_every)
@@ -684,7 +691,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
             n = t1 - t0
             c_seg[0] = c[s]
             _run_steps(gates[t0:t1], h[t0 : t1 + 1], c_seg[: n + 1], tanh_seg[:n], w_hh_t,
-                       w_hr_t, step_bias)
+                       w_hr_t, step_bias, blocks=blocks)
             c[s + 1] = c_seg[n]
             if last is not None:  # the rows whose final step is in this segment
                 ends = np.flatnonzero((last >= t0) & (last < t1))
@@ -823,6 +830,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     segs = segments(T, k)
     # contiguous for the kernel (a strided array would compile a slower specialisation)
     w_hr_c = None if w_hr is None else np.ascontiguousarray(w_hr)
+    blocks = _blas.step_blocks(w_hh, B)  # dh = da_t W_hh by column blocks, or None
     for s in reversed(range(len(segs))):
         t0, t1 = segs[s]
         if k is None:
@@ -839,10 +847,11 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
             dhs_ab = None if dhs is None else dhs[a:b]
             if kernels is None:
                 dh, dc = _backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh, work[a:b],
-                                         dout, dh, dc, w_hr, dhs_ab)
+                                         dout, dh, dc, w_hr, dhs_ab, blocks)
             else:
                 dh, dc = kernels.lstm_backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh,
-                                                     da[a:b], dout, dh, dc, w_hr_c, dhs_ab)
+                                                     da[a:b], dout, dh, dc, w_hr_c, dhs_ab,
+                                                     blocks)
     del pre
     if kernels is None:
         dc = dc.copy()  # a view into `work`
@@ -868,7 +877,8 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     return dx, dh, dc, grads
 
 
-def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc, w_hr=None, dhs=None):
+def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc, w_hr=None, dhs=None,
+                    blocks=None):
     """BPTT over n consecutive steps (one checkpoint segment, or the whole sequence).
 
     Parameters
@@ -879,6 +889,7 @@ def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc, w_hr=None, dh
     doutput : (n, B, H) or None ((n, B, P) with a projection)
     dh, dc : (B, H), carried in from step n (not modified); dh (B, P) with a projection
     w_hr : (P, H) or None, the projection; dhs : (n, B, P), written with dL/dh_t when given
+    blocks : :func:`lstm_bptt._blas.step_blocks` of w_hh (da_t W_hh by column blocks) or None
 
     Returns
     -------
@@ -918,6 +929,7 @@ def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc, w_hr=None, dh
     dh_t = np.empty((B, H), dtype)  # dL/dm_t, m = o * tanh(c) (= h_t without projection)
     dh_t3 = dh_t[:, None, :]
     dh_bufs = (np.empty((B, n_out), dtype), np.empty((B, n_out), dtype))  # dh_{t-1}
+    recurrent = _blas.StepProduct(w_hh, B, blocks)
     dhs_l = None if w_hr is None else list(dhs)
     j = 0
     for s1 in range(n, 0, -m):
@@ -960,7 +972,7 @@ def _backward_steps(gates, c, tanh_c, w_hh, work, doutput, dh, dc, w_hr=None, dh
             dc = dcs[t]
             dh = dh_bufs[j % 2]
             j += 1
-            np.dot(da[t], w_hh, out=dh)  # dh_{t-1}
+            recurrent(da[t], dh)  # dh_{t-1} = da_t W_hh
     return dh, dc
 
 

@@ -1,0 +1,124 @@
+"""The per-step recurrent GEMM cut into column blocks that OpenBLAS's small-matrix kernels take.
+
+Why: on CPUs where OpenBLAS runs its SkylakeX (AVX-512) kernels, a GEMM with M * N * K <= 10^6
+multiply-adds goes to a small-matrix kernel that works on the operands in place; above that it
+goes through the general code, which packs both operands first (``sgemm_small_kernel_permit`` /
+``dgemm_small_kernel_permit`` in OpenBLAS's ``kernel/x86_64``). At the per-step shapes of a
+recurrent layer the small kernel is much faster per multiply-add. Measured on this project's
+machine (AMD EPYC, AVX-512, OpenBLAS 0.3.30/0.3.31, one thread), the step product
+h (B, K) @ W (K, N), float32:
+
+=====================  ========================  ============================
+(B, K, N)              one GEMM (best layout)    column blocks of c, c width
+=====================  ========================  ============================
+(32, 128, 512)         55 us (transposed)        40 us (c = 64)
+(32, 256, 1024)        207 us (transposed)       153 us (c = 64)
+(64, 256, 1024)        390 us (transposed)       308 us (c = 32)
+(32, 1024, 256) (dh)   207 us (transposed)       159 us (c = 16)
+=====================  ========================  ============================
+
+and in float64 (32, 256, 1024) 372 -> 305 us, (64, 256, 1024) 692 -> 607 us. Where the
+whole product is under the limit already, or blocks narrower than 16 columns would be needed
+(e.g. (128, 512, 2048)), one GEMM stays faster, and :func:`step_chunk` returns 0.
+
+The blocks are the columns of W: block j is W[:, j c : (j + 1) c], stored contiguous; each
+output element is still one dot product of length K, computed by the kernel OpenBLAS picks for
+the block's size. The NumPy path (one stacked ``np.matmul``) and the compiled kernels use the
+same blocks (:func:`step_blocks`), so the two paths keep giving the same numbers.
+
+Other BLAS libraries, and OpenBLAS on other cores (Haswell, Zen, ARM), were not measured; there
+the product is not cut (:func:`small_gemm_macs` returns 0).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+
+import numpy as np
+
+# OpenBLAS cores whose sgemm/dgemm have small-matrix kernels permitted up to 10^6 MACs
+SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+SMALL_KERNEL_MACS = 1_000_000
+MAX_BLOCK_BYTES = 256  # block width: 64 float32 or 32 float64 columns (measured best)
+MIN_BLOCK = 16  # narrower blocks were slower than one GEMM
+MIN_ROWS = 4  # B below this: not measured, not cut
+
+
+@functools.cache
+def openblas_core() -> str | None:
+    """The core name NumPy's OpenBLAS runs its kernels for (e.g. ``"SkylakeX"``), or None
+    when NumPy uses another BLAS or the name cannot be read."""
+    here = os.path.dirname(np.__file__)
+    for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_", "openblas_get_corename"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_char_p, []
+                core = fn()
+                return None if core is None else core.decode("ascii", "replace").strip()
+    return None
+
+
+def small_gemm_macs() -> int:
+    """Largest GEMM (multiply-adds) that OpenBLAS sends to its small-matrix kernel on this
+    machine, or 0 when it has none (or the BLAS is not OpenBLAS)."""
+    core = openblas_core()
+    return SMALL_KERNEL_MACS if core and core.lower() in SMALL_KERNEL_CORES else 0
+
+
+def step_chunk(B: int, K: int, N: int, itemsize: int) -> int:
+    """Block width c for the per-step product (B, K) @ (K, N), or 0 for one GEMM.
+
+    c is the widest multiple of 8 that divides N, has B * K * c within the small-kernel
+    limit, and is at most ``MAX_BLOCK_BYTES`` wide; blocks are used only when the whole
+    product is over the limit, B >= ``MIN_ROWS`` and c >= ``MIN_BLOCK``.
+    """
+    limit = small_gemm_macs()
+    if not limit or B < MIN_ROWS or B * K * N <= limit:
+        return 0
+    cap = min(MAX_BLOCK_BYTES // itemsize, limit // (B * K), N - 1)
+    for c in range(cap - cap % 8, MIN_BLOCK - 1, -8):
+        if N % c == 0:
+            return c
+    return 0
+
+
+def step_blocks(w: np.ndarray, B: int) -> np.ndarray | None:
+    """The column blocks (N / c, K, c) of a (K, N) weight for a per-step product with B rows
+    (block j = w[:, j c : (j + 1) c], contiguous), or None when it is computed as one GEMM
+    (:func:`step_chunk`)."""
+    K, N = w.shape
+    c = step_chunk(B, K, N, w.itemsize)
+    if not c:
+        return None
+    return np.ascontiguousarray(w.reshape(K, N // c, c).transpose(1, 0, 2))
+
+
+class StepProduct:
+    """out (B, N) = a (B, K) @ w (K, N) for every step of the NumPy path, by column blocks
+    where :func:`step_blocks` says so (one stacked ``np.matmul`` and a copy), else one
+    ``np.dot``. The same products as the compiled kernels' for the same blocks."""
+
+    def __init__(self, w: np.ndarray, B: int, blocks=None):
+        self.w = w
+        self.blocks = step_blocks(w, B) if blocks is None else blocks
+        if self.blocks is not None:
+            nc, _, c = self.blocks.shape
+            self.scratch = np.empty((nc, B, c), w.dtype)
+            self.scratch_t = self.scratch.transpose(1, 0, 2)  # (B, nc, c)
+
+    def __call__(self, a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write a @ w into ``out`` (B, N), C-contiguous; returns ``out``."""
+        if self.blocks is None:
+            return np.dot(a, self.w, out=out)
+        np.matmul(a, self.blocks, out=self.scratch)
+        np.copyto(out.reshape(self.scratch_t.shape), self.scratch_t)
+        return out

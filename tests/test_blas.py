@@ -1,0 +1,183 @@
+"""The per-step recurrent GEMM by column blocks (lstm_bptt._blas).
+
+The rule (:func:`step_chunk`) is checked against its statement; the blocks and the NumPy
+path's :class:`StepProduct` against a plain product; and the LSTM with blocks forced on at
+small sizes (the small-kernel limit patched down, so it runs on any machine and BLAS): central
+differences in float64, the compiled path against the NumPy path (the backward of one cache
+bitwise in float64), and a checkpointed forward bitwise the full one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lstm_bptt import _blas, _fast, gradcheck
+from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
+
+pytestmark = pytest.mark.usefixtures("restore_fast_switch")  # tests/conftest.py
+
+
+def _paths():
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return [False]
+    return [False, True]
+
+
+@pytest.fixture
+def limit(monkeypatch):
+    """Set the small-kernel limit (multiply-adds) that step_chunk sees."""
+    def set_limit(macs):
+        monkeypatch.setattr(_blas, "small_gemm_macs", lambda: macs)
+    return set_limit
+
+
+@pytest.mark.parametrize("B, K, N, itemsize, want", [
+    (32, 256, 1024, 4, 64),   # the model row's forward product: 64 float32 columns
+    (32, 256, 1024, 8, 32),   # float64: blocks of at most 256 bytes
+    (64, 256, 1024, 4, 32),   # 64 * 256 * 64 > 10^6: the next multiple of 8 that divides N
+    (32, 1024, 256, 4, 16),   # the backward's dh = da W_hh: 32 * 1024 * 16 <= 10^6
+    (32, 100, 400, 4, 40),    # 64, 56, 48 do not divide 400
+    (128, 512, 2048, 4, 0),   # blocks would be under 16 columns: one GEMM
+    (32, 64, 256, 4, 0),      # 524,288 multiply-adds: one GEMM is the small kernel already
+    (3, 512, 2048, 4, 0),     # fewer than MIN_ROWS rows
+    (32, 256, 1000, 4, 40),   # 1000 = 8 * 125: 40 divides it
+    (32, 256, 1004, 4, 0),    # no multiple of 8 divides 1004
+])
+def test_step_chunk_follows_its_rule(limit, B, K, N, itemsize, want):
+    limit(1_000_000)
+    c = _blas.step_chunk(B, K, N, itemsize)
+    assert c == want
+    if c:
+        assert N % c == 0 and c % 8 == 0 and B * K * c <= 1_000_000
+        assert c * itemsize <= _blas.MAX_BLOCK_BYTES and c >= _blas.MIN_BLOCK
+
+
+def test_no_blocks_without_small_kernels(limit):
+    limit(0)
+    assert _blas.step_chunk(32, 256, 1024, 4) == 0
+    assert _blas.step_blocks(np.ones((256, 1024), np.float32), 32) is None
+
+
+def test_openblas_core_is_a_name_or_none():
+    core = _blas.openblas_core()
+    assert core is None or (isinstance(core, str) and core)
+    assert _blas.small_gemm_macs() in (0, _blas.SMALL_KERNEL_MACS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocks_are_the_weight_columns_and_the_product_is_a_at_w(limit, dtype):
+    limit(8192)
+    rng = np.random.default_rng(0)
+    B, K, N = 4, 32, 128
+    w = rng.standard_normal((K, N)).astype(dtype)
+    blocks = _blas.step_blocks(w, B)
+    c = _blas.step_chunk(B, K, N, w.itemsize)
+    assert c and blocks.shape == (N // c, K, c) and blocks.flags.c_contiguous
+    for j in range(N // c):
+        np.testing.assert_array_equal(blocks[j], w[:, j * c : (j + 1) * c])
+    product = _blas.StepProduct(w, B)
+    for a in (rng.standard_normal((B, K)).astype(dtype),
+              rng.standard_normal((B, 2 * K)).astype(dtype)[:, ::2]):  # strided rows too
+        out = np.empty((B, N), dtype)
+        assert product(a, out) is out
+        want = a.astype(np.float64) @ w.astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=0, atol=K * 4 * np.finfo(dtype).eps *
+                                   float(np.max(np.abs(want))))
+
+
+def _problem(dtype, seed=0, T=6, B=4, D=3, H=32):
+    rng = np.random.default_rng(seed)
+    p = {"weight_ih": rng.standard_normal((4 * H, D)) * 0.3,
+         "weight_hh": rng.standard_normal((4 * H, H)) * 0.3,
+         "bias_ih": rng.standard_normal(4 * H) * 0.3,
+         "bias_hh": rng.standard_normal(4 * H) * 0.3}
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    h_0, dh_n = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    c_0, dc_n = (rng.standard_normal((B, H)).astype(dtype) for _ in range(2))
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    return x, h_0, c_0, p, dout, dh_n, dc_n
+
+
+def _assert_blocks_used(dtype, B=4, H=32):
+    """The forward (h W_hh^T) and backward (da W_hh) products of _problem are cut."""
+    assert _blas.step_blocks(np.empty((H, 4 * H), dtype), B) is not None
+    assert _blas.step_blocks(np.empty((4 * H, H), dtype), B) is not None
+
+
+@pytest.mark.parametrize("flag", _paths())
+@pytest.mark.parametrize("k", [None, 4])
+def test_lstm_with_blocks_matches_central_differences(limit, flag, k):
+    limit(8192)
+    _assert_blocks_used(np.float64)
+    _fast.set_fast_path(flag)
+    x, h_0, c_0, p, dout, dh_n, dc_n = _problem(np.float64, seed=1)
+
+    def loss():
+        out, (h_n, c_n), _ = lstm_forward(x, h_0, c_0, **p, checkpoint_every=k)
+        return float(np.sum(out * dout) + np.sum(h_n * dh_n) + np.sum(c_n * dc_n))
+
+    _, _, cache = lstm_forward(x, h_0, c_0, **p, checkpoint_every=k)
+    dx, dh_0, dc_0, grads = lstm_backward(dout, cache, dh_n, dc_n)
+    report = gradcheck(loss, {**p, "x": x, "h_0": h_0, "c_0": c_0},
+                       {**grads, "x": dx, "h_0": dh_0, "c_0": dc_0})
+    assert report.passed and report.max_rel_error < 1e-7
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lstm_with_blocks_equals_one_gemm(limit, dtype):
+    """Blocks change how OpenBLAS computes each dot product, not what: within a few eps."""
+    x, h_0, c_0, p, dout, dh_n, dc_n = _problem(dtype, seed=2)
+    results = []
+    for macs in (0, 8192):
+        limit(macs)
+        out, (h_n, c_n), cache = lstm_forward(x, h_0, c_0, **p)
+        results.append((out, h_n, c_n, *lstm_backward(dout, cache, dh_n, dc_n)[:3],
+                        *lstm_backward(dout, cache, dh_n, dc_n)[3].values()))
+    _assert_blocks_used(dtype)
+    eps = np.finfo(dtype).eps
+    for a, b in zip(*results, strict=True):
+        scale = max(1.0, float(np.max(np.abs(a))))
+        assert float(np.max(np.abs(a.astype(np.float64) - b))) <= 64 * eps * scale
+
+
+@pytest.mark.skipif(_paths() == [False], reason="needs numba (lstm-bptt[fast])")
+def test_compiled_blocks_give_the_numpy_paths_backward_bitwise(limit):
+    limit(8192)
+    _assert_blocks_used(np.float64)
+    x, h_0, c_0, p, dout, dh_n, dc_n = _problem(np.float64, seed=3)
+    _fast.set_fast_path(False)
+    _, _, cache = lstm_forward(x, h_0, c_0, **p)
+    want = lstm_backward(dout, cache, dh_n, dc_n)
+    _fast.set_fast_path(True)
+    got = lstm_backward(dout, cache, dh_n, dc_n)
+    for a, b in zip(got[:3], want[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in want[3]:
+        np.testing.assert_array_equal(got[3][name], want[3][name], err_msg=name)
+    # the forward: a few eps (the kernels' tanh is within 2 ulp of NumPy's)
+    out_fast = lstm_forward(x, h_0, c_0, **p)[0]
+    _fast.set_fast_path(False)
+    out_np = lstm_forward(x, h_0, c_0, **p)[0]
+    np.testing.assert_allclose(out_fast, out_np, rtol=0, atol=16 * np.finfo(float).eps)
+
+
+@pytest.mark.parametrize("flag", _paths())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_checkpointed_forward_with_blocks_is_bitwise_the_full_one(limit, flag, dtype):
+    limit(8192)
+    _assert_blocks_used(dtype)
+    _fast.set_fast_path(flag)
+    x, h_0, c_0, p, dout, dh_n, dc_n = _problem(dtype, seed=4, T=9)
+    full = lstm_forward(x, h_0, c_0, **p)
+    ck = lstm_forward(x, h_0, c_0, **p, checkpoint_every=4)
+    np.testing.assert_array_equal(ck[0], full[0])
+    g_full = lstm_backward(dout, full[2], dh_n, dc_n)
+    g_ck = lstm_backward(dout, ck[2], dh_n, dc_n)
+    for a, b in zip(g_ck[:3], g_full[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in g_full[3]:
+        np.testing.assert_array_equal(g_ck[3][name], g_full[3][name], err_msg=name)
