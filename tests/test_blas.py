@@ -181,3 +181,44 @@ def test_checkpointed_forward_with_blocks_is_bitwise_the_full_one(limit, flag, d
         np.testing.assert_array_equal(a, b)
     for name in g_full[3]:
         np.testing.assert_array_equal(g_ck[3][name], g_full[3][name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("flag", _paths())
+def test_gru_and_rnn_with_blocks_match_central_differences(limit, cell, flag):
+    from lstm_bptt.cells.gru import gru_backward, gru_forward
+    from lstm_bptt.cells.rnn import rnn_backward, rnn_forward
+
+    G = 3 if cell == "gru" else 1
+    limit(8192 if cell == "gru" else 2048)
+    T, B, D, H = 5, 4, 3, 32
+    assert _blas.step_blocks(np.empty((H, G * H)), B) is not None  # forward, cut
+    assert _blas.step_blocks(np.empty((G * H, H)), B) is not None  # backward, cut
+    rng = np.random.default_rng(5)
+    p = {"weight_ih": rng.standard_normal((G * H, D)) * 0.4,
+         "weight_hh": rng.standard_normal((G * H, H)) * 0.4,
+         "bias_ih": rng.standard_normal(G * H) * 0.4,
+         "bias_hh": rng.standard_normal(G * H) * 0.4}
+    x = rng.standard_normal((T, B, D))
+    h_0, dh_n = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    dout = rng.standard_normal((T, B, H))
+    fwd, bwd = (gru_forward, gru_backward) if cell == "gru" else (rnn_forward, rnn_backward)
+    _fast.set_fast_path(flag)
+
+    def loss():
+        out, h_n, _ = fwd(x, h_0, **p)
+        return float(np.sum(out * dout) + np.sum(h_n * dh_n))
+
+    _, _, cache = fwd(x, h_0, **p)
+    dx, dh_0, grads = bwd(dout, cache, dh_n)
+    report = gradcheck(loss, {**p, "x": x, "h_0": h_0}, {**grads, "x": dx, "h_0": dh_0})
+    assert report.passed and report.max_rel_error < 1e-7
+    if flag:  # and the backward of this cache is bitwise the NumPy path's
+        _fast.set_fast_path(False)
+        want = bwd(dout, cache, dh_n)
+        _fast.set_fast_path(True)
+        got = bwd(dout, cache, dh_n)
+        for a, b in zip(got[:2], want[:2], strict=True):
+            np.testing.assert_array_equal(a, b)
+        for name in want[2]:
+            np.testing.assert_array_equal(got[2][name], want[2][name], err_msg=name)

@@ -214,6 +214,24 @@ def _block_scratch(blocks, B, like_array):
 
 
 @njit(**_JIT)
+def _block_product(a, w, out, blocks, scratch):
+    """out (B, G) = a (B, K) @ w (K, G): by w's column blocks (G / c, K, c) when blocks is not
+    None (block j of out = a @ blocks[j], via scratch (G / c, B, c)), else one GEMM."""
+    if blocks is None:
+        np.dot(a, w, out)
+        return
+    nb, _, c = blocks.shape
+    for j in range(nb):
+        np.dot(a, blocks[j], scratch[j])
+    for b in range(a.shape[0]):
+        ob = out[b]
+        for j in range(nb):
+            s = scratch[j, b]
+            for k in range(c):
+                ob[j * c + k] = s[k]
+
+
+@njit(**_JIT)
 def _recurrent_product(h, w_t, w, out, out_t, blocks, scratch):
     """out (B, G) = h (B, K) @ w_t (K, G); w = w_t^T contiguous, out_t (G, B) scratch;
     blocks (G / c, K, c): w_t's column blocks, or None; scratch (G / c, B, c).
@@ -230,15 +248,7 @@ def _recurrent_product(h, w_t, w, out, out_t, blocks, scratch):
     """
     B = h.shape[0]
     if blocks is not None:
-        nb, _, c = blocks.shape
-        for j in range(nb):
-            np.dot(h, blocks[j], scratch[j])
-        for b in range(B):
-            ob = out[b]
-            for j in range(nb):
-                s = scratch[j, b]
-                for k in range(c):
-                    ob[j * c + k] = s[k]
+        _block_product(h, w_t, out, blocks, scratch)
     elif _transposed(w_t, B):  # float32, 4 <= B < 64, over 10^6 multiply-adds
         np.dot(w, h.T, out_t)
         for b in range(B):
@@ -311,19 +321,21 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
 # --- GRU: equations (1)-(5) of lstm_bptt.cells.gru; gate order (r, z, n) ----------------------
 
 @njit(**_JIT)
-def gru_forward_steps(gates, h, m, w_hh_t, b_hn):
+def gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks):
     """The forward time loop of ``gru._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 3H) projection rows on entry (r, z rows halved), post-activation r, z, n
     on exit; h : (n + 1, B, H), row 0 read, rows 1..n written; m : (n, B, H) written,
-    W_hn h_{t-1} + b_hn; w_hh_t : (H, 3H) = (W_hh * scale)^T; b_hn : (H,) or None.
+    W_hn h_{t-1} + b_hn; w_hh_t : (H, 3H) = (W_hh * scale)^T; b_hn : (H,) or None;
+    blocks : column blocks of w_hh_t (``lstm_bptt._blas.step_blocks``) or None.
     """
     n, B, H3 = gates.shape
     H = H3 // 3
     rec = np.empty((B, H3), gates.dtype)
     half = like(gates[0, 0, 0], 0.5)
+    scratch = _block_scratch(blocks, B, gates)
     for t in range(n):
-        np.dot(h[t], w_hh_t, rec)  # h_{t-1} (W_hh * scale)^T
+        _block_product(h[t], w_hh_t, rec, blocks, scratch)  # h_{t-1} (W_hh * scale)^T
         for b in range(B):
             a, r, mt = gates[t, b], rec[b], m[t, b]
             for k in range(2 * H):  # r, z: (1), (2) as sigma(a) = (1 + tanh(a/2)) / 2
@@ -343,7 +355,7 @@ def gru_forward_steps(gates, h, m, w_hh_t, b_hn):
 
 
 @njit(**_JIT)
-def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh):
+def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks):
     """The BPTT loop of ``gru._backward_steps`` (same arguments; returns the new dh).
 
     gates : (n, B, 3H) r, z, n; m : (n, B, H); h : (n + 1, B, H); w_hh : (3H, H);
@@ -356,6 +368,7 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh):
     dh = dh.copy()
     dh_t = np.empty((B, H), gates.dtype)
     dgh = np.empty((B, H3), gates.dtype)  # [da_r, da_z, dm] contiguous, for the GEMM
+    scratch = _block_scratch(blocks, B, gates)
     for t in range(n - 1, -1, -1):
         _add_or_copy(doutput, t, dh, dh_t)  # dh': output gradient plus the carried one
         for b in range(B):
@@ -370,7 +383,7 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh):
             dg = dgh[b]
             for k in range(H3):
                 dg[k] = w[H + k]
-        np.dot(dgh, w_hh, dh)  # through (1)-(3)
+        _block_product(dgh, w_hh, dh, blocks, scratch)  # through (1)-(3)
         for b in range(B):
             z, d, dhb = gates[t, b, H : 2 * H], dh_t[b], dh[b]
             for j in range(H):
@@ -381,15 +394,16 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh):
 # --- Elman RNN: h' = phi(x W_ih^T + b_ih + h W_hh^T + b_hh), phi = tanh or relu -----------------
 
 @njit(**_JIT)
-def rnn_forward_steps(h, w_hh_t, relu):
+def rnn_forward_steps(h, w_hh_t, relu, blocks):
     """The forward time loop of ``rnn.rnn_forward``: h (n + 1, B, H) holds h_0 in row 0 and
     the input pre-activations in rows 1..n on entry, h_1..h_n on exit; w_hh_t : (H, H)."""
     n = h.shape[0] - 1
     B, H = h.shape[1], h.shape[2]
     rec = np.empty((B, H), h.dtype)
+    scratch = _block_scratch(blocks, B, h)
     zero = like(h[0, 0, 0], 0.0)
     for t in range(n):
-        np.dot(h[t], w_hh_t, rec)  # h_{t-1} W_hh^T
+        _block_product(h[t], w_hh_t, rec, blocks, scratch)  # h_{t-1} W_hh^T
         for b in range(B):
             a, r = h[t + 1, b], rec[b]
             if relu:
@@ -402,15 +416,17 @@ def rnn_forward_steps(h, w_hh_t, relu):
 
 
 @njit(**_JIT)
-def rnn_backward_steps(h, w_hh, doutput, dh, relu):
+def rnn_backward_steps(h, w_hh, doutput, dh, relu, blocks):
     """The BPTT loop of ``rnn.rnn_backward``: returns (da (n, B, H), dh_0); h : (n + 1, B, H),
-    w_hh : (H, H), doutput : (n, B, H) or None, dh : (B, H) carried in (not modified)."""
+    w_hh : (H, H), doutput : (n, B, H) or None, dh : (B, H) carried in (not modified);
+    blocks : column blocks of w_hh (``lstm_bptt._blas.step_blocks``) or None."""
     n = h.shape[0] - 1
     B, H = h.shape[1], h.shape[2]
     one = like(h[0, 0, 0], 1.0)
     zero = like(h[0, 0, 0], 0.0)
     da = np.empty((n, B, H), h.dtype)
     dh = dh.copy()
+    scratch = _block_scratch(blocks, B, h)
     for t in range(n - 1, -1, -1):
         for b in range(B):
             hv, d, dhb = h[t + 1, b], da[t, b], dh[b]
@@ -423,5 +439,5 @@ def rnn_backward_steps(h, w_hh, doutput, dh, relu):
                     d[j] = (one if hv[j] > zero else zero) * dhb[j]  # (2), phi' = [h > 0]
                 else:
                     d[j] = (one - hv[j] * hv[j]) * dhb[j]  # (2), phi' = 1 - h^2
-        np.dot(da[t], w_hh, dh)  # dh_{t-1} = da_t W_hh
+        _block_product(da[t], w_hh, dh, blocks, scratch)  # dh_{t-1} = da_t W_hh
     return da, dh

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fast, _memory
+from .. import _blas, _fast, _memory
 from .._checks import as_float_array, check_shape
 from ..activations import sigmoid
 from .base import Cell, check_checkpoint_every, orthogonal, read_only, segments
@@ -228,19 +228,21 @@ def _run_steps(gates, h, m, w_hh_t, b_hn):
     (:mod:`lstm_bptt._fast`) the loop is the kernel ``gru_forward_steps``.
     """
     kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
+    blocks = _blas.step_blocks(w_hh_t, gates.shape[1])  # the per-step GEMM by column blocks
     if kernels is not None:
-        return kernels.gru_forward_steps(gates, h, m, w_hh_t, b_hn)
+        return kernels.gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks)
     n, B, H3 = gates.shape
     H = H3 // 3
     dtype = gates.dtype
     rec = np.empty((B, H3), dtype)  # h_{t-1} (W_hh * scale)^T
+    recurrent = _blas.StepProduct(w_hh_t, B, blocks)
     half = np.array(0.5, dtype)  # 0-d: no per-call type resolution of a Python float
     RZ, N = list(gates[:, :, : 2 * H]), list(gates[:, :, 2 * H :])
     R, Z = list(gates[:, :, :H]), list(gates[:, :, H : 2 * H])
     M, Hs = list(m), list(h)
     rec_rz, rec_n = rec[:, : 2 * H], rec[:, 2 * H :]
     for t in range(n):
-        np.dot(Hs[t], w_hh_t, out=rec)
+        recurrent(Hs[t], rec)
         rz = RZ[t]
         rz += rec_rz
         np.tanh(rz, out=rz)
@@ -407,9 +409,10 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
     loop is the kernel ``gru_backward_steps``.
     """
     kernels = _fast.kernels(gates.shape[1] * w_hh.size)
+    w_hh = np.ascontiguousarray(w_hh)
+    blocks = _blas.step_blocks(w_hh, gates.shape[1])  # dh = [...] W_hh by column blocks
     if kernels is not None:
-        return kernels.gru_backward_steps(gates, m, h, np.ascontiguousarray(w_hh), work,
-                                          doutput, dh)
+        return kernels.gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks)
     n, B, H3 = gates.shape
     H = H3 // 3
     dtype = gates.dtype
@@ -428,6 +431,7 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
     dh_t = np.empty((B, H), dtype)
     dh_t3 = dh_t[:, None, :]
     dz = np.empty((B, H), dtype)
+    recurrent = _blas.StepProduct(w_hh, B, blocks)
     for s1 in range(n, 0, -m_):
         s0 = max(0, s1 - m_)
         q = s1 - s0
@@ -452,7 +456,7 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
             w4, pt = W4[t], Pl[t - s0]
             np.multiply(dh_t3, pt[:, 0::2], out=w4[:, 0::2])  # da_n, da_z: (5), (4), (2)
             np.multiply(w4[:, 0:1], pt[:, 1::2], out=w4[:, 1::2])  # da_r, dm: (4), (1)
-            dh = dgh[t] @ w_hh  # (B, 3H) @ (3H, H): through (1)-(3)
+            dh = recurrent(dgh[t], np.empty((B, H), dtype))  # (B, 3H) @ (3H, H): (1)-(3)
             np.multiply(dh_t, Zl[t], out=dz)
             dh += dz  # through (5) directly
     return dh

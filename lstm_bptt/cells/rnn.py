@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fast, _memory
+from .. import _blas, _fast, _memory
 from .._checks import as_float_array, check_shape
 from .base import Cell, check_checkpoint_every, orthogonal
 
@@ -281,13 +281,15 @@ def rnn_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
         a += bias_ih + bias_hh
     w_hh_t = np.ascontiguousarray(weight_hh.T)  # (H, H)
     kernels = _fast.kernels(B * H * H)  # the compiled loop (optional extra), or NumPy
+    blocks = _blas.step_blocks(w_hh_t, B)  # the per-step GEMM by column blocks, or None
     if kernels is not None:
-        kernels.rnn_forward_steps(h, w_hh_t, nonlinearity == "relu")
+        kernels.rnn_forward_steps(h, w_hh_t, nonlinearity == "relu", blocks)
     else:
         rec = np.empty((B, H), dtype)
+        recurrent = _blas.StepProduct(w_hh_t, B, blocks)
         Hs = list(h)  # per-step views made once
         for t in range(T):
-            np.dot(Hs[t], w_hh_t, out=rec)  # h_{t-1} W_hh^T
+            recurrent(Hs[t], rec)  # h_{t-1} W_hh^T
             Hs[t + 1] += rec
             _activate(Hs[t + 1], nonlinearity, Hs[t + 1])  # (1)
     h.flags.writeable = False
@@ -340,18 +342,21 @@ def rnn_backward(doutput, cache: RNNCache, dh_n=None, *, need_dx: bool = True):
     dh_n = check_grad("dh_n", dh_n, (B, H), "(B, H)", dtype)
     dh = np.zeros((B, H), dtype) if dh_n is None else dh_n.copy()
     kernels = _fast.kernels(B * H * H)  # the compiled loop (optional extra), or NumPy
+    w_hh_c = np.ascontiguousarray(w_hh)
+    blocks = _blas.step_blocks(w_hh_c, B)  # dh = da_t W_hh by column blocks, or None
     if kernels is not None:
-        da, dh = kernels.rnn_backward_steps(h, np.ascontiguousarray(w_hh), doutput, dh,
-                                            nonlinearity == "relu")
+        da, dh = kernels.rnn_backward_steps(h, w_hh_c, doutput, dh, nonlinearity == "relu",
+                                            blocks)
     else:
         da = _derivative(h[1:], nonlinearity)  # (T, B, H) phi'(a_t); becomes da_t below
         DA = list(da)
         douts = None if doutput is None else list(doutput)
+        recurrent = _blas.StepProduct(w_hh_c, B, blocks)
         for t in reversed(range(T)):
             if douts is not None:
                 dh += douts[t]  # dh_t: output gradient plus the carried one
             DA[t] *= dh  # (2)
-            dh = DA[t] @ w_hh  # dh_{t-1}, (B, H) @ (H, H)
+            dh = recurrent(DA[t], np.empty((B, H), dtype))  # dh_{t-1}, (B, H) @ (H, H)
     da2 = da.reshape(T * B, H)
     dx = (da2 @ w_ih).reshape(T, B, D) if need_dx else None  # (T*B, H) @ (H, D)
     grads = {
