@@ -222,3 +222,52 @@ def test_gru_and_rnn_with_blocks_match_central_differences(limit, cell, flag):
             np.testing.assert_array_equal(a, b)
         for name in want[2]:
             np.testing.assert_array_equal(got[2][name], want[2][name], err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M", [64, 70])  # a whole number of blocks, and a remainder
+def test_matmul_rows_is_a_at_w_for_contiguous_and_strided_rows(limit, dtype, M):
+    limit(4096)
+    K, N = 16, 8
+    assert _blas.rows_per_block(M, K, N) == 32 and _blas.rows_per_block(16, K, N) == 0
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((K, N)).astype(dtype)
+    wide = rng.standard_normal((M, 3 * K)).astype(dtype)
+    for a in (np.ascontiguousarray(wide[:, :K]), wide[:, K : 2 * K]):  # row stride 3K
+        out = np.full((M, N), np.nan, dtype)
+        assert _blas.matmul_rows(a, w, out) is out
+        want = a.astype(np.float64) @ w.astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=0, atol=K * 4 * np.finfo(dtype).eps *
+                                   float(np.max(np.abs(want))))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("flag", _paths())
+def test_dx_by_row_blocks_matches_central_differences(limit, cell, flag):
+    """dx = da W_ih by blocks of rows (T*B = 40 rows: one block of 32 and a remainder)."""
+    from lstm_bptt.cells.gru import gru_backward, gru_forward
+    from lstm_bptt.cells.rnn import rnn_backward, rnn_forward
+
+    T, B, D, H = 10, 4, 2, 4
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    limit(G * H * D * 32)
+    assert _blas.rows_per_block(T * B, G * H, D) == 32
+    rng = np.random.default_rng(8)
+    p = {"weight_ih": rng.standard_normal((G * H, D)) * 0.5,
+         "weight_hh": rng.standard_normal((G * H, H)) * 0.5,
+         "bias_ih": rng.standard_normal(G * H) * 0.5,
+         "bias_hh": rng.standard_normal(G * H) * 0.5}
+    x = rng.standard_normal((T, B, D))
+    dout = rng.standard_normal((T, B, H))
+    fwd = {"lstm": lstm_forward, "gru": gru_forward, "rnn": rnn_forward}[cell]
+    bwd = {"lstm": lstm_backward, "gru": gru_backward, "rnn": rnn_backward}[cell]
+    _fast.set_fast_path(flag)
+
+    def loss():
+        return float(np.sum(fwd(x, None, **p)[0] * dout)) if cell != "lstm" else \
+            float(np.sum(fwd(x, None, None, **p)[0] * dout))
+
+    cache = fwd(x, None, **p)[2] if cell != "lstm" else fwd(x, None, None, **p)[2]
+    dx = bwd(dout, cache)[0]
+    report = gradcheck(loss, {"x": x}, {"x": dx})
+    assert report.passed and report.max_rel_error < 1e-7

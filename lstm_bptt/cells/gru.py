@@ -387,7 +387,9 @@ def gru_backward(doutput, cache: GRUCache, dh_n=None, *, need_dx: bool = True):
     dgi = work[:, :, : 3 * H].reshape(T * B, 3 * H)
     dgh = work[:, :, H:].reshape(T * B, 3 * H)
     nrz = np.r_[np.arange(2 * H, 3 * H), np.arange(2 * H)]  # W_ih rows in the order n, r, z
-    dx = (dgi @ w_ih[nrz]).reshape(T, B, D) if need_dx else None  # (T*B, 3H) @ (3H, D)
+    dx = None
+    if need_dx:  # (T*B, 3H) @ (3H, D)
+        dx = _blas.matmul_rows(dgi, w_ih[nrz], np.empty((T * B, D), dtype)).reshape(T, B, D)
     rzn = np.r_[np.arange(H, 3 * H), np.arange(H)]  # back to r, z, n
     grads = {
         "weight_ih": (dgi.T @ x.reshape(T * B, D))[rzn],  # (3H, T*B) @ (T*B, D)

@@ -860,7 +860,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     dx = None
     if need_dx:  # (T*B, 4H) @ (4H, D)
         dx = _memory.empty((T, B, D), dtype)
-        np.matmul(da, w_ih, out=dx.reshape(T * B, D))
+        _blas.matmul_rows(da, w_ih, dx.reshape(T * B, D))
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     grads = {

@@ -358,7 +358,9 @@ def rnn_backward(doutput, cache: RNNCache, dh_n=None, *, need_dx: bool = True):
             DA[t] *= dh  # (2)
             dh = recurrent(DA[t], np.empty((B, H), dtype))  # dh_{t-1}, (B, H) @ (H, H)
     da2 = da.reshape(T * B, H)
-    dx = (da2 @ w_ih).reshape(T, B, D) if need_dx else None  # (T*B, H) @ (H, D)
+    dx = None
+    if need_dx:  # (T*B, H) @ (H, D)
+        dx = _blas.matmul_rows(da2, w_ih, np.empty((T * B, D), dtype)).reshape(T, B, D)
     grads = {
         "weight_ih": da2.T @ x.reshape(T * B, D),  # (H, T*B) @ (T*B, D)
         "weight_hh": da2.T @ h[:-1].reshape(T * B, H),  # (H, T*B) @ (T*B, H)
