@@ -48,23 +48,40 @@ MIN_ROWS = 4  # B below this: not measured, not cut
 
 
 @functools.cache
-def openblas_core() -> str | None:
-    """The core name NumPy's OpenBLAS runs its kernels for (e.g. ``"SkylakeX"``), or None
-    when NumPy uses another BLAS or the name cannot be read."""
+def _numpy_openblas() -> tuple:
+    """(get_corename, get_num_threads) of NumPy's bundled OpenBLAS (ctypes functions), or
+    (None, None) when NumPy uses another BLAS."""
     here = os.path.dirname(np.__file__)
     for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas*"))):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
-                     "openblas_get_corename64_", "openblas_get_corename"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.restype, fn.argtypes = ctypes.c_char_p, []
-                core = fn()
-                return None if core is None else core.decode("ascii", "replace").strip()
-    return None
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
+                               ("openblas", "64_"), ("openblas", "")):
+            core = getattr(lib, f"{prefix}_get_corename{suffix}", None)
+            threads = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            if core is not None:
+                core.restype, core.argtypes = ctypes.c_char_p, []
+                if threads is not None:
+                    threads.restype, threads.argtypes = ctypes.c_int, []
+                return core, threads
+    return None, None
+
+
+@functools.cache
+def openblas_core() -> str | None:
+    """The core name NumPy's OpenBLAS runs its kernels for (e.g. ``"SkylakeX"``), or None
+    when NumPy uses another BLAS or the name cannot be read."""
+    core = _numpy_openblas()[0]
+    name = None if core is None else core()
+    return None if name is None else name.decode("ascii", "replace").strip()
+
+
+def numpy_blas_threads() -> int:
+    """The number of threads NumPy's OpenBLAS uses now (1 when it cannot be read)."""
+    threads = _numpy_openblas()[1]
+    return 1 if threads is None else max(1, threads())
 
 
 def small_gemm_macs() -> int:
@@ -105,11 +122,18 @@ def step_blocks(w: np.ndarray, B: int) -> np.ndarray | None:
 class StepProduct:
     """out (B, N) = a (B, K) @ w (K, N) for every step of the NumPy path, by column blocks
     where :func:`step_blocks` says so (one stacked ``np.matmul`` and a copy), else one
-    ``np.dot``. The same products as the compiled kernels' for the same blocks."""
+    ``np.dot``. The same products as the compiled kernels' for the same blocks.
+
+    With more than one BLAS thread NumPy's one GEMM uses them all, while the small-matrix
+    kernel runs on one: then one GEMM is faster (float32 (64, 256, 1024): 238 vs 318 us with 2
+    threads), and the blocks are not used. (The compiled kernels always run their BLAS on one
+    thread: :class:`lstm_bptt._fast.OneBlasThread`.)"""
 
     def __init__(self, w: np.ndarray, B: int, blocks=None):
         self.w = w
         self.blocks = step_blocks(w, B) if blocks is None else blocks
+        if self.blocks is not None and numpy_blas_threads() > 1:
+            self.blocks = None
         if self.blocks is not None:
             nc, _, c = self.blocks.shape
             self.scratch = np.empty((nc, B, c), w.dtype)
@@ -145,11 +169,14 @@ def matmul_rows(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
     (K, N) = (512, 65) float32 1,960 -> 1,523 us, float64 4,984 -> 3,840 us; (512, 16),
     M = 6400: float32 3,097 -> 1,573 us, float64 7,775 -> 3,158 us. Each element is still one dot
     product of length K. The rows of a and out may be strided (e.g. a view into a wider work
-    array), their elements must be contiguous (else one GEMM); returns out."""
+    array), their elements must be contiguous (else one GEMM). With more than one BLAS thread,
+    one GEMM (on all of them) is used: it is faster then (float32 (2048, 512, 65): 0.84 vs
+    1.47 ms with 2 threads). Returns out."""
     M, K = a.shape
     N = w.shape[1]
     r = rows_per_block(M, K, N)
-    if not r or a.strides[1] != a.itemsize or out.strides[1] != out.itemsize:
+    if (not r or a.strides[1] != a.itemsize or out.strides[1] != out.itemsize
+            or numpy_blas_threads() > 1):
         return np.matmul(a, w, out=out)
     n = M - M % r
     blocks = np.lib.stride_tricks.as_strided  # (n / r, r, .) views of the first n rows

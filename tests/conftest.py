@@ -25,6 +25,30 @@ def restore_fast_switch(monkeypatch):
     _fast._setting = previous
 
 
+def fast_paths():
+    """The fast-path settings to test: False (NumPy) always, True only with numba."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return [False]
+    return [False, True]
+
+
+@pytest.fixture
+def limit(monkeypatch):
+    """For the column-block tests (``lstm_bptt._blas``): ``limit(macs)`` sets the small-kernel
+    limit that ``step_chunk`` sees, so blocks are cut at small sizes on any machine and BLAS;
+    NumPy's BLAS is counted as one thread, so the NumPy path uses the blocks too."""
+    from lstm_bptt import _blas
+
+    monkeypatch.setattr(_blas, "numpy_blas_threads", lambda: 1)
+
+    def set_limit(macs):
+        monkeypatch.setattr(_blas, "small_gemm_macs", lambda: macs)
+
+    return set_limit
+
+
 def lstm_params(rng, D, H, dtype=np.float64, bias=True, scale=0.5):
     """Random (weight_ih (4H, D), weight_hh (4H, H), bias_ih, bias_hh (4H,)) for one layer.
 

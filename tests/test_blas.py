@@ -11,27 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import fast_paths as _paths
 
 from lstm_bptt import _blas, _fast, gradcheck
 from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
 
 pytestmark = pytest.mark.usefixtures("restore_fast_switch")  # tests/conftest.py
-
-
-def _paths():
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return [False]
-    return [False, True]
-
-
-@pytest.fixture
-def limit(monkeypatch):
-    """Set the small-kernel limit (multiply-adds) that step_chunk sees."""
-    def set_limit(macs):
-        monkeypatch.setattr(_blas, "small_gemm_macs", lambda: macs)
-    return set_limit
 
 
 @pytest.mark.parametrize("B, K, N, itemsize, want", [
@@ -271,3 +256,28 @@ def test_dx_by_row_blocks_matches_central_differences(limit, cell, flag):
     dx = bwd(dout, cache)[0]
     report = gradcheck(loss, {"x": x}, {"x": dx})
     assert report.passed and report.max_rel_error < 1e-7
+
+
+def test_with_several_blas_threads_the_numpy_path_uses_one_gemm(limit, monkeypatch):
+    """One GEMM on all BLAS threads beats the single-threaded small kernel: no blocks then."""
+    limit(4096)
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((32, 128))
+    a = rng.standard_normal((64, 32))
+    assert _blas.StepProduct(w, 4).blocks is not None
+    assert _blas.rows_per_block(64, 32, 8) == 16
+    monkeypatch.setattr(_blas, "numpy_blas_threads", lambda: 2)
+    assert _blas.StepProduct(w, 4).blocks is None
+    assert _blas.StepProduct(w, 4, _blas.step_blocks(w, 4)).blocks is None  # given ones too
+    calls = []
+    real = np.matmul
+    monkeypatch.setattr(_blas.np, "matmul", lambda *args, **kw: calls.append(1) or real(*args,
+                                                                                       **kw))
+    out = np.empty((64, 8))
+    _blas.matmul_rows(a, w[:, :8], out)
+    assert calls == [1]  # one GEMM, not 4 blocks
+    np.testing.assert_allclose(out, a @ w[:, :8], rtol=1e-13)
+
+
+def test_numpy_blas_threads_is_a_positive_count():
+    assert _blas.numpy_blas_threads() >= 1

@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import fast_paths as _paths
 
 from lstm_bptt import _blas, _fast, gradcheck
 from lstm_bptt.cells.gru import gru_backward, gru_forward
@@ -22,22 +23,6 @@ from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
 from lstm_bptt.recurrent import GRU, LSTM, RNN
 
 pytestmark = pytest.mark.usefixtures("restore_fast_switch")  # tests/conftest.py
-
-
-def _paths():
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return [False]
-    return [False, True]
-
-
-@pytest.fixture
-def limit(monkeypatch):
-    """Set the small-kernel limit (multiply-adds) that step_chunk sees."""
-    def set_limit(macs):
-        monkeypatch.setattr(_blas, "small_gemm_macs", lambda: macs)
-    return set_limit
 
 
 def _leaves(x):
@@ -81,7 +66,10 @@ def test_openblas_core_with_missing_or_foreign_libraries(monkeypatch, case, want
         return _FakeLib(scipy_openblas_get_corename64_=name)
 
     monkeypatch.setattr(_blas.ctypes, "CDLL", load)
-    core = _blas.openblas_core.__wrapped__()  # the cached value is left alone
+    # the cached values are left alone: both lookups run afresh on the fake libraries
+    monkeypatch.setattr(_blas, "_numpy_openblas", _blas._numpy_openblas.__wrapped__)
+    core = _blas.openblas_core.__wrapped__()
+    assert _blas.numpy_blas_threads() == 1  # no thread count to read: one thread assumed
     assert core == want
     monkeypatch.setattr(_blas, "openblas_core", lambda: core)
     blocks = _blas.SMALL_KERNEL_MACS if want == "SkylakeX" else 0

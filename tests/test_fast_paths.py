@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import fast_paths as _paths
 
 from lstm_bptt import _fast, gradcheck
 from lstm_bptt._checks import as_float_array
@@ -27,15 +28,6 @@ from lstm_bptt.cells.lstm import lstm_backward, lstm_forward
 from lstm_bptt.cells.rnn import rnn_backward, rnn_forward
 
 pytestmark = pytest.mark.usefixtures("restore_fast_switch")  # tests/conftest.py
-
-
-def _paths():
-    """The fast-path settings to test: False (NumPy) always, True only with numba."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return [False]
-    return [False, True]
 
 
 def _one_hot(T, B, D, dtype, rng):
