@@ -45,6 +45,8 @@ SMALL_KERNEL_MACS = 1_000_000
 MAX_BLOCK_BYTES = 256  # block width: 64 float32 or 32 float64 columns (measured best)
 MIN_BLOCK = 16  # narrower blocks were slower than one GEMM
 MIN_ROWS = 4  # B below this: not measured, not cut
+TILE_ROWS = 16  # rows per tile when whole-row blocks would be too narrow (see step_tiles)
+MIN_TILE_COLUMNS = {4: 16, 8: 32}  # by itemsize: narrower tiles were slower than one GEMM
 
 
 @functools.cache
@@ -108,15 +110,50 @@ def step_chunk(B: int, K: int, N: int, itemsize: int) -> int:
     return 0
 
 
+def step_tiles(B: int, K: int, N: int, itemsize: int) -> tuple[int, int]:
+    """(rows, c): the per-step product (B, K) @ (K, N) as tiles of ``rows`` rows of a and c
+    columns of the weight, or (0, 0) for one GEMM.
+
+    Whole rows first (rows = B, c = :func:`step_chunk`). Where blocks of all B rows would be
+    narrower than 16 columns (B K large: the backward's (B, 4H) @ (4H, H), or B = 128), tiles
+    of ``TILE_ROWS`` = 16 rows: c is then the widest multiple of 8 dividing N with
+    16 K c within the limit, at most ``MAX_BLOCK_BYTES`` wide and at least
+    ``MIN_TILE_COLUMNS`` (16 float32, 32 float64 columns); B must be a multiple of 16.
+    Measured (one thread, us per product), one GEMM -> tiles: float32 (64, 1024, 256)
+    411 -> 321, (128, 512, 2048) 3,419 -> 2,612, (128, 2048, 512) 3,730 -> 2,990; float64
+    (64, 1024, 256) 822 -> 638, (128, 512, 2048) 5,855 -> 4,975, while float64
+    (128, 2048, 512) would need 16-column tiles, slower (6,470 us): not cut.
+    """
+    c = step_chunk(B, K, N, itemsize)
+    if c:
+        return B, c
+    limit = small_gemm_macs()
+    if not limit or B <= TILE_ROWS or B % TILE_ROWS or B * K * N <= limit:
+        return 0, 0
+    cap = min(MAX_BLOCK_BYTES // itemsize, limit // (TILE_ROWS * K), N)
+    for c in range(cap - cap % 8, MIN_TILE_COLUMNS.get(itemsize, 16) - 1, -8):
+        if N % c == 0:
+            return TILE_ROWS, c
+    return 0, 0
+
+
 def step_blocks(w: np.ndarray, B: int) -> np.ndarray | None:
     """The column blocks (N / c, K, c) of a (K, N) weight for a per-step product with B rows
     (block j = w[:, j c : (j + 1) c], contiguous), or None when it is computed as one GEMM
-    (:func:`step_chunk`)."""
+    (:func:`step_tiles`; :func:`step_rows` gives the rows per tile)."""
     K, N = w.shape
-    c = step_chunk(B, K, N, w.itemsize)
+    c = step_tiles(B, K, N, w.itemsize)[1]
     if not c:
         return None
     return np.ascontiguousarray(w.reshape(K, N // c, c).transpose(1, 0, 2))
+
+
+def step_rows(B: int, blocks: np.ndarray | None) -> int:
+    """Rows of a per tile for these :func:`step_blocks` (B: whole rows), 0 without blocks."""
+    if blocks is None:
+        return 0
+    _, K, c = blocks.shape
+    return B if B * K * c <= small_gemm_macs() else TILE_ROWS
 
 
 class StepProduct:
@@ -135,15 +172,17 @@ class StepProduct:
         if self.blocks is not None and numpy_blas_threads() > 1:
             self.blocks = None
         if self.blocks is not None:
-            nc, _, c = self.blocks.shape
-            self.scratch = np.empty((nc, B, c), w.dtype)
-            self.scratch_t = self.scratch.transpose(1, 0, 2)  # (B, nc, c)
+            nc, K, c = self.blocks.shape
+            rows = step_rows(B, self.blocks)
+            self.a_shape = (B // rows, 1, rows, K)  # a as (row tiles, 1, rows, K)
+            self.scratch = np.empty((B // rows, nc, rows, c), w.dtype)
+            self.scratch_t = self.scratch.transpose(0, 2, 1, 3)  # (row tiles, rows, nc, c)
 
     def __call__(self, a: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write a @ w into ``out`` (B, N), C-contiguous; returns ``out``."""
         if self.blocks is None:
             return np.dot(a, self.w, out=out)
-        np.matmul(a, self.blocks, out=self.scratch)
+        np.matmul(a.reshape(self.a_shape), self.blocks, out=self.scratch)
         np.copyto(out.reshape(self.scratch_t.shape), self.scratch_t)
         return out
 

@@ -281,3 +281,103 @@ def test_with_several_blas_threads_the_numpy_path_uses_one_gemm(limit, monkeypat
 
 def test_numpy_blas_threads_is_a_positive_count():
     assert _blas.numpy_blas_threads() >= 1
+
+
+@pytest.mark.parametrize("B, K, N, itemsize, want", [
+    (32, 256, 1024, 4, (32, 64)),     # whole rows when they allow 16 columns or more
+    (64, 1024, 256, 4, (16, 32)),     # the medium backward: tiles of 16 rows
+    (128, 512, 2048, 4, (16, 64)),    # the large forward
+    (128, 2048, 512, 4, (16, 16)),    # the large backward, float32
+    (128, 2048, 512, 8, (0, 0)),      # float64 would need 16-column tiles: one GEMM
+    (64, 1024, 256, 8, (16, 32)),
+    (72, 1024, 256, 4, (0, 0)),       # B not a multiple of 16
+    (16, 4096, 256, 4, (0, 0)),       # B = 16: no smaller tiles
+])
+def test_step_tiles_follows_its_rule(limit, B, K, N, itemsize, want):
+    limit(1_000_000)
+    assert _blas.step_tiles(B, K, N, itemsize) == want
+    rows, c = want
+    if c:
+        assert rows * K * c <= 1_000_000 and N % c == 0
+        blocks = _blas.step_blocks(np.empty((K, N), np.float32 if itemsize == 4 else float), B)
+        assert blocks.shape == (N // c, K, c) and _blas.step_rows(B, blocks) == rows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_product_by_tiles_is_a_at_w(limit, dtype):
+    limit(16384)
+    rng = np.random.default_rng(10)
+    B, K, N = 64, 32, 128
+    w = rng.standard_normal((K, N)).astype(dtype)
+    product = _blas.StepProduct(w, B)
+    assert product.blocks is not None and _blas.step_rows(B, product.blocks) == 16
+    wide = rng.standard_normal((B, 3 * K)).astype(dtype)
+    for a in (np.ascontiguousarray(wide[:, :K]), wide[:, K : 2 * K]):
+        out = product(a, np.full((B, N), np.nan, dtype))
+        want = a.astype(np.float64) @ w.astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=0, atol=K * 4 * np.finfo(dtype).eps *
+                                   float(np.max(np.abs(want))))
+
+
+# limit 16384: the forward's (64, 32) @ (32, 128) in tiles of 16 rows; 65536: the backward's
+# (64, 128) @ (128, 32) in tiles of 16 rows (and the forward in whole-row blocks)
+@pytest.mark.parametrize("macs, side", [(16384, "forward"), (65536, "backward")])
+@pytest.mark.parametrize("flag", _paths())
+def test_lstm_with_tiles_matches_central_differences(limit, macs, side, flag):
+    limit(macs)
+    B, H = 64, 32
+    w_fwd, w_bwd = np.empty((H, 4 * H)), np.empty((4 * H, H))
+    assert _blas.step_rows(B, _blas.step_blocks(w_fwd if side == "forward" else w_bwd, B)) == 16
+    _fast.set_fast_path(flag)
+    x, h_0, c_0, p, dout, dh_n, dc_n = _problem(np.float64, seed=11, T=3, B=B, D=2, H=H)
+
+    def loss():
+        out, (h_n, c_n), _ = lstm_forward(x, h_0, c_0, **p)
+        return float(np.sum(out * dout) + np.sum(h_n * dh_n) + np.sum(c_n * dc_n))
+
+    _, _, cache = lstm_forward(x, h_0, c_0, **p)
+    dx, dh_0, dc_0, grads = lstm_backward(dout, cache, dh_n, dc_n)
+    report = gradcheck(loss, {"weight_hh": p["weight_hh"], "h_0": h_0},
+                       {"weight_hh": grads["weight_hh"], "h_0": dh_0})
+    assert report.passed and report.max_rel_error < 1e-7
+    if flag:  # the compiled tiles give the NumPy path's backward, bitwise
+        _fast.set_fast_path(False)
+        want = lstm_backward(dout, cache, dh_n, dc_n)
+        _fast.set_fast_path(True)
+        got = lstm_backward(dout, cache, dh_n, dc_n)
+        for a, b in zip(got[:3], want[:3], strict=True):
+            np.testing.assert_array_equal(a, b)
+        for name in want[3]:
+            np.testing.assert_array_equal(got[3][name], want[3][name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gru_and_rnn_with_tiles_equal_one_gemm(limit, cell, dtype):
+    from lstm_bptt.cells.gru import gru_backward, gru_forward
+    from lstm_bptt.cells.rnn import rnn_backward, rnn_forward
+
+    G = 3 if cell == "gru" else 1
+    B, H, T, D = 64, 64, 3, 2
+    rng = np.random.default_rng(12)
+    p = {"weight_ih": rng.standard_normal((G * H, D)) * 0.3,
+         "weight_hh": rng.standard_normal((G * H, H)) * 0.3,
+         "bias_ih": rng.standard_normal(G * H) * 0.3,
+         "bias_hh": rng.standard_normal(G * H) * 0.3}
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    fwd, bwd = (gru_forward, gru_backward) if cell == "gru" else (rnn_forward, rnn_backward)
+    results = []
+    for macs in (0, 32768):
+        limit(macs)
+        out, h_n, cache = fwd(x, None, **p)
+        results.append([out, h_n, *bwd(dout, cache)[:2], *bwd(dout, cache)[2].values()])
+    # the forward (64, 64) @ (64, G 64) in tiles of 16 rows (and the backward too for the RNN)
+    rows = [_blas.step_rows(B, _blas.step_blocks(np.empty(s, dtype), B))
+            for s in ((H, G * H), (G * H, H))]
+    assert 16 in rows, rows
+    eps = np.finfo(dtype).eps
+    for a, b in zip(*results, strict=True):
+        scale = max(1.0, float(np.max(np.abs(a))))
+        assert float(np.max(np.abs(a.astype(np.float64) - b))) <= 64 * eps * scale

@@ -168,7 +168,7 @@ def test_nan_and_inf_propagate_as_in_one_gemm(limit, dtype):
     from lstm_bptt.cells import _kernels
 
     blocks = _blas.step_blocks(w, B)
-    scratch = np.full((blocks.shape[0], B, blocks.shape[2]), np.nan, dtype)
+    scratch = np.full((1, blocks.shape[0], B, blocks.shape[2]), np.nan, dtype)  # whole rows
     out = np.full((B, N), np.nan, dtype)
     _kernels._block_product(a, w, out, blocks, scratch)
     np.testing.assert_array_equal(out, got)  # bitwise, NaN where NaN

@@ -136,7 +136,7 @@ def tanh_array(x, out):
 # left scalar (unknown sign of the start index); offsets are added inside ``range(H)`` loops.
 
 @njit(**_JIT)
-def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, blocks):
+def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, blocks, rows):
     """The forward time loop of ``lstm._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 4H) pre-activations without the recurrent term (sigmoid rows halved) on
@@ -146,7 +146,7 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, bl
     ids (n*B,), table (D, 4H): the input projection as a gather, gates[t, b] = table[ids[t*B + b]]
     written here just before its step (the table stays in cache), or both None;
     blocks : (4H / c, P or H, c) column blocks of w_hh_t (``lstm_bptt._blas.step_blocks``), or
-    None.
+    None; rows : rows per tile (``lstm_bptt._blas.step_rows``).
     """
     n, B, H4 = gates.shape
     H = H4 // 4
@@ -155,7 +155,7 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, bl
     half = like(gates[0, 0, 0], 0.5)
     w_hh = _transposed_copy(w_hh_t, B, blocks)  # (4H, P), for the transposed product
     rec_t = np.empty((H4, B), gates.dtype)
-    scratch = _block_scratch(blocks, B, gates)
+    scratch = _block_scratch(blocks, B, rows, gates)
     for t in range(n):
         _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t, blocks, scratch)  # h W_hh^T
         for b in range(B):
@@ -204,31 +204,37 @@ def _transposed_copy(w, B, blocks):
 
 
 @njit(**_JIT)
-def _block_scratch(blocks, B, like_array):
-    """(n_blocks, B, c) scratch for the blocked product, or an empty array of like_array's
-    dtype without blocks."""
+def _block_scratch(blocks, B, rows, like_array):
+    """(B / rows, n_blocks, rows, c) scratch for the blocked product (tiles of ``rows`` rows),
+    or an empty array of like_array's dtype without blocks."""
     if blocks is None:
-        return np.empty((0, 0, 0), like_array.dtype)
+        return np.empty((0, 0, 0, 0), like_array.dtype)
     nb, _, c = blocks.shape
-    return np.empty((nb, B, c), blocks.dtype)
+    return np.empty((B // rows, nb, rows, c), blocks.dtype)
 
 
 @njit(**_JIT)
 def _block_product(a, w, out, blocks, scratch):
-    """out (B, G) = a (B, K) @ w (K, G): by w's column blocks (G / c, K, c) when blocks is not
-    None (block j of out = a @ blocks[j], via scratch (G / c, B, c)), else one GEMM."""
+    """out (B, G) = a (B, K) @ w (K, G): by tiles when blocks is not None, else one GEMM.
+
+    blocks (G / c, K, c): w's column blocks; scratch (B / rows, G / c, rows, c): tile (i, j)
+    = a[i rows : (i + 1) rows] @ blocks[j], copied into rows i rows.., columns j c.. of out.
+    """
     if blocks is None:
         np.dot(a, w, out)
         return
-    nb, _, c = blocks.shape
-    for j in range(nb):
-        np.dot(a, blocks[j], scratch[j])
-    for b in range(a.shape[0]):
-        ob = out[b]
+    nr, nb, rows, c = scratch.shape
+    a3 = a.reshape((nr, rows, a.shape[1]))  # row tiles (C-contiguous views)
+    for i in range(nr):
         for j in range(nb):
-            s = scratch[j, b]
-            for k in range(c):
-                ob[j * c + k] = s[k]
+            np.dot(a3[i], blocks[j], scratch[i, j])
+    for i in range(nr):
+        for r in range(rows):
+            ob = out[i * rows + r]
+            for j in range(nb):
+                s = scratch[i, j, r]
+                for k in range(c):
+                    ob[j * c + k] = s[k]
 
 
 @njit(**_JIT)
@@ -274,14 +280,16 @@ def _add_or_copy(doutput, t, dh, out):
 
 
 @njit(**_JIT)
-def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, blocks):
+def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, blocks,
+                        rows):
     """The BPTT loop of ``lstm._backward_steps`` over n steps, fused per step.
 
     gates : (n, B, 4H) post-activations (o, i, f, g); c : (n + 1, B, H); tanh_c : (n, B, H);
     w_hh : (4H, P or H) internal order; da : (n, B, 4H) written (dL/da_t, contiguous);
     doutput : (n, B, P or H) or None; dh (B, P or H), dc (B, H): carried in (not modified);
     w_hr : (P, H) or None; dhs : (n, B, P) written with dL/dh_t when w_hr is given;
-    blocks : (P / c, 4H, c) column blocks of w_hh (``lstm_bptt._blas.step_blocks``), or None.
+    blocks : (P / c, 4H, c) column blocks of w_hh (``lstm_bptt._blas.step_blocks``), or None;
+    rows : rows per tile (``lstm_bptt._blas.step_rows``).
     Returns the new arrays (dh, dc) carried to the step before the first.
     The products are those of the NumPy loop, in the same order (bitwise equal results in
     float64; in float32 the recurrent GEMM is computed transposed over 10^6 multiply-adds
@@ -295,7 +303,7 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
     dm = np.empty((B, H), gates.dtype)  # dL/dm_t, m = o tanh(c_t) (= h_t without projection)
     w_hh_t = _transposed_copy(w_hh, B, blocks)  # (P, 4H), for the transposed product
     dh_tr = np.empty((dh.shape[1], B), gates.dtype)
-    scratch = _block_scratch(blocks, B, gates)
+    scratch = _block_scratch(blocks, B, rows, gates)
     for t in range(n - 1, -1, -1):
         if w_hr is None:
             _add_or_copy(doutput, t, dh, dm)  # dL/dh_t = dL/dm_t
@@ -323,19 +331,20 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
 # --- GRU: equations (1)-(5) of lstm_bptt.cells.gru; gate order (r, z, n) ----------------------
 
 @njit(**_JIT)
-def gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks):
+def gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks, rows):
     """The forward time loop of ``gru._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 3H) projection rows on entry (r, z rows halved), post-activation r, z, n
     on exit; h : (n + 1, B, H), row 0 read, rows 1..n written; m : (n, B, H) written,
     W_hn h_{t-1} + b_hn; w_hh_t : (H, 3H) = (W_hh * scale)^T; b_hn : (H,) or None;
-    blocks : column blocks of w_hh_t (``lstm_bptt._blas.step_blocks``) or None.
+    blocks : column blocks of w_hh_t (``lstm_bptt._blas.step_blocks``) or None; rows : rows per
+    tile.
     """
     n, B, H3 = gates.shape
     H = H3 // 3
     rec = np.empty((B, H3), gates.dtype)
     half = like(gates[0, 0, 0], 0.5)
-    scratch = _block_scratch(blocks, B, gates)
+    scratch = _block_scratch(blocks, B, rows, gates)
     for t in range(n):
         _block_product(h[t], w_hh_t, rec, blocks, scratch)  # h_{t-1} (W_hh * scale)^T
         for b in range(B):
@@ -357,7 +366,7 @@ def gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks):
 
 
 @njit(**_JIT)
-def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks):
+def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks, rows):
     """The BPTT loop of ``gru._backward_steps`` (same arguments; returns the new dh).
 
     gates : (n, B, 3H) r, z, n; m : (n, B, H); h : (n + 1, B, H); w_hh : (3H, H);
@@ -370,7 +379,7 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks):
     dh = dh.copy()
     dh_t = np.empty((B, H), gates.dtype)
     dgh = np.empty((B, H3), gates.dtype)  # [da_r, da_z, dm] contiguous, for the GEMM
-    scratch = _block_scratch(blocks, B, gates)
+    scratch = _block_scratch(blocks, B, rows, gates)
     for t in range(n - 1, -1, -1):
         _add_or_copy(doutput, t, dh, dh_t)  # dh': output gradient plus the carried one
         for b in range(B):
@@ -396,13 +405,13 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks):
 # --- Elman RNN: h' = phi(x W_ih^T + b_ih + h W_hh^T + b_hh), phi = tanh or relu -----------------
 
 @njit(**_JIT)
-def rnn_forward_steps(h, w_hh_t, relu, blocks):
+def rnn_forward_steps(h, w_hh_t, relu, blocks, rows):
     """The forward time loop of ``rnn.rnn_forward``: h (n + 1, B, H) holds h_0 in row 0 and
     the input pre-activations in rows 1..n on entry, h_1..h_n on exit; w_hh_t : (H, H)."""
     n = h.shape[0] - 1
     B, H = h.shape[1], h.shape[2]
     rec = np.empty((B, H), h.dtype)
-    scratch = _block_scratch(blocks, B, h)
+    scratch = _block_scratch(blocks, B, rows, h)
     zero = like(h[0, 0, 0], 0.0)
     for t in range(n):
         _block_product(h[t], w_hh_t, rec, blocks, scratch)  # h_{t-1} W_hh^T
@@ -418,17 +427,18 @@ def rnn_forward_steps(h, w_hh_t, relu, blocks):
 
 
 @njit(**_JIT)
-def rnn_backward_steps(h, w_hh, doutput, dh, relu, blocks):
+def rnn_backward_steps(h, w_hh, doutput, dh, relu, blocks, rows):
     """The BPTT loop of ``rnn.rnn_backward``: returns (da (n, B, H), dh_0); h : (n + 1, B, H),
     w_hh : (H, H), doutput : (n, B, H) or None, dh : (B, H) carried in (not modified);
-    blocks : column blocks of w_hh (``lstm_bptt._blas.step_blocks``) or None."""
+    blocks : column blocks of w_hh (``lstm_bptt._blas.step_blocks``) or None; rows : rows per
+    tile."""
     n = h.shape[0] - 1
     B, H = h.shape[1], h.shape[2]
     one = like(h[0, 0, 0], 1.0)
     zero = like(h[0, 0, 0], 0.0)
     da = np.empty((n, B, H), h.dtype)
     dh = dh.copy()
-    scratch = _block_scratch(blocks, B, h)
+    scratch = _block_scratch(blocks, B, rows, h)
     for t in range(n - 1, -1, -1):
         for b in range(B):
             hv, d, dhb = h[t + 1, b], da[t, b], dh[b]
