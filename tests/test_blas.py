@@ -52,6 +52,18 @@ def test_openblas_core_is_a_name_or_none():
     assert _blas.small_gemm_macs() in (0, _blas.SMALL_KERNEL_MACS)
 
 
+def _assert_product_is_a_at_w(product, B, K, N, dtype, rng):
+    """product(a, out) == a @ w to rounding, for contiguous and for strided rows of a."""
+    w = product.w
+    wide = rng.standard_normal((B, 3 * K)).astype(dtype)
+    for a in (np.ascontiguousarray(wide[:, :K]), wide[:, K : 2 * K]):  # strided rows too
+        out = np.full((B, N), np.nan, dtype)
+        assert product(a, out) is out
+        want = a.astype(np.float64) @ w.astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=0, atol=K * 4 * np.finfo(dtype).eps *
+                                   float(np.max(np.abs(want))))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocks_are_the_weight_columns_and_the_product_is_a_at_w(limit, dtype):
     limit(8192)
@@ -63,14 +75,21 @@ def test_blocks_are_the_weight_columns_and_the_product_is_a_at_w(limit, dtype):
     assert c and blocks.shape == (N // c, K, c) and blocks.flags.c_contiguous
     for j in range(N // c):
         np.testing.assert_array_equal(blocks[j], w[:, j * c : (j + 1) * c])
-    product = _blas.StepProduct(w, B)
-    for a in (rng.standard_normal((B, K)).astype(dtype),
-              rng.standard_normal((B, 2 * K)).astype(dtype)[:, ::2]):  # strided rows too
-        out = np.empty((B, N), dtype)
-        assert product(a, out) is out
-        want = a.astype(np.float64) @ w.astype(np.float64)
-        np.testing.assert_allclose(out, want, rtol=0, atol=K * 4 * np.finfo(dtype).eps *
-                                   float(np.max(np.abs(want))))
+    assert _blas.step_rows(B, blocks) == B  # whole rows
+    _assert_product_is_a_at_w(_blas.StepProduct(w, B), B, K, N, dtype, rng)
+
+
+def _assert_paths_give_the_same_backward(backward, *args):
+    """The backward of one cache: the compiled path's numbers are the NumPy path's, bitwise
+    (results (..., grads) as lstm_backward / gru_backward / rnn_backward return them)."""
+    _fast.set_fast_path(False)
+    *want, want_grads = backward(*args)
+    _fast.set_fast_path(True)
+    *got, got_grads = backward(*args)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in want_grads:
+        np.testing.assert_array_equal(got_grads[name], want_grads[name], err_msg=name)
 
 
 def _problem(dtype, seed=0, T=6, B=4, D=3, H=32):
@@ -136,13 +155,7 @@ def test_compiled_blocks_give_the_numpy_paths_backward_bitwise(limit):
     x, h_0, c_0, p, dout, dh_n, dc_n = _problem(np.float64, seed=3)
     _fast.set_fast_path(False)
     _, _, cache = lstm_forward(x, h_0, c_0, **p)
-    want = lstm_backward(dout, cache, dh_n, dc_n)
-    _fast.set_fast_path(True)
-    got = lstm_backward(dout, cache, dh_n, dc_n)
-    for a, b in zip(got[:3], want[:3], strict=True):
-        np.testing.assert_array_equal(a, b)
-    for name in want[3]:
-        np.testing.assert_array_equal(got[3][name], want[3][name], err_msg=name)
+    _assert_paths_give_the_same_backward(lstm_backward, dout, cache, dh_n, dc_n)
     # the forward: a few eps (the kernels' tanh is within 2 ulp of NumPy's)
     out_fast = lstm_forward(x, h_0, c_0, **p)[0]
     _fast.set_fast_path(False)
@@ -199,14 +212,7 @@ def test_gru_and_rnn_with_blocks_match_central_differences(limit, cell, flag):
     report = gradcheck(loss, {**p, "x": x, "h_0": h_0}, {**grads, "x": dx, "h_0": dh_0})
     assert report.passed and report.max_rel_error < 1e-7
     if flag:  # and the backward of this cache is bitwise the NumPy path's
-        _fast.set_fast_path(False)
-        want = bwd(dout, cache, dh_n)
-        _fast.set_fast_path(True)
-        got = bwd(dout, cache, dh_n)
-        for a, b in zip(got[:2], want[:2], strict=True):
-            np.testing.assert_array_equal(a, b)
-        for name in want[2]:
-            np.testing.assert_array_equal(got[2][name], want[2][name], err_msg=name)
+        _assert_paths_give_the_same_backward(bwd, dout, cache, dh_n)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -308,15 +314,9 @@ def test_step_product_by_tiles_is_a_at_w(limit, dtype):
     limit(16384)
     rng = np.random.default_rng(10)
     B, K, N = 64, 32, 128
-    w = rng.standard_normal((K, N)).astype(dtype)
-    product = _blas.StepProduct(w, B)
+    product = _blas.StepProduct(rng.standard_normal((K, N)).astype(dtype), B)
     assert product.blocks is not None and _blas.step_rows(B, product.blocks) == 16
-    wide = rng.standard_normal((B, 3 * K)).astype(dtype)
-    for a in (np.ascontiguousarray(wide[:, :K]), wide[:, K : 2 * K]):
-        out = product(a, np.full((B, N), np.nan, dtype))
-        want = a.astype(np.float64) @ w.astype(np.float64)
-        np.testing.assert_allclose(out, want, rtol=0, atol=K * 4 * np.finfo(dtype).eps *
-                                   float(np.max(np.abs(want))))
+    _assert_product_is_a_at_w(product, B, K, N, dtype, rng)
 
 
 # limit 16384: the forward's (64, 32) @ (32, 128) in tiles of 16 rows; 65536: the backward's
@@ -341,14 +341,7 @@ def test_lstm_with_tiles_matches_central_differences(limit, macs, side, flag):
                        {"weight_hh": grads["weight_hh"], "h_0": dh_0})
     assert report.passed and report.max_rel_error < 1e-7
     if flag:  # the compiled tiles give the NumPy path's backward, bitwise
-        _fast.set_fast_path(False)
-        want = lstm_backward(dout, cache, dh_n, dc_n)
-        _fast.set_fast_path(True)
-        got = lstm_backward(dout, cache, dh_n, dc_n)
-        for a, b in zip(got[:3], want[:3], strict=True):
-            np.testing.assert_array_equal(a, b)
-        for name in want[3]:
-            np.testing.assert_array_equal(got[3][name], want[3][name], err_msg=name)
+        _assert_paths_give_the_same_backward(lstm_backward, dout, cache, dh_n, dc_n)
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
