@@ -436,6 +436,8 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
     dh_t3 = dh_t[:, None, :]
     dz = np.empty((B, H), dtype)
     recurrent = _blas.StepProduct(w_hh, B, blocks)
+    dh_bufs = (np.empty((B, H), dtype), np.empty((B, H), dtype))  # dh_{t-1}, alternately
+    j = 0
     for s1 in range(n, 0, -m_):
         s0 = max(0, s1 - m_)
         q = s1 - s0
@@ -460,7 +462,8 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
             w4, pt = W4[t], Pl[t - s0]
             np.multiply(dh_t3, pt[:, 0::2], out=w4[:, 0::2])  # da_n, da_z: (5), (4), (2)
             np.multiply(w4[:, 0:1], pt[:, 1::2], out=w4[:, 1::2])  # da_r, dm: (4), (1)
-            dh = recurrent(dgh[t], np.empty((B, H), dtype))  # (B, 3H) @ (3H, H): (1)-(3)
+            dh = recurrent(dgh[t], dh_bufs[j % 2])  # (B, 3H) @ (3H, H): through (1)-(3)
+            j += 1
             np.multiply(dh_t, Zl[t], out=dz)
             dh += dz  # through (5) directly
     return dh

@@ -353,11 +353,12 @@ def rnn_backward(doutput, cache: RNNCache, dh_n=None, *, need_dx: bool = True):
         DA = list(da)
         douts = None if doutput is None else list(doutput)
         recurrent = _blas.StepProduct(w_hh_c, B, blocks)
+        dh_bufs = (np.empty((B, H), dtype), np.empty((B, H), dtype))  # dh_{t-1}, alternately
         for t in reversed(range(T)):
             if douts is not None:
                 dh += douts[t]  # dh_t: output gradient plus the carried one
             DA[t] *= dh  # (2)
-            dh = recurrent(DA[t], np.empty((B, H), dtype))  # dh_{t-1}, (B, H) @ (H, H)
+            dh = recurrent(DA[t], dh_bufs[t % 2])  # dh_{t-1}, (B, H) @ (H, H)
     da2 = da.reshape(T * B, H)
     dx = None
     if need_dx:  # (T*B, H) @ (H, D)
