@@ -234,10 +234,17 @@ def test_lstm_variants_with_blocks_match_central_differences(limit, case, flag):
     assert report.passed and report.max_rel_error < 1e-7
     if flag and k is None:  # the compiled backward of this cache: bitwise the NumPy path's
         _fast.set_fast_path(False)
-        want = _leaves(lstm_backward(dout, cache, dh_n, dc_n))
+        want = lstm_backward(dout, cache, dh_n, dc_n)
         _fast.set_fast_path(True)
-        got = _leaves(lstm_backward(dout, cache, dh_n, dc_n))
-        for a, b in zip(got, want, strict=True):
+        got = lstm_backward(dout, cache, dh_n, dc_n)
+        if kw.get("one_hot"):
+            # dW_ih of a one-hot x: the kernels scatter-add da's rows in order, the NumPy
+            # path is the GEMM x^T da, whose summation order is BLAS's (OpenBLAS's Haswell
+            # kernels split it): equal to rounding, not bitwise
+            a, b = got[3].pop("weight_ih"), want[3].pop("weight_ih")
+            np.testing.assert_allclose(a, b, rtol=0, atol=8 * np.finfo(b.dtype).eps
+                                       * np.max(np.abs(b)))
+        for a, b in zip(_leaves(got), _leaves(want), strict=True):
             np.testing.assert_array_equal(a, b)
 
 
