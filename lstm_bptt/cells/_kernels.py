@@ -11,7 +11,9 @@ libm call, ~60 ns per element here against ~0.4-2 ns for NumPy's vectorised tanh
 Rules kept for every kernel: module level with ``cache=True`` (compiled once per machine, then
 loaded from ``__pycache__``), ``error_model="numpy"`` (no ZeroDivisionError checks), float32
 constants typed through :func:`like` (a bare Python float would promote the loop to float64),
-and no ``fastmath``: NaN and inf must propagate exactly as in the NumPy path.
+and no ``fastmath`` (NaN and inf must propagate exactly as in the NumPy path), except the one
+flag ``contract`` inside :func:`tanh_`: it lets LLVM fuse a * b + c into one FMA instruction,
+which assumes nothing about NaN or inf.
 """
 
 from __future__ import annotations
@@ -59,15 +61,23 @@ def tanh_(x):
     power of two built from its exponent bits. Both branches are computed and one is selected,
     so the loop has no branch. |x| is clamped to 10 (float32) / 20 (float64) inside exp, where
     tanh already rounds to +-1; NaN propagates through the small branch, +-inf gives +-1,
-    the sign (also of -0.0) is restored with copysign. Max error measured: 1 ulp against a
-    long-double reference, 2 ulp against NumPy's tanh (both dtypes, 10^7 points).
+    the sign (also of -0.0) is restored with copysign. Max error measured (10^7 points):
+    1.31 (float32) and 1.51 (float64) ulp against a long-double reference, 2 ulp against
+    NumPy's tanh.
+
+    Speed (vectorised; measured on an AMD EPYC with AVX2 only, where OpenBLAS runs its Haswell
+    kernels): the exponent k is converted through int32, because AVX2 has no vector
+    conversion from floating point to int64 (LLVM would convert lane by lane); the
+    polynomials are contracted into FMAs (``fastmath={"contract"}``); in float64 both branches
+    share one division (exp(w) = 2^k (q + p) / (q - p) folded into 2 / (exp(w) + 1)), where
+    Cephes has three. Float32 1.72 -> 0.85 ns, float64 3.3 -> 1.9 ns per element.
 
     References: S. L. Moshier, Cephes Math Library (tanh.c, tanhf.c, exp.c, expf.c).
     """
     return np.tanh(x)
 
 
-@overload(tanh_, jit_options={"error_model": "numpy"})
+@overload(tanh_, jit_options={"error_model": "numpy", "fastmath": {"contract"}})
 def _tanh(x):
     if x == types.float64:
         def impl(x):
@@ -77,7 +87,6 @@ def _tanh(x):
                 - 1.61468768441708447952e3
             q = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s \
                 + 4.84406305325125486048e3
-            small = z + z * s * (p / q)
             w = 2.0 * (z if z < 20.0 else 20.0)  # NaN -> 40: valid exponent, result unused
             k = np.floor(1.4426950408889634073599 * w + 0.5)
             r = w - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6
@@ -86,9 +95,12 @@ def _tanh(x):
                       + 9.99999999999999999910e-1)
             qr = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
                   + 2.27265548208155028766e-1) * rr + 2.00000000000000000009e0
-            e = (1.0 + 2.0 * (pr / (qr - pr))) * _as_float((np.int64(k) + 1023) << 52)
-            big = 1.0 - 2.0 / (e + 1.0)
-            return np.copysign(big if z > 0.625 else small, x)
+            # exp(w) = 2^k (qr + pr) / (qr - pr), so 2 / (exp(w) + 1) = 2 (qr - pr) / den
+            d = qr - pr
+            den = (qr + pr) * _as_float((np.int64(np.int32(k)) + 1023) << 52) + d
+            big = z > 0.625
+            ratio = (2.0 * d if big else p) / (den if big else q)  # one division, either branch
+            return np.copysign(1.0 - ratio if big else z + z * s * ratio, x)
         return impl
     if x == types.float32:
         def impl(x):
@@ -104,7 +116,7 @@ def _tanh(x):
             p = (((((F32(1.9875691500e-4) * r + F32(1.3981999507e-3)) * r
                     + F32(8.3334519073e-3)) * r + F32(4.1665795894e-2)) * r
                   + F32(1.6666665459e-1)) * r + F32(5.0000001201e-1)) * rr + r + F32(1.0)
-            e = p * _as_float(np.int32((np.int64(k) + 127) << 23))
+            e = p * _as_float(np.int32((np.int32(k) + 127) << 23))
             big = F32(1.0) - F32(2.0) / (e + F32(1.0))
             return np.copysign(big if z > F32(0.625) else small, x)
         return impl
