@@ -156,6 +156,39 @@ def step_rows(B: int, blocks: np.ndarray | None) -> int:
     return B if B * K * c <= small_gemm_macs() else TILE_ROWS
 
 
+def step_plan(B: int, w: np.ndarray, blocks: np.ndarray | None) -> tuple:
+    """(blocks, rows, transposed): how a compiled kernel computes its per-step product
+    a (B, K) @ w (K, N): the column :func:`step_blocks` (or None), :func:`step_rows` and
+    :func:`transposed_product`, the last three arguments of every ``*_steps`` kernel."""
+    return blocks, step_rows(B, blocks), transposed_product(B, w, blocks)
+
+
+TRANSPOSED_MAX_ROWS = 64  # with the small-matrix kernel: from B = 64 on the direct product
+
+
+def transposed_product(B: int, w: np.ndarray, blocks=None) -> bool:
+    """Whether the compiled kernels compute the per-step product a (B, K) @ w (K, N)
+    transposed: as w^T (N, K) @ a^T (K, B), with the (N, B) result transposed back.
+
+    Float32 only, B >= 4, without blocks. OpenBLAS runs the transposed GEMM faster at these
+    shapes, by more than the transpose back costs. On cores with the small-matrix kernel
+    (:func:`small_gemm_macs`) only over its limit and for B < 64, where it was measured faster
+    (AVX-512 EPYC, fourth and fifth sessions): below the limit the direct product is the small
+    kernel, (32, 64, 256) 10 vs 17 us. On other cores (measured: AVX2 EPYC, OpenBLAS Haswell
+    kernels, SciPy's OpenBLAS 0.3.30, one thread), direct -> transposed GEMM, us: (8, 64, 256)
+    13.6 -> 4.7, (32, 128, 512) 82 -> 52, (64, 256, 1024) 505 -> 390, (128, 512, 2048)
+    3,713 -> 3,290; the transpose back costs 6, 32 and 146 us of these. Float64: no gain
+    (118 vs 127 us at (32, 128, 512), before the transpose back). B = 1: the direct product
+    is a matrix-vector product (0.33 us at (1, 32, 128)).
+    """
+    if blocks is not None or w.itemsize != 4 or B < MIN_ROWS:
+        return False
+    limit = small_gemm_macs()
+    if limit:
+        return B < TRANSPOSED_MAX_ROWS and B * w.size > limit
+    return True
+
+
 class StepProduct:
     """out (B, N) = a (B, K) @ w (K, N) for every step of the NumPy path, by column blocks
     where :func:`step_blocks` says so (one stacked ``np.matmul`` and a copy), else one

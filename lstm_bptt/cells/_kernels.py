@@ -148,7 +148,8 @@ def tanh_array(x, out):
 # left scalar (unknown sign of the start index); offsets are added inside ``range(H)`` loops.
 
 @njit(**_JIT)
-def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, blocks, rows):
+def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, blocks, rows,
+                       transposed):
     """The forward time loop of ``lstm._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 4H) pre-activations without the recurrent term (sigmoid rows halved) on
@@ -158,18 +159,19 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, bl
     ids (n*B,), table (D, 4H): the input projection as a gather, gates[t, b] = table[ids[t*B + b]]
     written here just before its step (the table stays in cache), or both None;
     blocks : (4H / c, P or H, c) column blocks of w_hh_t (``lstm_bptt._blas.step_blocks``), or
-    None; rows : rows per tile (``lstm_bptt._blas.step_rows``).
+    None; rows : rows per tile (``lstm_bptt._blas.step_rows``); transposed : compute the
+    product transposed (``lstm_bptt._blas.transposed_product``).
     """
     n, B, H4 = gates.shape
     H = H4 // 4
     rec = np.empty((B, H4), gates.dtype)
     m = np.empty((B, H), gates.dtype)  # o * tanh(c), projected to h with w_hr_t
     half = like(gates[0, 0, 0], 0.5)
-    w_hh = _transposed_copy(w_hh_t, B, blocks)  # (4H, P), for the transposed product
+    w_hh = _transposed_copy(w_hh_t, transposed)  # (4H, P), for the transposed product
     rec_t = np.empty((H4, B), gates.dtype)
     scratch = _block_scratch(blocks, B, rows, gates)
     for t in range(n):
-        _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t, blocks, scratch)  # h W_hh^T
+        _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t, blocks, scratch, transposed)
         for b in range(B):
             a, r = gates[t, b], rec[b]
             if table is not None:
@@ -197,22 +199,31 @@ def lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, bias, ids, table, bl
 
 
 @njit(**_JIT)
-def _transposed(w, B):
-    """Whether :func:`_recurrent_product` computes the transposed product, for the weight w
-    ((K, G) or (G, K)) and B rows: float32, 4 <= B < 64, and over 10^6 multiply-adds. Up to
-    10^6 OpenBLAS's small-matrix kernel takes the direct product (SkylakeX kernels), and the
-    transposed one is 1.5-3x slower there: (B, K, G) = (8, 64, 256) 5.9 vs 2.3 us,
-    (32, 64, 256) 17 vs 10 us, (32, 88, 352) 28 vs 17 us; just above, (32, 92, 368), they tie.
-    """
-    return w.itemsize == 4 and 4 <= B < 64 and B * w.size > 1_000_000
+def _transposed_copy(w, transposed):
+    """w^T contiguous when :func:`_recurrent_product` computes the transposed product, else an
+    empty array."""
+    if transposed:
+        return np.ascontiguousarray(w.T)
+    return np.empty((0, 0), w.dtype)
 
 
 @njit(**_JIT)
-def _transposed_copy(w, B, blocks):
-    """w^T contiguous when :func:`_recurrent_product` will use it, else an empty array."""
-    if blocks is None and _transposed(w, B):
-        return np.ascontiguousarray(w.T)
-    return np.empty((0, 0), w.dtype)
+def _transpose_into(src, out):
+    """out (B, G) = src (G, B)^T, by 8 x 8 tiles (LLVM turns a tile into register shuffles:
+    float32 (512, 32) 11.6 -> 6.2 us, (2048, 128) 439 -> 146 us against the row-by-row copy)."""
+    G, B = src.shape
+    G8, B8 = G - G % 8, B - B % 8
+    for k0 in range(0, G8, 8):
+        for b0 in range(0, B8, 8):
+            for j in range(8):
+                for i in range(8):
+                    out[b0 + j, k0 + i] = src[k0 + i, b0 + j]
+        for b in range(B8, B):
+            for i in range(8):
+                out[b, k0 + i] = src[k0 + i, b]
+    for k in range(G8, G):
+        for b in range(B):
+            out[b, k] = src[k, b]
 
 
 @njit(**_JIT)
@@ -250,30 +261,25 @@ def _block_product(a, w, out, blocks, scratch):
 
 
 @njit(**_JIT)
-def _recurrent_product(h, w_t, w, out, out_t, blocks, scratch):
-    """out (B, G) = h (B, K) @ w_t (K, G); w = w_t^T contiguous, out_t (G, B) scratch;
-    blocks (G / c, K, c): w_t's column blocks, or None; scratch (G / c, B, c).
+def _recurrent_product(h, w_t, w, out, out_t, blocks, scratch, transposed):
+    """out (B, G) = h (B, K) @ w_t (K, G), the per-step product of every kernel.
+
+    w = w_t^T contiguous (used only when ``transposed``), out_t (G, B) scratch;
+    blocks (G / c, K, c): w_t's column blocks, or None; scratch: :func:`_block_scratch`.
 
     With blocks (``lstm_bptt._blas``: OpenBLAS's small-matrix kernel takes each block, which
     is faster than one large GEMM there), block j of the result is h @ blocks[j], copied into
     columns j c .. (j + 1) c of out: the products of the NumPy path's stacked matmul.
 
-    Without blocks, in float32 with B >= 4 over 10^6 multiply-adds (:func:`_transposed`),
-    OpenBLAS computes the transposed product w @ h^T 15-30 % faster
-    at these shapes (B = 32, K = 128-256, G = 4K: 51 vs 67 us, 208 vs 300 us), more than the
-    transpose of the (B, G) result costs; in float64 and at B = 1 the direct product is faster.
-    With the transpose counted: (32, 256, 1024) 204 vs 240 us, (64, 256, 1024) 381 vs 389 us,
-    (128, 512, 2048) 2,990 vs 2,948 us; so from B = 64 on the direct product is used.
+    With ``transposed`` (float32, ``lstm_bptt._blas.transposed_product``) OpenBLAS computes
+    the transposed product w @ h^T, which is faster at these shapes, and the (G, B) result is
+    transposed into out. Otherwise one direct GEMM.
     """
-    B = h.shape[0]
     if blocks is not None:
         _block_product(h, w_t, out, blocks, scratch)
-    elif _transposed(w_t, B):  # float32, 4 <= B < 64, over 10^6 multiply-adds
+    elif transposed:
         np.dot(w, h.T, out_t)
-        for b in range(B):
-            ob = out[b]
-            for k in range(ob.size):
-                ob[k] = out_t[k, b]
+        _transpose_into(out_t, out)
     else:
         np.dot(h, w_t, out)
 
@@ -293,7 +299,7 @@ def _add_or_copy(doutput, t, dh, out):
 
 @njit(**_JIT)
 def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, blocks,
-                        rows):
+                        rows, transposed):
     """The BPTT loop of ``lstm._backward_steps`` over n steps, fused per step.
 
     gates : (n, B, 4H) post-activations (o, i, f, g); c : (n + 1, B, H); tanh_c : (n, B, H);
@@ -301,11 +307,11 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
     doutput : (n, B, P or H) or None; dh (B, P or H), dc (B, H): carried in (not modified);
     w_hr : (P, H) or None; dhs : (n, B, P) written with dL/dh_t when w_hr is given;
     blocks : (P / c, 4H, c) column blocks of w_hh (``lstm_bptt._blas.step_blocks``), or None;
-    rows : rows per tile (``lstm_bptt._blas.step_rows``).
+    rows : rows per tile (``lstm_bptt._blas.step_rows``); transposed : as for the forward.
     Returns the new arrays (dh, dc) carried to the step before the first.
-    The products are those of the NumPy loop, in the same order (bitwise equal results in
-    float64; in float32 the recurrent GEMM is computed transposed over 10^6 multiply-adds
-    without blocks, see _transposed).
+    The products are those of the NumPy loop, in the same order (bitwise equal results
+    without ``transposed``, which only float32 uses: there the recurrent GEMM is computed
+    transposed, and rounds differently).
     """
     n, B, H4 = gates.shape
     H = H4 // 4
@@ -313,7 +319,7 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
     dc = dc.copy()  # holds dc_t (u) within a step, then dc_{t-1}
     one = like(gates[0, 0, 0], 1.0)
     dm = np.empty((B, H), gates.dtype)  # dL/dm_t, m = o tanh(c_t) (= h_t without projection)
-    w_hh_t = _transposed_copy(w_hh, B, blocks)  # (P, 4H), for the transposed product
+    w_hh_t = _transposed_copy(w_hh, transposed)  # (P, 4H), for the transposed product
     dh_tr = np.empty((dh.shape[1], B), gates.dtype)
     scratch = _block_scratch(blocks, B, rows, gates)
     for t in range(n - 1, -1, -1):
@@ -336,29 +342,33 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
                 d[3 * H + j] = u[j] * (i * (one - g * g))  # da_g = dc_t i (1 - g^2)
             for j in range(H):
                 u[j] = u[j] * gt[2 * H + j]  # dc_{t-1} = dc_t f
-        _recurrent_product(da[t], w_hh, w_hh_t, dh, dh_tr, blocks, scratch)  # dh = da_t W_hh
+        _recurrent_product(da[t], w_hh, w_hh_t, dh, dh_tr, blocks, scratch,
+                           transposed)  # dh = da_t W_hh
     return dh, dc
 
 
 # --- GRU: equations (1)-(5) of lstm_bptt.cells.gru; gate order (r, z, n) ----------------------
 
 @njit(**_JIT)
-def gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks, rows):
+def gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks, rows, transposed):
     """The forward time loop of ``gru._run_steps`` (same arguments, same in-place results).
 
     gates : (n, B, 3H) projection rows on entry (r, z rows halved), post-activation r, z, n
     on exit; h : (n + 1, B, H), row 0 read, rows 1..n written; m : (n, B, H) written,
     W_hn h_{t-1} + b_hn; w_hh_t : (H, 3H) = (W_hh * scale)^T; b_hn : (H,) or None;
     blocks : column blocks of w_hh_t (``lstm_bptt._blas.step_blocks``) or None; rows : rows per
-    tile.
+    tile; transposed : compute the product transposed (``lstm_bptt._blas.transposed_product``).
     """
     n, B, H3 = gates.shape
     H = H3 // 3
     rec = np.empty((B, H3), gates.dtype)
     half = like(gates[0, 0, 0], 0.5)
     scratch = _block_scratch(blocks, B, rows, gates)
+    w_hh = _transposed_copy(w_hh_t, transposed)
+    rec_t = np.empty((H3, B), gates.dtype)
     for t in range(n):
-        _block_product(h[t], w_hh_t, rec, blocks, scratch)  # h_{t-1} (W_hh * scale)^T
+        _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t, blocks, scratch,
+                           transposed)  # h_{t-1} (W_hh * scale)^T
         for b in range(B):
             a, r, mt = gates[t, b], rec[b], m[t, b]
             for k in range(2 * H):  # r, z: (1), (2) as sigma(a) = (1 + tanh(a/2)) / 2
@@ -378,12 +388,13 @@ def gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks, rows):
 
 
 @njit(**_JIT)
-def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks, rows):
+def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks, rows, transposed):
     """The BPTT loop of ``gru._backward_steps`` (same arguments; returns the new dh).
 
     gates : (n, B, 3H) r, z, n; m : (n, B, H); h : (n + 1, B, H); w_hh : (3H, H);
     work : (n, B, 4H) written [da_n | da_r | da_z | dm] per row; doutput : (n, B, H) or None;
-    dh : (B, H) carried in (not modified). The products of the NumPy loop, in its order.
+    dh : (B, H) carried in (not modified); blocks, rows, transposed : as for the forward. The
+    products of the NumPy loop, in its order.
     """
     n, B, H3 = gates.shape
     H = H3 // 3
@@ -392,6 +403,8 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks, rows):
     dh_t = np.empty((B, H), gates.dtype)
     dgh = np.empty((B, H3), gates.dtype)  # [da_r, da_z, dm] contiguous, for the GEMM
     scratch = _block_scratch(blocks, B, rows, gates)
+    w_hh_t = _transposed_copy(w_hh, transposed)
+    dh_tr = np.empty((H, B), gates.dtype)
     for t in range(n - 1, -1, -1):
         _add_or_copy(doutput, t, dh, dh_t)  # dh': output gradient plus the carried one
         for b in range(B):
@@ -406,7 +419,8 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks, rows):
             dg = dgh[b]
             for k in range(H3):
                 dg[k] = w[H + k]
-        _block_product(dgh, w_hh, dh, blocks, scratch)  # through (1)-(3)
+        _recurrent_product(dgh, w_hh, w_hh_t, dh, dh_tr, blocks, scratch,
+                           transposed)  # through (1)-(3)
         for b in range(B):
             z, d, dhb = gates[t, b, H : 2 * H], dh_t[b], dh[b]
             for j in range(H):
@@ -417,16 +431,19 @@ def gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks, rows):
 # --- Elman RNN: h' = phi(x W_ih^T + b_ih + h W_hh^T + b_hh), phi = tanh or relu -----------------
 
 @njit(**_JIT)
-def rnn_forward_steps(h, w_hh_t, relu, blocks, rows):
+def rnn_forward_steps(h, w_hh_t, relu, blocks, rows, transposed):
     """The forward time loop of ``rnn.rnn_forward``: h (n + 1, B, H) holds h_0 in row 0 and
     the input pre-activations in rows 1..n on entry, h_1..h_n on exit; w_hh_t : (H, H)."""
     n = h.shape[0] - 1
     B, H = h.shape[1], h.shape[2]
     rec = np.empty((B, H), h.dtype)
     scratch = _block_scratch(blocks, B, rows, h)
+    w_hh = _transposed_copy(w_hh_t, transposed)
+    rec_t = np.empty((H, B), h.dtype)
     zero = like(h[0, 0, 0], 0.0)
     for t in range(n):
-        _block_product(h[t], w_hh_t, rec, blocks, scratch)  # h_{t-1} W_hh^T
+        _recurrent_product(h[t], w_hh_t, w_hh, rec, rec_t, blocks, scratch,
+                           transposed)  # h_{t-1} W_hh^T
         for b in range(B):
             a, r = h[t + 1, b], rec[b]
             if relu:
@@ -439,11 +456,11 @@ def rnn_forward_steps(h, w_hh_t, relu, blocks, rows):
 
 
 @njit(**_JIT)
-def rnn_backward_steps(h, w_hh, doutput, dh, relu, blocks, rows):
+def rnn_backward_steps(h, w_hh, doutput, dh, relu, blocks, rows, transposed):
     """The BPTT loop of ``rnn.rnn_backward``: returns (da (n, B, H), dh_0); h : (n + 1, B, H),
     w_hh : (H, H), doutput : (n, B, H) or None, dh : (B, H) carried in (not modified);
     blocks : column blocks of w_hh (``lstm_bptt._blas.step_blocks``) or None; rows : rows per
-    tile."""
+    tile; transposed : as for the forward."""
     n = h.shape[0] - 1
     B, H = h.shape[1], h.shape[2]
     one = like(h[0, 0, 0], 1.0)
@@ -451,6 +468,8 @@ def rnn_backward_steps(h, w_hh, doutput, dh, relu, blocks, rows):
     da = np.empty((n, B, H), h.dtype)
     dh = dh.copy()
     scratch = _block_scratch(blocks, B, rows, h)
+    w_hh_t = _transposed_copy(w_hh, transposed)
+    dh_tr = np.empty((H, B), h.dtype)
     for t in range(n - 1, -1, -1):
         for b in range(B):
             hv, d, dhb = h[t + 1, b], da[t, b], dh[b]
@@ -463,5 +482,6 @@ def rnn_backward_steps(h, w_hh, doutput, dh, relu, blocks, rows):
                     d[j] = (one if hv[j] > zero else zero) * dhb[j]  # (2), phi' = [h > 0]
                 else:
                     d[j] = (one - hv[j] * hv[j]) * dhb[j]  # (2), phi' = 1 - h^2
-        _block_product(da[t], w_hh, dh, blocks, scratch)  # dh_{t-1} = da_t W_hh
+        _recurrent_product(da[t], w_hh, w_hh_t, dh, dh_tr, blocks, scratch,
+                           transposed)  # dh_{t-1} = da_t W_hh
     return da, dh

@@ -230,8 +230,8 @@ def _run_steps(gates, h, m, w_hh_t, b_hn):
     kernels = _fast.kernels(gates.shape[1] * w_hh_t.size)
     blocks = _blas.step_blocks(w_hh_t, gates.shape[1])  # the per-step GEMM by column blocks
     if kernels is not None:
-        return kernels.gru_forward_steps(gates, h, m, w_hh_t, b_hn, blocks,
-                                         _blas.step_rows(gates.shape[1], blocks))
+        return kernels.gru_forward_steps(gates, h, m, w_hh_t, b_hn,
+                                         *_blas.step_plan(gates.shape[1], w_hh_t, blocks))
     n, B, H3 = gates.shape
     H = H3 // 3
     dtype = gates.dtype
@@ -415,8 +415,8 @@ def _backward_steps(gates, m, h, w_hh, work, doutput, dh):
     w_hh = np.ascontiguousarray(w_hh)
     blocks = _blas.step_blocks(w_hh, gates.shape[1])  # dh = [...] W_hh by column blocks
     if kernels is not None:
-        return kernels.gru_backward_steps(gates, m, h, w_hh, work, doutput, dh, blocks,
-                                          _blas.step_rows(gates.shape[1], blocks))
+        return kernels.gru_backward_steps(gates, m, h, w_hh, work, doutput, dh,
+                                          *_blas.step_plan(gates.shape[1], w_hh, blocks))
     n, B, H3 = gates.shape
     H = H3 // 3
     dtype = gates.dtype

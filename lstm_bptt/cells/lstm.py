@@ -508,8 +508,8 @@ def _run_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t=None, step_bias=None, ids=Non
         blocks = _blas.step_blocks(w_hh_t, gates.shape[1])
     if kernels is not None:
         return kernels.lstm_forward_steps(gates, h, c, tanh_c, w_hh_t, w_hr_t, step_bias,
-                                          None if table is None else ids, table, blocks,
-                                          _blas.step_rows(gates.shape[1], blocks))
+                                          None if table is None else ids, table,
+                                          *_blas.step_plan(gates.shape[1], w_hh_t, blocks))
     # made for the kernels, which were switched off since: the same sums here
     if table is not None:
         np.take(table, ids, axis=0, out=gates.reshape(-1, gates.shape[2]))
@@ -852,7 +852,7 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
             else:
                 dh, dc = kernels.lstm_backward_steps(g_s[i:j], c_s[i : j + 1], tc_s[i:j], w_hh,
                                                      da[a:b], dout, dh, dc, w_hr_c, dhs_ab,
-                                                     blocks, _blas.step_rows(B, blocks))
+                                                     *_blas.step_plan(B, w_hh, blocks))
     del pre
     if kernels is None:
         dc = dc.copy()  # a view into `work`

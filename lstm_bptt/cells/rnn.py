@@ -283,8 +283,8 @@ def rnn_forward(x, h_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     kernels = _fast.kernels(B * H * H)  # the compiled loop (optional extra), or NumPy
     blocks = _blas.step_blocks(w_hh_t, B)  # the per-step GEMM by column blocks, or None
     if kernels is not None:
-        kernels.rnn_forward_steps(h, w_hh_t, nonlinearity == "relu", blocks,
-                                  _blas.step_rows(B, blocks))
+        kernels.rnn_forward_steps(h, w_hh_t, nonlinearity == "relu",
+                                  *_blas.step_plan(B, w_hh_t, blocks))
     else:
         rec = np.empty((B, H), dtype)
         recurrent = _blas.StepProduct(w_hh_t, B, blocks)
@@ -347,7 +347,7 @@ def rnn_backward(doutput, cache: RNNCache, dh_n=None, *, need_dx: bool = True):
     blocks = _blas.step_blocks(w_hh_c, B)  # dh = da_t W_hh by column blocks, or None
     if kernels is not None:
         da, dh = kernels.rnn_backward_steps(h, w_hh_c, doutput, dh, nonlinearity == "relu",
-                                            blocks, _blas.step_rows(B, blocks))
+                                            *_blas.step_plan(B, w_hh_c, blocks))
     else:
         da = _derivative(h[1:], nonlinearity)  # (T, B, H) phi'(a_t); becomes da_t below
         DA = list(da)
