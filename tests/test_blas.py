@@ -374,3 +374,78 @@ def test_gru_and_rnn_with_tiles_equal_one_gemm(limit, cell, dtype):
     for a, b in zip(*results, strict=True):
         scale = max(1.0, float(np.max(np.abs(a))))
         assert float(np.max(np.abs(a.astype(np.float64) - b))) <= 64 * eps * scale
+
+
+# --- the transposed float32 step product of the compiled kernels ------------------------------
+
+@pytest.mark.parametrize("macs, B, K, N, dtype, want", [
+    (0, 32, 128, 512, np.float32, True),      # no small-matrix kernel: every B >= 4
+    (0, 4, 8, 16, np.float32, True),
+    (0, 128, 512, 2048, np.float32, True),
+    (0, 3, 128, 512, np.float32, False),      # fewer than MIN_ROWS rows
+    (0, 32, 128, 512, np.float64, False),     # float64: the direct product
+    (10**6, 32, 128, 512, np.float32, True),  # small-matrix kernel: over its limit ...
+    (10**6, 32, 64, 256, np.float32, False),  # ... not under it (the small kernel is faster)
+    (10**6, 64, 256, 1024, np.float32, False),  # ... and only for B < 64
+])
+def test_transposed_product_follows_its_rule(limit, macs, B, K, N, dtype, want):
+    limit(macs)
+    w = np.empty((K, N), dtype)
+    assert _blas.transposed_product(B, w) is want
+    assert _blas.transposed_product(B, w, blocks=np.empty((N // 8, K, 8), dtype)) is False
+    blocks = _blas.step_blocks(w, B)
+    assert _blas.step_plan(B, w, blocks) == (blocks, _blas.step_rows(B, blocks),
+                                              _blas.transposed_product(B, w, blocks))
+
+
+@pytest.mark.parametrize("G, B", [(512, 32), (36, 5), (7, 3), (8, 8), (1, 9)])
+def test_transpose_into_by_tiles_is_the_transpose(G, B):
+    pytest.importorskip("numba")
+    from lstm_bptt.cells import _kernels
+
+    src = np.random.default_rng(G + B).standard_normal((G, B)).astype(np.float32)
+    out = np.full((B, G), np.nan, np.float32)
+    _kernels._transpose_into(src, out)
+    np.testing.assert_array_equal(out, src.T)
+
+
+@pytest.mark.skipif(_paths() == [False], reason="needs numba (lstm-bptt[fast])")
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_transposed_product_gives_the_numpy_paths_results(limit, cell):
+    """Float32 with the transposed product forced on (no small-matrix kernel): the compiled
+    forward and backward equal the NumPy path's to a few eps (B = 5 and 4H = 36: the 8 x 8
+    tiles of the transpose back have remainders on both sides)."""
+    from lstm_bptt.cells.gru import gru_backward, gru_forward
+    from lstm_bptt.cells.rnn import rnn_backward, rnn_forward
+
+    limit(0)
+    dtype, T, B, D, H = np.float32, 4, 5, 3, 9
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(21)
+    p = {"weight_ih": rng.standard_normal((G * H, D)) * 0.4,
+         "weight_hh": rng.standard_normal((G * H, H)) * 0.4,
+         "bias_ih": rng.standard_normal(G * H) * 0.4,
+         "bias_hh": rng.standard_normal(G * H) * 0.4}
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    assert _blas.transposed_product(B, np.empty((H, G * H), dtype))
+    assert _blas.transposed_product(B, np.empty((G * H, H), dtype))
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    h_0 = rng.standard_normal((B, H)).astype(dtype)
+    results = []
+    for flag in (False, True):
+        _fast.set_fast_path(flag)
+        if cell == "lstm":
+            out, state, cache = lstm_forward(x, h_0, h_0 * 0.5, **p)
+            back = lstm_backward(dout, cache)
+            results.append([out, *state, *back[:3], *back[3].values()])
+        else:
+            fwd, bwd = (gru_forward, gru_backward) if cell == "gru" else (rnn_forward,
+                                                                        rnn_backward)
+            out, h_n, cache = fwd(x, h_0, **p)
+            back = bwd(dout, cache)
+            results.append([out, h_n, *back[:2], *back[2].values()])
+    eps = np.finfo(dtype).eps
+    for a, b in zip(*results, strict=True):
+        scale = max(1.0, float(np.max(np.abs(b))))
+        assert float(np.max(np.abs(a.astype(np.float64) - b))) <= 8 * eps * scale
