@@ -32,6 +32,7 @@ the product is not cut (:func:`small_gemm_macs` returns 0).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
@@ -51,8 +52,8 @@ MIN_TILE_COLUMNS = {4: 16, 8: 32}  # by itemsize: narrower tiles were slower tha
 
 @functools.cache
 def _numpy_openblas() -> tuple:
-    """(get_corename, get_num_threads) of NumPy's bundled OpenBLAS (ctypes functions), or
-    (None, None) when NumPy uses another BLAS."""
+    """(get_corename, get_num_threads, set_num_threads) of NumPy's bundled OpenBLAS (ctypes
+    functions; a missing one None), or (None, None, None) when NumPy uses another BLAS."""
     here = os.path.dirname(np.__file__)
     for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas*"))):
         try:
@@ -63,12 +64,15 @@ def _numpy_openblas() -> tuple:
                                ("openblas", "64_"), ("openblas", "")):
             core = getattr(lib, f"{prefix}_get_corename{suffix}", None)
             threads = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            set_threads = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
             if core is not None:
                 core.restype, core.argtypes = ctypes.c_char_p, []
                 if threads is not None:
                     threads.restype, threads.argtypes = ctypes.c_int, []
-                return core, threads
-    return None, None
+                if set_threads is not None:
+                    set_threads.restype, set_threads.argtypes = None, [ctypes.c_int]
+                return core, threads, set_threads
+    return None, None, None
 
 
 @functools.cache
@@ -84,6 +88,27 @@ def numpy_blas_threads() -> int:
     """The number of threads NumPy's OpenBLAS uses now (1 when it cannot be read)."""
     threads = _numpy_openblas()[1]
     return 1 if threads is None else max(1, threads())
+
+
+@contextlib.contextmanager
+def numpy_blas_threads_limited(n: int):
+    """Run the block with NumPy's OpenBLAS on at most ``n`` threads, and set it back after.
+
+    For when threadpoolctl (the ``perf`` extra) is not installed. The thread count changes
+    the numbers: OpenBLAS splits a GEMM among its threads, and the pieces' edges take kernels
+    that sum in another order (seen with OpenBLAS's Haswell kernels: a training run on 2
+    threads and the same run on 1 differ in the 9th digit). Does nothing when NumPy's BLAS
+    is not OpenBLAS (the count cannot be set here)."""
+    _, get, set_ = _numpy_openblas()
+    before = None if get is None or set_ is None else max(1, get())
+    if before is None or before <= n:
+        yield
+        return
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 def small_gemm_macs() -> int:

@@ -285,6 +285,22 @@ def test_with_several_blas_threads_the_numpy_path_uses_one_gemm(limit, monkeypat
     np.testing.assert_allclose(out, a @ w[:, :8], rtol=1e-13)
 
 
+def test_numpy_blas_threads_limited_sets_the_count_and_restores_it():
+    _, get, set_ = _blas._numpy_openblas()
+    if set_ is None:
+        pytest.skip("NumPy's BLAS is not the bundled OpenBLAS")
+    before = get()
+    set_(2)
+    try:
+        with _blas.numpy_blas_threads_limited(1):
+            assert _blas.numpy_blas_threads() == 1
+        assert _blas.numpy_blas_threads() == 2
+        with _blas.numpy_blas_threads_limited(4):  # never raised
+            assert _blas.numpy_blas_threads() == 2
+    finally:
+        set_(before)
+
+
 def test_numpy_blas_threads_is_a_positive_count():
     assert _blas.numpy_blas_threads() >= 1
 

@@ -109,7 +109,9 @@ Task notes
 - sunspots: levels, window 22 years, standardised on 1700-1920 (differencing gave 28.8).
 
 Speed: the matrices are small, so :func:`run_task` limits BLAS to one thread by default
-(``blas_threads``, via the optional ``threadpoolctl``): on the busy 2-core machine one step of
+(``blas_threads``, via the optional ``threadpoolctl``, else NumPy's OpenBLAS directly; the
+same count wherever a trial runs also keeps its numbers the same, see
+:func:`lstm_bptt._blas.numpy_blas_threads_limited`): on the busy 2-core machine one step of
 H = 64, B = 64, T = 50 took 23 ms with one thread and 650 ms with two.
 
 Reproducibility: a seed fixes data, initialisation and batches; float32 results may still
@@ -141,6 +143,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import softmax
 
+from .._blas import numpy_blas_threads_limited
 from .._checks import check_dtype_arg, check_int
 from ..cells import CELLS
 from ..models import CharLM, SequenceClassifier, SequenceRegressor
@@ -648,8 +651,9 @@ def _blas_threads(n):
         return
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # optional extra "perf"
-        yield
+    except ImportError:  # optional extra "perf": NumPy's bundled OpenBLAS, set directly
+        with numpy_blas_threads_limited(n):
+            yield
         return
     with threadpool_limits(limits=n, user_api="blas"):
         yield
@@ -694,7 +698,8 @@ def run_task(name: str, *, seed: int = 0, steps: int | None = None, quick: bool 
         Receives one line per evaluation and a final summary; pass ``lambda s: None`` to
         silence.
     blas_threads : int or None, default 1
-        Limit BLAS threads while training (needs ``threadpoolctl``; ignored if missing). The
+        Limit BLAS threads while training (with ``threadpoolctl``; without it NumPy's
+        bundled OpenBLAS is set directly, and another BLAS is left as it is). The
         matrices here are small, so one thread is faster than two on a busy 2-core machine
         (measured 9 ms vs 29 ms per step for H = 32, B = 32, T = 50).
     overrides : dict, optional
