@@ -360,6 +360,16 @@ def test_lstm_with_tiles_matches_central_differences(limit, macs, side, flag):
         _assert_paths_give_the_same_backward(lstm_backward, dout, cache, dh_n, dc_n)
 
 
+def _gate_params(rng, G, D, H, dtype, scale):
+    """weight_ih (G H, D), weight_hh (G H, H), bias_ih, bias_hh (G H,) of a cell with G gate
+    blocks (LSTM 4, GRU 3, RNN 1), standard normal times ``scale``, in ``dtype``."""
+    p = {"weight_ih": rng.standard_normal((G * H, D)) * scale,
+         "weight_hh": rng.standard_normal((G * H, H)) * scale,
+         "bias_ih": rng.standard_normal(G * H) * scale,
+         "bias_hh": rng.standard_normal(G * H) * scale}
+    return {k: v.astype(dtype) for k, v in p.items()}
+
+
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gru_and_rnn_with_tiles_equal_one_gemm(limit, cell, dtype):
@@ -369,11 +379,7 @@ def test_gru_and_rnn_with_tiles_equal_one_gemm(limit, cell, dtype):
     G = 3 if cell == "gru" else 1
     B, H, T, D = 64, 64, 3, 2
     rng = np.random.default_rng(12)
-    p = {"weight_ih": rng.standard_normal((G * H, D)) * 0.3,
-         "weight_hh": rng.standard_normal((G * H, H)) * 0.3,
-         "bias_ih": rng.standard_normal(G * H) * 0.3,
-         "bias_hh": rng.standard_normal(G * H) * 0.3}
-    p = {k: v.astype(dtype) for k, v in p.items()}
+    p = _gate_params(rng, G, D, H, dtype, 0.3)
     x = rng.standard_normal((T, B, D)).astype(dtype)
     dout = rng.standard_normal((T, B, H)).astype(dtype)
     fwd, bwd = (gru_forward, gru_backward) if cell == "gru" else (rnn_forward, rnn_backward)
@@ -438,11 +444,7 @@ def test_transposed_product_gives_the_numpy_paths_results(limit, cell):
     dtype, T, B, D, H = np.float32, 4, 5, 3, 9
     G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     rng = np.random.default_rng(21)
-    p = {"weight_ih": rng.standard_normal((G * H, D)) * 0.4,
-         "weight_hh": rng.standard_normal((G * H, H)) * 0.4,
-         "bias_ih": rng.standard_normal(G * H) * 0.4,
-         "bias_hh": rng.standard_normal(G * H) * 0.4}
-    p = {k: v.astype(dtype) for k, v in p.items()}
+    p = _gate_params(rng, G, D, H, dtype, 0.4)
     assert _blas.transposed_product(B, np.empty((H, G * H), dtype))
     assert _blas.transposed_product(B, np.empty((G * H, H), dtype))
     x = rng.standard_normal((T, B, D)).astype(dtype)
