@@ -94,11 +94,10 @@ def numpy_blas_threads() -> int:
 def numpy_blas_threads_limited(n: int):
     """Run the block with NumPy's OpenBLAS on at most ``n`` threads, and set it back after.
 
-    For when threadpoolctl (the ``perf`` extra) is not installed. The thread count changes
-    the numbers: OpenBLAS splits a GEMM among its threads, and the pieces' edges take kernels
-    that sum in another order (seen with OpenBLAS's Haswell kernels: a training run on 2
-    threads and the same run on 1 differ in the 9th digit). Does nothing when NumPy's BLAS
-    is not OpenBLAS (the count cannot be set here)."""
+    For when threadpoolctl (the ``perf`` extra) is not installed: ``run_task`` promises one
+    BLAS thread (the small GEMMs of a task are faster on one, and a Dask worker runs one),
+    and without threadpoolctl it used to leave NumPy's thread count as it was. Does nothing
+    when NumPy's BLAS is not OpenBLAS (the count cannot be set here)."""
     _, get, set_ = _numpy_openblas()
     before = None if get is None or set_ is None else max(1, get())
     if before is None or before <= n:
