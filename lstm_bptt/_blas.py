@@ -97,7 +97,17 @@ def numpy_blas_threads_limited(n: int):
     For when threadpoolctl (the ``perf`` extra) is not installed: ``run_task`` promises one
     BLAS thread (the small GEMMs of a task are faster on one, and a Dask worker runs one),
     and without threadpoolctl it used to leave NumPy's thread count as it was. Does nothing
-    when NumPy's BLAS is not OpenBLAS (the count cannot be set here)."""
+    when NumPy's BLAS is not OpenBLAS (the count cannot be set here). The count is
+    process-wide: blocks entered from several Python threads at once restore it in the order
+    they exit, not the order they entered.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not a positive int.
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n: expected a positive int (BLAS threads), got {n!r}")
     _, get, set_ = _numpy_openblas()
     before = None if get is None or set_ is None else max(1, get())
     if before is None or before <= n:

@@ -301,6 +301,13 @@ def test_numpy_blas_threads_limited_sets_the_count_and_restores_it():
         set_(before)
 
 
+@pytest.mark.parametrize("n", [0, -1, 1.5, True])
+def test_numpy_blas_threads_limited_refuses_a_count_that_is_not_positive(n):
+    with pytest.raises(ValueError, match="expected a positive int"):
+        with _blas.numpy_blas_threads_limited(n):
+            pass
+
+
 def test_numpy_blas_threads_is_a_positive_count():
     assert _blas.numpy_blas_threads() >= 1
 

@@ -61,9 +61,9 @@ def tanh_(x):
     power of two built from its exponent bits. Both branches are computed and one is selected,
     so the loop has no branch. |x| is clamped to 10 (float32) / 20 (float64) inside exp, where
     tanh already rounds to +-1; NaN propagates through the small branch, +-inf gives +-1,
-    the sign (also of -0.0) is restored with copysign. Max error measured (10^7 points):
-    1.31 (float32) and 1.51 (float64) ulp against a long-double reference, 2 ulp against
-    NumPy's tanh.
+    the sign (also of -0.0) is restored with copysign. Max error measured: 1.33 ulp (float32,
+    every float32) and 1.59 ulp (float64, 10^7 random points and grids around 0.625, 10, 20)
+    against a long-double reference, 2 ulp against NumPy's tanh.
 
     Speed (vectorised; measured on an AMD EPYC with AVX2 only, where OpenBLAS runs its Haswell
     kernels): the exponent k is converted through int32, because AVX2 has no vector
