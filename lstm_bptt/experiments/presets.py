@@ -109,8 +109,7 @@ Task notes
 - sunspots: levels, window 22 years, standardised on 1700-1920 (differencing gave 28.8).
 
 Speed: the matrices are small, so :func:`run_task` limits BLAS to one thread by default
-(``blas_threads``, via the optional ``threadpoolctl``, else NumPy's OpenBLAS directly; the
-same count wherever a trial runs also keeps its numbers the same, see
+(``blas_threads``, via the optional ``threadpoolctl``, else NumPy's OpenBLAS directly through
 :func:`lstm_bptt._blas.numpy_blas_threads_limited`): on the busy 2-core machine one step of
 H = 64, B = 64, T = 50 took 23 ms with one thread and 650 ms with two.
 
