@@ -47,7 +47,7 @@ MAX_BLOCK_BYTES = 256  # block width: 64 float32 or 32 float64 columns (measured
 MIN_BLOCK = 16  # narrower blocks were slower than one GEMM
 MIN_ROWS = 4  # B below this: not measured, not cut
 TILE_ROWS = 16  # rows per tile when whole-row blocks would be too narrow (see step_tiles)
-MIN_TILE_COLUMNS = {4: 16, 8: 32}  # by itemsize: narrower tiles were slower than one GEMM
+MIN_TILE_COLUMNS = {4: 32, 8: 32}  # by itemsize: narrower tiles were slower (see step_tiles)
 
 
 @functools.cache
@@ -148,27 +148,31 @@ def step_tiles(B: int, K: int, N: int, itemsize: int) -> tuple[int, int]:
     """(rows, c): the per-step product (B, K) @ (K, N) as tiles of ``rows`` rows of a and c
     columns of the weight, or (0, 0) for one GEMM.
 
-    Whole rows first (rows = B, c = :func:`step_chunk`). Where blocks of all B rows would be
-    narrower than 16 columns (B K large: the backward's (B, 4H) @ (4H, H), or B = 128), tiles
-    of ``TILE_ROWS`` = 16 rows: c is then the widest multiple of 8 dividing N with
-    16 K c within the limit, at most ``MAX_BLOCK_BYTES`` wide and at least
-    ``MIN_TILE_COLUMNS`` (16 float32, 32 float64 columns); B must be a multiple of 16.
+    Whole rows first (rows = B, c = :func:`step_chunk`) when their blocks are at least
+    ``MIN_TILE_COLUMNS`` (32) wide. Where they would be narrower (B K large: the backward's
+    (B, 4H) @ (4H, H), or B = 128), tiles of ``TILE_ROWS`` = 16 rows: c is then the widest
+    multiple of 8 dividing N with 16 K c within the limit, at most ``MAX_BLOCK_BYTES`` wide
+    and at least 32; B must be a multiple of 16. Where no such tile exists, whole rows of
+    16 to 24 columns, or else one GEMM. (32, 1024, 256) (the model row's backward): whole
+    rows of 16 columns 111 us, tiles of 16 rows and 32 columns 93 us (float32, Zen 5).
     Measured (one thread, us per product), one GEMM -> tiles: float32 (64, 1024, 256)
-    411 -> 321, (128, 512, 2048) 3,419 -> 2,612, (128, 2048, 512) 3,730 -> 2,990; float64
-    (64, 1024, 256) 822 -> 638, (128, 512, 2048) 5,855 -> 4,975, while float64
-    (128, 2048, 512) would need 16-column tiles, slower (6,470 us): not cut.
+    411 -> 321, (128, 512, 2048) 3,419 -> 2,612; float64 (64, 1024, 256) 822 -> 638,
+    (128, 512, 2048) 5,855 -> 4,975 (AMD EPYC Zen 4). (128, 2048, 512) would need 16-column
+    tiles: not cut. In float64 they were slower there (6,470 us); in float32 faster there
+    (3,730 -> 2,990) but slower on an AMD EPYC Zen 5 (1,382 -> 2,284; 16 -> 32 columns there
+    took the large float32 training step from 445-454 to 407-421 ms).
     """
-    c = step_chunk(B, K, N, itemsize)
-    if c:
-        return B, c
+    whole = step_chunk(B, K, N, itemsize)
+    narrowest = MIN_TILE_COLUMNS.get(itemsize, 32)
+    if whole >= narrowest:
+        return B, whole
     limit = small_gemm_macs()
-    if not limit or B <= TILE_ROWS or B % TILE_ROWS or B * K * N <= limit:
-        return 0, 0
-    cap = min(MAX_BLOCK_BYTES // itemsize, limit // (TILE_ROWS * K), N)
-    for c in range(cap - cap % 8, MIN_TILE_COLUMNS.get(itemsize, 16) - 1, -8):
-        if N % c == 0:
-            return TILE_ROWS, c
-    return 0, 0
+    if limit and TILE_ROWS < B and B % TILE_ROWS == 0 and B * K * N > limit:
+        cap = min(MAX_BLOCK_BYTES // itemsize, limit // (TILE_ROWS * K), N)
+        for c in range(cap - cap % 8, narrowest - 1, -8):
+            if N % c == 0:
+                return TILE_ROWS, c
+    return (B, whole) if whole else (0, 0)
 
 
 def step_blocks(w: np.ndarray, B: int) -> np.ndarray | None:

@@ -313,11 +313,13 @@ def test_numpy_blas_threads_is_a_positive_count():
 
 
 @pytest.mark.parametrize("B, K, N, itemsize, want", [
-    (32, 256, 1024, 4, (32, 64)),     # whole rows when they allow 16 columns or more
+    (32, 256, 1024, 4, (32, 64)),     # whole rows when they allow 32 columns or more
+    (32, 1024, 256, 4, (16, 32)),     # else tiles of 16 rows and 32 columns
+    (40, 1024, 256, 4, (40, 16)),     # else (B not a multiple of 16) whole rows of 16
     (64, 1024, 256, 4, (16, 32)),     # the medium backward: tiles of 16 rows
     (128, 512, 2048, 4, (16, 64)),    # the large forward
-    (128, 2048, 512, 4, (16, 16)),    # the large backward, float32
-    (128, 2048, 512, 8, (0, 0)),      # float64 would need 16-column tiles: one GEMM
+    (128, 2048, 512, 4, (0, 0)),      # the large backward would need 16-column tiles:
+    (128, 2048, 512, 8, (0, 0)),      # one GEMM, in both dtypes
     (64, 1024, 256, 8, (16, 32)),
     (72, 1024, 256, 4, (0, 0)),       # B not a multiple of 16
     (16, 4096, 256, 4, (0, 0)),       # B = 16: no smaller tiles
