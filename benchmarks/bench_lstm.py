@@ -418,9 +418,13 @@ def run_isolated(args):
                 if merged is None:
                     merged = part
                     merged["args"] = {k: v for k, v in vars(args).items() if k != "json"}
-                    print(f"CPU: {part['environment']['cpu']}; numpy "
-                          f"{part['environment']['numpy']}, torch {part['environment']['torch']}"
+                    penv = part["environment"]
+                    print(f"CPU: {penv['cpu']}; numpy {penv['numpy']}, torch {penv['torch']}"
                           "; each configuration in a fresh process")
+                    print("env: " + ", ".join(f"{k}={v}" for k, v in penv["env"].items()))
+                    for b in penv["blas"]:  # which OpenBLAS kernels ran (threadpoolctl)
+                        print(f"threadpool: {b['internal_api']} {b['prefix']} {b['version']} "
+                              f"kernel={b['architecture']}")
                     print(HEADER)
                 else:
                     merged["rows"] += part["rows"]
