@@ -294,6 +294,16 @@ def environment():
     return info
 
 
+def print_coretype_note(env):
+    """Say so when OPENBLAS_CORETYPE chooses OpenBLAS's kernels instead of the CPU's own."""
+    core = env["env"].get("OPENBLAS_CORETYPE")
+    if core:
+        print(f"note: OPENBLAS_CORETYPE={core} makes OpenBLAS run those kernels on any CPU "
+              "(Haswell on an AVX-512 CPU: about half its GEMM speed, measured on an AMD EPYC "
+              "Zen 5); run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` to measure the "
+              "kernels OpenBLAS picks itself")
+
+
 def run(args):
     missing = {"torch": torch is None, "jax": not jax_lstm.available(),
                "numpy": not _fast.fast_path_enabled()}
@@ -311,6 +321,7 @@ def run(args):
           f"scipy {env['scipy']}, torch {env['torch']}, numba {env.get('numba')}, "
           f"jax {env.get('jax')}; lib uses the compiled path: {env['fast_path']}")
     print("env: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()))
+    print_coretype_note(env)
     for b in env["blas"]:
         print(f"threadpool: {b['internal_api']} {b['prefix']} {b['version']} "
               f"kernel={b['architecture']}")
@@ -422,6 +433,7 @@ def run_isolated(args):
                     print(f"CPU: {penv['cpu']}; numpy {penv['numpy']}, torch {penv['torch']}"
                           "; each configuration in a fresh process")
                     print("env: " + ", ".join(f"{k}={v}" for k, v in penv["env"].items()))
+                    print_coretype_note(penv)
                     for b in penv["blas"]:  # which OpenBLAS kernels ran (threadpoolctl)
                         print(f"threadpool: {b['internal_api']} {b['prefix']} {b['version']} "
                               f"kernel={b['architecture']}")
