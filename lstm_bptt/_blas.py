@@ -235,7 +235,9 @@ class StepProduct:
     With more than one BLAS thread NumPy's one GEMM uses them all, while the small-matrix
     kernel runs on one: then one GEMM is faster (float32 (64, 256, 1024): 238 vs 318 us with 2
     threads), and the blocks are not used. (The compiled kernels always run their BLAS on one
-    thread: :class:`lstm_bptt._fast.OneBlasThread`.)"""
+    thread: :class:`lstm_bptt._fast.OneBlasThread`, and keep the blocks, so with several
+    NumPy BLAS threads the two paths' products can differ in the last bit, also in float64;
+    with one thread they are bitwise the same.)"""
 
     def __init__(self, w: np.ndarray, B: int, blocks=None):
         self.w = w
