@@ -175,3 +175,28 @@ def test_backward_results_do_not_alias_the_reused_workspace():
     release_workspace()
     again = lstm_backward(R1, lstm_forward(x1, None, None, **w)[2])
     assert np.array_equal(again[0], kept[0])
+
+
+@pytest.mark.parametrize("D", [3, 17])
+def test_weight_gradients_in_one_gemm_equal_the_two_gemms(monkeypatch, D):
+    """``layer_weight_grads`` takes both weight gradients from one GEMM over [x | h_{t-1}] for
+    large layers: forced on for a small one, the gradients are those of the two GEMMs (which
+    gradcheck and the PyTorch fixtures test) to float64 rounding, and the rest is bitwise the
+    same; a later call's gradients do not change the earlier ones (pooled buffer)."""
+    from lstm_bptt.cells import base
+
+    x, h_0, c_0, p, dout, dh_n, dc_n = make(6, 5, D, 7, np.float64, seed=3)
+    cache = lstm_forward(x, h_0, c_0, **p)[2]
+    monkeypatch.setattr(base, "FUSED_GRAD_MACS", 1 << 62)
+    two = lstm_backward(dout, cache, dh_n, dc_n)
+    monkeypatch.setattr(base, "FUSED_GRAD_MACS", 0)
+    one = lstm_backward(dout, cache, dh_n, dc_n)
+    for a, b in zip(one[:3], two[:3], strict=True):
+        assert np.array_equal(a, b)
+    for key in ("weight_ih", "weight_hh"):
+        assert one[3][key].shape == two[3][key].shape
+        np.testing.assert_allclose(one[3][key], two[3][key], rtol=1e-13, atol=1e-14)
+    kept = {k: v.copy() for k, v in one[3].items()}
+    x2 = make(6, 5, D, 7, np.float64, seed=4)[0]
+    lstm_backward(dout, lstm_forward(x2, h_0, c_0, **p)[2], dh_n, dc_n)
+    assert all(np.array_equal(one[3][k], kept[k]) for k in kept)
