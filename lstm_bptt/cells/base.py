@@ -550,17 +550,18 @@ def layer_weight_grads(x2: np.ndarray, h2: np.ndarray, da2: np.ndarray,
     larger GEMM runs faster than two. Measured (float32, one thread, AMD EPYC Zen 5), two
     GEMMs -> copy + one: (N, D, P, G) = (2048, 65, 128, 512) 2.31 -> 2.19 ms,
     (6400, 128, 256, 1024) 29.4 -> 27.3 ms. Below ``FUSED_GRAD_MACS`` multiply-adds the copy
-    costs more than it saves ((100, 8, 32, 128): 6.8 -> 8.4 us), and two GEMMs are used. A
-    one-hot x2 (``ids`` not None, or found by
-    :func:`one_hot_ids`) takes :func:`input_weight_grad` and a GEMM for h2, on either path
-    (so h2^T da2 is the same GEMM, and the same numbers, with the compiled path on or off).
+    costs more than it saves ((100, 8, 32, 128): 6.8 -> 8.4 us), and two GEMMs are used.
+    A one-hot x2 (``ids`` not None, or found by :func:`one_hot_ids`) takes
+    :func:`input_weight_grad` and a GEMM for h2, on either path (so h2^T da2 is the same
+    GEMM, and the same numbers, with the compiled path on or off).
     """
     if ids is NOT_GIVEN:
         ids = one_hot_ids(x2)
     N, D = x2.shape
-    if ids is not None or N * (D + h2.shape[1]) * da2.shape[1] < FUSED_GRAD_MACS:
+    P = h2.shape[1]
+    if ids is not None or N * (D + P) * da2.shape[1] < FUSED_GRAD_MACS:
         return input_weight_grad(x2, da2, ids), h2.T @ da2
-    xh = _memory.empty((N, D + h2.shape[1]), x2.dtype)
+    xh = _memory.empty((N, D + P), x2.dtype)
     xh[:, :D] = x2
     xh[:, D:] = h2
     both = xh.T @ da2  # (D + P, G)
