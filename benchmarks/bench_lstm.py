@@ -68,6 +68,7 @@ CONFIGS = {  # name: (T, B, D, H)
 # lib: the library as installed (compiled path when numba is importable); numpy: the library
 # with the compiled path switched off (the default without the "fast" extra); jax: jax_lstm.py
 IMPLS = ("lib", "numpy", "naive", "torch", "jax")
+SETTLE = 0.1  # seconds between timed blocks with several threads (see time_interleaved)
 RATIOS = ("lib/torch", "lib/jax", "numpy/torch", "numpy/jax", "lib/numpy")
 
 
@@ -229,13 +230,17 @@ def build_impls(T, B, D, H, dtype, impls):
     return out
 
 
-def time_interleaved(fns, repeats, min_block, clock=time.perf_counter):
+def time_interleaved(fns, repeats, min_block, clock=time.perf_counter, settle=0.0):
     """Median seconds per call of each function, timed in interleaved blocks.
 
     Each function is first called once (warm-up) and timed once to choose how many calls make
     a block of at least ``min_block`` seconds (of ``clock``); then ``repeats`` rounds run one
-    block of every function in turn (the order rotates each round so no function always
-    follows another).
+    block of every function in turn (the order rotates each round, so no function always
+    runs first; each still follows the same one, cyclically). ``settle`` seconds of sleep
+    before each block let the previous block's thread pools go idle: with 2 threads, XLA's
+    and OpenMP's workers kept spinning into the next block, and the library's blocks, which
+    follow JAX's, ran 3-17 % slower than the same code in the ``numpy`` column (medium and
+    large, where both run the NumPy path; 0.98-1.01 without JAX in the process).
     """
     n_calls = {}
     for name, fn in fns.items():
@@ -250,6 +255,8 @@ def time_interleaved(fns, repeats, min_block, clock=time.perf_counter):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             fn, n = fns[name], n_calls[name]
+            if settle:  # let the previous block's thread pools go idle (not timed)
+                time.sleep(settle)
             t0 = clock()
             for _ in range(n):
                 fn()
@@ -342,7 +349,8 @@ def run(args):
                                                        and cname == "large")]
                     for mode, k in (("train", 0), ("forward", 1)):
                         med = time_interleaved({i: fns[i][k] for i in cimpls},
-                                               args.repeats, args.min_block, clock)
+                                               args.repeats, args.min_block, clock,
+                                               settle=SETTLE if threads > 1 else 0.0)
                         flops = train_flops(T, B, D, H) / (1 if mode == "train" else 3)
                         row = {"config": cname, "T": T, "B": B, "D": D, "H": H,
                                "dtype": dtype.name, "threads": threads, "mode": mode,
