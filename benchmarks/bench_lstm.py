@@ -301,14 +301,20 @@ def environment():
     return info
 
 
-def print_coretype_note(env):
-    """Say so when OPENBLAS_CORETYPE chooses OpenBLAS's kernels instead of the CPU's own."""
+def print_blas_environment(env):
+    """Print the BLAS environment variables of :func:`environment`'s ``env``, a note when
+    OPENBLAS_CORETYPE chooses OpenBLAS's kernels instead of the CPU's own, and the kernels
+    each BLAS library runs (threadpoolctl)."""
+    print("env: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()))
     core = env["env"].get("OPENBLAS_CORETYPE")
     if core:
         print(f"note: OPENBLAS_CORETYPE={core} makes OpenBLAS run those kernels on any CPU "
               "(Haswell on an AVX-512 CPU: about half its GEMM speed, measured on an AMD EPYC "
               "Zen 5); run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` to measure the "
               "kernels OpenBLAS picks itself")
+    for b in env["blas"]:
+        print(f"threadpool: {b['internal_api']} {b['prefix']} {b['version']} "
+              f"kernel={b['architecture']}")
 
 
 def run(args):
@@ -327,11 +333,7 @@ def run(args):
     print(f"CPU: {env['cpu']} ({env['cpu_count']} cores); numpy {env['numpy']}, "
           f"scipy {env['scipy']}, torch {env['torch']}, numba {env.get('numba')}, "
           f"jax {env.get('jax')}; lib uses the compiled path: {env['fast_path']}")
-    print("env: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()))
-    print_coretype_note(env)
-    for b in env["blas"]:
-        print(f"threadpool: {b['internal_api']} {b['prefix']} {b['version']} "
-              f"kernel={b['architecture']}")
+    print_blas_environment(env)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     for threads in args.threads:
         with blas_threads(threads):
@@ -440,11 +442,7 @@ def run_isolated(args):
                     penv = part["environment"]
                     print(f"CPU: {penv['cpu']}; numpy {penv['numpy']}, torch {penv['torch']}"
                           "; each configuration in a fresh process")
-                    print("env: " + ", ".join(f"{k}={v}" for k, v in penv["env"].items()))
-                    print_coretype_note(penv)
-                    for b in penv["blas"]:  # which OpenBLAS kernels ran (threadpoolctl)
-                        print(f"threadpool: {b['internal_api']} {b['prefix']} {b['version']} "
-                              f"kernel={b['architecture']}")
+                    print_blas_environment(penv)
                     print(HEADER)
                 else:
                     merged["rows"] += part["rows"]
