@@ -353,6 +353,80 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
     return dh, dc
 
 
+@njit(**_JIT)
+def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
+    """The forward's weights in the time loop's layout, in one call instead of ~8 NumPy calls.
+
+    weight_ih (4H, D), weight_hh (4H, P), bias_ih, bias_hh (4H,) or both None: PyTorch's gate
+    order (i, f, g, o); order (4H,): ``lstm._row_order(H, True)``; scale (4H,):
+    ``lstm._half_sigmoid_rows`` (1/2 on the rows o, i, f, 1 on g). Returns, internal order
+    (o, i, f, g):
+
+    w_ih (4H, D), w_hh (4H, P): the rows reordered (``lstm.to_internal``);
+    w_t (D, 4H) = (w_ih * scale)^T (``lstm._projection``); w_hh_t (P, 4H) = (w_hh * scale)^T
+    (``lstm._recurrent_weights``); bias (4H,) = b_ih + b_hh and step_bias = bias * scale
+    (``lstm._step_bias``), both of length 0 without biases.
+
+    The same IEEE operations as the NumPy code (copies, one product, one sum), so the same
+    numbers, bit for bit.
+    """
+    G, D = weight_ih.shape
+    P = weight_hh.shape[1]
+    w_ih = np.empty((G, D), weight_ih.dtype)
+    w_hh = np.empty((G, P), weight_hh.dtype)
+    w_t = np.empty((D, G), weight_ih.dtype)
+    w_hh_t = np.empty((P, G), weight_hh.dtype)
+    for r in range(G):
+        s, src, dst = scale[r], weight_ih[order[r]], w_ih[r]
+        for d in range(D):
+            dst[d] = src[d]
+            w_t[d, r] = src[d] * s
+        src, dst = weight_hh[order[r]], w_hh[r]
+        for d in range(P):
+            dst[d] = src[d]
+            w_hh_t[d, r] = src[d] * s
+    n = 0 if bias_ih is None else G
+    bias = np.empty(n, weight_ih.dtype)
+    step_bias = np.empty(n, weight_ih.dtype)
+    if bias_ih is not None and bias_hh is not None:
+        for r in range(G):
+            bias[r] = bias_ih[order[r]] + bias_hh[order[r]]
+            step_bias[r] = bias[r] * scale[r]
+    return w_ih, w_hh, w_t, w_hh_t, bias, step_bias
+
+
+@njit(**_JIT)
+def lstm_grads_to_pytorch(dw_ih_t, dw_hh_t, da, order, has_bias):
+    """The backward's weight and bias gradients in PyTorch's layout, in one call.
+
+    dw_ih_t (D, 4H) = x^T da, dw_hh_t (P, 4H) = h^T da, columns in the internal gate order;
+    da (N, 4H); order (4H,): ``lstm._row_order(H, False)``. Returns dW_ih (4H, D), dW_hh
+    (4H, P) and, with ``has_bias``, db (4H,) = the sum of da's rows, rows in PyTorch's order
+    (i, f, g, o) (db of length 0 without). db is summed row after row from +0.0, the order of
+    NumPy's ``da.sum(axis=0)``, so all three equal the NumPy code's bit for bit.
+    """
+    D, G = dw_ih_t.shape
+    P = dw_hh_t.shape[0]
+    dw_ih = np.empty((G, D), da.dtype)
+    dw_hh = np.empty((G, P), da.dtype)
+    for r in range(G):
+        k = order[r]
+        for d in range(D):
+            dw_ih[r, d] = dw_ih_t[d, k]
+        for d in range(P):
+            dw_hh[r, d] = dw_hh_t[d, k]
+    acc = np.zeros(G if has_bias else 0, da.dtype)
+    if has_bias:
+        for n in range(da.shape[0]):
+            row = da[n]
+            for k in range(G):
+                acc[k] += row[k]
+    db = np.empty_like(acc)
+    for r in range(acc.size):
+        db[r] = acc[order[r]]
+    return dw_ih, dw_hh, db
+
+
 # --- GRU: equations (1)-(5) of lstm_bptt.cells.gru; gate order (r, z, n) ----------------------
 
 @njit(**_JIT)

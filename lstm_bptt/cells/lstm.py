@@ -439,7 +439,7 @@ def _half_sigmoid_rows(H: int, dtype) -> np.ndarray:
     return scale
 
 
-def _projection(x, w_ih, bias, H, step_bias=None, gather_in_steps=False):
+def _projection(x, w_ih, bias, H, step_bias=None, gather_in_steps=False, w_t=None):
     """Pre-activations without the recurrent term, all steps at once, sigmoid rows halved.
 
     ``pre`` (T, B, 4H) = (x_t W_ih^T + b) * scale (the halved recurrent weights are made by
@@ -452,11 +452,13 @@ def _projection(x, w_ih, bias, H, step_bias=None, gather_in_steps=False):
     Returns ``(pre, ids, table)``: ids (T*B,) when x is one-hot, else None. With
     ``gather_in_steps`` and a one-hot x the gather is left to the time loop: ``pre`` is then
     uninitialised and ``table`` (D, 4H) holds the rows to gather (bias included), else None.
+    ``w_t`` (D, 4H): (w_ih * scale)^T when the caller has it (the kernels' ``lstm_layout``).
     """
     T, B, D = x.shape
     scale = _half_sigmoid_rows(H, x.dtype)
     pre = _memory.empty((T, B, 4 * H), x.dtype)
-    w_t = np.multiply(w_ih.T, scale, order="C")  # (D, 4H)
+    if w_t is None:
+        w_t = np.multiply(w_ih.T, scale, order="C")  # (D, 4H)
     add = None if bias is None or step_bias is not None else bias * scale
     x2 = x.reshape(T * B, D)
     ids = one_hot_ids(x2)
@@ -648,9 +650,18 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     T, B, _ = x.shape
     checkpoint_every = check_checkpoint_every(checkpoint_every)
     last = check_last(last, T, B)
-    w_ih = to_internal(weight_ih, H)
-    w_hh = to_internal(weight_hh, H)
-    bias = None if bias_ih is None else to_internal(bias_ih + bias_hh, H)
+    kernels = _fast.kernels(B * weight_hh.size)  # the compiled loop (optional extra), or NumPy
+    if kernels is None:
+        w_ih = to_internal(weight_ih, H)
+        w_hh = to_internal(weight_hh, H)
+        bias = None if bias_ih is None else to_internal(bias_ih + bias_hh, H)
+        w_t = w_hh_t = step_bias = None  # made below
+    else:  # the same arrays (bitwise) in one call: at small sizes the calls cost the time
+        w_ih, w_hh, w_t, w_hh_t, bias, step_bias = kernels.lstm_layout(
+            weight_ih, weight_hh, bias_ih, bias_hh, _row_order(H, True),
+            _half_sigmoid_rows(H, dtype))
+        if bias_ih is None:
+            bias = step_bias = None
 
     h = _memory.empty((T + 1, B, P), dtype)
     state0 = []
@@ -664,12 +675,11 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
             buf[...] = s0
         state0.append(buf)
 
-    kernels = _fast.kernels(B * w_hh.size)  # the compiled loop (optional extra), or NumPy
-    step_bias = _step_bias(bias, H, kernels)
     # (T, B, 4H), activated in place by _run_steps (which gathers it first if table is set)
     gates, ids, table = _projection(x, w_ih, bias, H, step_bias,
-                                    kernels is not None and checkpoint_every is None)
-    w_hh_t = _recurrent_weights(w_hh, H)  # (P, 4H)
+                                    kernels is not None and checkpoint_every is None, w_t)
+    if w_hh_t is None:
+        w_hh_t = _recurrent_weights(w_hh, H)  # (P, 4H)
     w_hr_t = _projection_weights(weight_hr)  # (H, P) or None
     blocks = _blas.step_blocks(w_hh_t, B)  # the per-step GEMM by column blocks, or None
     rows = None if last is None else np.arange(B)
@@ -866,9 +876,14 @@ def lstm_backward(doutput, cache: LSTMCache, dh_n=None, dc_n=None, *, need_dx: b
     # faster in float64 for these tall (T*B rows) products (benchmarks/README.md).
     # the forward looked at x: ids is None when x is not one-hot
     dw_ih, dw_hh = layer_weight_grads(x.reshape(T * B, D), h[:-1].reshape(T * B, P), da, ids)
-    grads = {"weight_ih": to_pytorch(dw_ih.T, H), "weight_hh": to_pytorch(dw_hh.T, H)}
+    if kernels is None:
+        grads = {"weight_ih": to_pytorch(dw_ih.T, H), "weight_hh": to_pytorch(dw_hh.T, H)}
+        db = to_pytorch(da.sum(axis=0), H) if has_bias else None  # (4H,)
+    else:  # the same arrays (bitwise) in one call
+        dw_ih, dw_hh, db = kernels.lstm_grads_to_pytorch(dw_ih, dw_hh, da, _row_order(H, False),
+                                                         has_bias)
+        grads = {"weight_ih": dw_ih, "weight_hh": dw_hh}
     if has_bias:
-        db = to_pytorch(da.sum(axis=0), H)  # (4H,)
         grads["bias_ih"] = db
         grads["bias_hh"] = db.copy()
     if w_hr is not None:
