@@ -65,11 +65,17 @@ def as_float_array(name: str, x, dtype=None, *, finite: bool = True) -> np.ndarr
             f"{name}: expected dtype {np.dtype(dtype)} to match the other arguments, got {x.dtype}"
             " (mixed float32/float64 arguments are not promoted silently)"
         )
-    if finite and not _all_finite(x):
+    if finite:
+        check_finite(name, x)
+    return x
+
+
+def check_finite(name: str, x: np.ndarray) -> None:
+    """Raise ValueError, counting them, if the float array ``x`` holds NaN or inf."""
+    if not _all_finite(x):
         n_nan = int(np.isnan(x).sum())
         n_inf = int(np.isinf(x).sum())
         raise ValueError(f"{name}: contains {n_nan} NaN and {n_inf} inf values")
-    return x
 
 
 def _all_finite(x: np.ndarray) -> bool:

@@ -154,6 +154,22 @@ def test_compiled_path_equals_numpy_path(dtype, T, B, D, H, k, proj):
         assert err <= TOL, (name, err)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("name", ["weight_ih", "weight_hh", "bias_ih", "bias_hh"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_weight_named_on_both_paths(fast, name, bad):
+    # with the kernels the weights' NaN/inf test is part of lstm_layout's pass, without them
+    # it is NumPy's: the same error either way
+    if fast:
+        _kernels()
+    x, h_0, c_0, p, *_ = make(4, 2, 3, 5, np.float32)
+    p[name].reshape(-1)[-1] = bad  # in the last gate block (o): the kernel reorders the rows
+    _fast.set_fast_path(fast)
+    n_nan, n_inf = (1, 0) if np.isnan(bad) else (0, 1)
+    with pytest.raises(ValueError, match=f"^{name}: contains {n_nan} NaN and {n_inf} inf"):
+        lstm_forward(x, h_0, c_0, **p)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("with_doutput", [True, False])
 def test_backward_bitwise_equal_for_one_cache(dtype, with_doutput):

@@ -368,8 +368,10 @@ def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
     (``lstm._step_bias``), both of length 0 without biases.
 
     The same IEEE operations as the NumPy code (copies, one product, one sum), so the same
-    numbers, bit for bit.
+    numbers, bit for bit. The seventh value returned tells whether all four inputs are
+    finite (the caller then skips its own pass over them: ``check_lstm_weights(finite=False)``).
     """
+    finite = True
     G, D = weight_ih.shape
     P = weight_hh.shape[1]
     w_ih = np.empty((G, D), weight_ih.dtype)
@@ -381,10 +383,12 @@ def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
         for d in range(D):
             dst[d] = src[d]
             w_t[d, r] = src[d] * s
+            finite &= np.isfinite(src[d])
         src, dst = weight_hh[order[r]], w_hh[r]
         for d in range(P):
             dst[d] = src[d]
             w_hh_t[d, r] = src[d] * s
+            finite &= np.isfinite(src[d])
     n = 0 if bias_ih is None else G
     bias = np.empty(n, weight_ih.dtype)
     step_bias = np.empty(n, weight_ih.dtype)
@@ -392,7 +396,8 @@ def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
         for r in range(G):
             bias[r] = bias_ih[order[r]] + bias_hh[order[r]]
             step_bias[r] = bias[r] * scale[r]
-    return w_ih, w_hh, w_t, w_hh_t, bias, step_bias
+            finite &= np.isfinite(bias_ih[r]) & np.isfinite(bias_hh[r])
+    return w_ih, w_hh, w_t, w_hh_t, bias, step_bias, finite
 
 
 @njit(**_JIT)

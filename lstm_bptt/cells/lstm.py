@@ -63,7 +63,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _blas, _fast, _memory
-from .._checks import as_float_array, check_shape
+from .._checks import as_float_array, check_finite, check_shape
 from ..activations import sigmoid, tanh
 from .base import (
     NOT_GIVEN,
@@ -127,12 +127,13 @@ class CellCache(NamedTuple):
 
 
 def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where="",
-                       weight_hr=None):
+                       weight_hr=None, finite=True):
     """Validate one layer's LSTM parameters; return them as arrays plus (H, D, dtype).
 
     ``weight_hr`` (P, H), if given, is checked too (then weight_hh must be (4H, P)); convert
     it with ``as_float_array`` yourself (it is not returned, so the return value is the same
-    with and without a projection).
+    with and without a projection). ``finite=False`` leaves out the NaN/inf test of the four
+    arrays (for a caller that makes it in a pass of its own; ``weight_hr`` is always tested).
 
     Raises
     ------
@@ -142,7 +143,7 @@ def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where
         Shapes that do not follow weight_ih (4H, D), weight_hh (4H, H) (or (4H, P) with
         weight_hr (P, H)), biases (4H,); NaN/inf.
     """
-    weight_hh = as_float_array(f"{where}weight_hh", weight_hh, dtype)
+    weight_hh = as_float_array(f"{where}weight_hh", weight_hh, dtype, finite=finite)
     dtype = weight_hh.dtype
     if weight_hr is None:
         if weight_hh.ndim != 2 or weight_hh.shape[0] != 4 * weight_hh.shape[1]:
@@ -157,7 +158,7 @@ def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where
         P, H = weight_hr.shape
         check_shape(f"{where}weight_hh", weight_hh, (4 * H, P), "(4H, P)",
                     f"weight_hr is (P, H) = {weight_hr.shape}")
-    weight_ih = as_float_array(f"{where}weight_ih", weight_ih, dtype)
+    weight_ih = as_float_array(f"{where}weight_ih", weight_ih, dtype, finite=finite)
     if weight_ih.ndim != 2 or weight_ih.shape[0] != 4 * H:
         raise ValueError(
             f"{where}weight_ih: expected shape (4H, D) = ({4 * H}, D) to match weight_hh "
@@ -167,8 +168,8 @@ def check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, dtype=None, where
     if (bias_ih is None) != (bias_hh is None):
         raise ValueError(f"{where}bias_ih and bias_hh must both be arrays or both be None")
     if bias_ih is not None:
-        bias_ih = as_float_array(f"{where}bias_ih", bias_ih, dtype)
-        bias_hh = as_float_array(f"{where}bias_hh", bias_hh, dtype)
+        bias_ih = as_float_array(f"{where}bias_ih", bias_ih, dtype, finite=finite)
+        bias_hh = as_float_array(f"{where}bias_hh", bias_hh, dtype, finite=finite)
         check_shape(f"{where}bias_ih", bias_ih, (4 * H,), "(4H,)")
         check_shape(f"{where}bias_hh", bias_hh, (4 * H,), "(4H,)")
     return weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype
@@ -641,8 +642,8 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     Chen et al. (2016), "Training deep nets with sublinear memory cost" (recomputation).
     """
     weight_ih, weight_hh, bias_ih, bias_hh, H, D, dtype = check_lstm_weights(
-        weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=weight_hr
-    )
+        weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=weight_hr, finite=False
+    )  # their NaN/inf test is below, in lstm_layout's pass with the kernels
     if weight_hr is not None:
         weight_hr = as_float_array("weight_hr", weight_hr, dtype)
     P = weight_hh.shape[1]  # H, or the projection size
@@ -650,16 +651,22 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     T, B, _ = x.shape
     checkpoint_every = check_checkpoint_every(checkpoint_every)
     last = check_last(last, T, B)
-    kernels = _fast.kernels(B * weight_hh.size)  # the compiled loop (optional extra), or NumPy
+    kernels = _fast.kernels(B * weight_hh.size)  # the compiled loops (optional extra), or None
     if kernels is None:
+        for name, w in (("weight_ih", weight_ih), ("weight_hh", weight_hh),
+                        ("bias_ih", bias_ih), ("bias_hh", bias_hh)):
+            if w is not None:
+                check_finite(name, w)
         w_ih = to_internal(weight_ih, H)
         w_hh = to_internal(weight_hh, H)
         bias = None if bias_ih is None else to_internal(bias_ih + bias_hh, H)
         w_t = w_hh_t = step_bias = None  # made below
     else:  # the same arrays (bitwise) in one call: at small sizes the calls cost the time
-        w_ih, w_hh, w_t, w_hh_t, bias, step_bias = kernels.lstm_layout(
+        w_ih, w_hh, w_t, w_hh_t, bias, step_bias, finite = kernels.lstm_layout(
             weight_ih, weight_hh, bias_ih, bias_hh, _row_order(H, True),
             _half_sigmoid_rows(H, dtype))
+        if not finite:  # raise the error of check_lstm_weights, naming the array
+            check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh)
         if bias_ih is None:
             bias = step_bias = None
 
