@@ -16,7 +16,8 @@ one): in one long process the timings of later configurations depended on what r
 (medium float64 lib 412-437 ms alone, 537-597 ms after the float32 configurations, from heap
 and page-cache state left by the large runs). Within that process the implementations are run in
 interleaved blocks (lib, naive, torch, lib, naive, torch, ...), each block long enough to be
-timed reliably; the reported time is the median over blocks of the per-call time. The machine's
+timed reliably; the reported time is the median over blocks of the per-call time, and each
+ratio (lib/torch, ...) the median over rounds of the two blocks' ratio in that round. The machine's
 GEMM peak is measured in the same run (a large square matmul, per dtype and thread count), and
 the achieved matmul rate of the training step is reported as a percentage of it.
 
@@ -68,7 +69,7 @@ CONFIGS = {  # name: (T, B, D, H)
 # lib: the library as installed (compiled path when numba is importable); numpy: the library
 # with the compiled path switched off (the default without the "fast" extra); jax: jax_lstm.py
 IMPLS = ("lib", "numpy", "naive", "torch", "jax")
-SETTLE = 0.1  # seconds between timed blocks with several threads (see time_interleaved)
+SETTLE = 0.1  # seconds between timed blocks with several threads or JAX (time_interleaved)
 RATIOS = ("lib/torch", "lib/jax", "numpy/torch", "numpy/jax", "lib/numpy")
 
 
@@ -230,7 +231,8 @@ def build_impls(T, B, D, H, dtype, impls):
     return out
 
 
-def time_interleaved(fns, repeats, min_block, clock=time.perf_counter, settle=0.0):
+def time_interleaved(fns, repeats, min_block, clock=time.perf_counter, settle=0.0,
+                     rounds=None):
     """Median seconds per call of each function, timed in interleaved blocks.
 
     Each function is first called once (warm-up) and timed once to choose how many calls make
@@ -240,7 +242,14 @@ def time_interleaved(fns, repeats, min_block, clock=time.perf_counter, settle=0.
     before each block let the previous block's thread pools go idle: with 2 threads, XLA's
     and OpenMP's workers kept spinning into the next block, and the library's blocks, which
     follow JAX's, ran 3-17 % slower than the same code in the ``numpy`` column (medium and
-    large, where both run the NumPy path; 0.98-1.01 without JAX in the process).
+    large, where both run the NumPy path; 0.98-1.01 without JAX in the process). With one
+    thread the process is pinned to one core, and XLA's workers, which ignore the thread
+    flag, spin on that core after JAX's block: tiny float32 lib/torch 0.256 and 0.334 in two
+    runs with JAX, 0.247-0.263 in five without (eighth session, AMD EPYC Zen 4); so settle
+    whenever JAX is in the process.
+
+    ``rounds``, a dict, if given receives each function's per-round seconds per call (the
+    lists whose medians are returned), for ratios paired round by round (:func:`paired_ratio`).
     """
     n_calls = {}
     for name, fn in fns.items():
@@ -261,7 +270,18 @@ def time_interleaved(fns, repeats, min_block, clock=time.perf_counter, settle=0.
             for _ in range(n):
                 fn()
             samples[name].append((clock() - t0) / n)
+    if rounds is not None:
+        rounds.update(samples)
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def paired_ratio(a, b):
+    """The median over rounds of a[r] / b[r]: two implementations' per-round times (from
+    :func:`time_interleaved`) compared within each round, where they ran seconds apart. On
+    this shared machine its speed drifts between rounds (lib and torch at tiny float32 both
+    0.15-0.24 and 0.59-0.85 ms across runs), and a ratio of the two medians can pair a fast
+    round of one with a slow round of the other; the paired median cancels the drift."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def environment():
@@ -350,9 +370,12 @@ def run(args):
                     cimpls = [i for i in impls if not (args.quick and i == "naive"
                                                        and cname == "large")]
                     for mode, k in (("train", 0), ("forward", 1)):
+                        per_round = {}
                         med = time_interleaved({i: fns[i][k] for i in cimpls},
                                                args.repeats, args.min_block, clock,
-                                               settle=SETTLE if threads > 1 else 0.0)
+                                               rounds=per_round,
+                                               settle=SETTLE if threads > 1 or "jax" in cimpls
+                                               else 0.0)
                         flops = train_flops(T, B, D, H) / (1 if mode == "train" else 3)
                         row = {"config": cname, "T": T, "B": B, "D": D, "H": H,
                                "dtype": dtype.name, "threads": threads, "mode": mode,
@@ -364,8 +387,8 @@ def run(args):
                         row["pct_peak_lib"] = 100 * row["gflops"].get("lib", np.nan) / peak
                         for rkey in (*RATIOS, "lib/naive"):
                             a, b = rkey.split("/")
-                            if a in med and b in med:
-                                row[rkey] = med[a] / med[b]
+                            if a in med and b in med:  # paired by round (paired_ratio)
+                                row[rkey] = paired_ratio(per_round[a], per_round[b])
                         results["rows"].append(row)
                         print_row(row)
                 again = gemm_peak(dtype, args.gemm_n, 3 if args.quick else 5)
@@ -505,7 +528,7 @@ def main(argv=None):
     if args.configs is None:
         args.configs = list(CONFIGS)
     if args.repeats is None:
-        args.repeats = 3 if args.quick else 5
+        args.repeats = 3 if args.quick else 7
     if args.min_block is None:
         args.min_block = 0.05 if args.quick else 0.2
     if args.gemm_n is None:
