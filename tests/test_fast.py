@@ -154,6 +154,44 @@ def test_compiled_path_equals_numpy_path(dtype, T, B, D, H, k, proj):
         assert err <= TOL, (name, err)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("H, D, P", [(5, 3, 5), (8, 16, 8), (12, 65, 7), (32, 8, 32)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_layout_kernels_bitwise_equal_the_numpy_code(dtype, H, D, P, bias):
+    # lstm_layout and lstm_grads_to_pytorch against the NumPy code they replace, at sizes
+    # that are and are not multiples of their 8 x 8 tiles
+    kernels = _kernels()
+    rng = np.random.default_rng(H * D)
+    w_ih, w_hh = (rng.standard_normal(s).astype(dtype) for s in ((4 * H, D), (4 * H, P)))
+    b_ih, b_hh = (rng.standard_normal(4 * H).astype(dtype) if bias else None for _ in "ih")
+    scale = lstm_module._half_sigmoid_rows(H, dtype)
+    got = kernels.lstm_layout(w_ih, w_hh, b_ih, b_hh, lstm_module._row_order(H, True), scale)
+    w_ih_i, w_hh_i = lstm_module.to_internal(w_ih, H), lstm_module.to_internal(w_hh, H)
+    want = [w_ih_i, w_hh_i, np.multiply(w_ih_i.T, scale, order="C"),
+            lstm_module._recurrent_weights(w_hh_i, H)]
+    if bias:
+        b = lstm_module.to_internal(b_ih + b_hh, H)
+        want += [b, b * scale]
+    else:
+        want += [np.empty(0, dtype)] * 2
+    for a, b in zip(got[:6], want, strict=True):
+        assert a.dtype == dtype and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b)
+    assert got[6] is True
+    N = 37
+    da = rng.standard_normal((N, 4 * H)).astype(dtype)
+    da[:, 0] = -0.0  # a column of -0.0 sums to +0.0, as in NumPy
+    dw_ih_t, dw_hh_t = rng.standard_normal((D, 4 * H)).astype(dtype), \
+        rng.standard_normal((P, 4 * H)).astype(dtype)
+    gi, gh, db = kernels.lstm_grads_to_pytorch(dw_ih_t, dw_hh_t, da,
+                                               lstm_module._row_order(H, False), bias)
+    np.testing.assert_array_equal(gi, lstm_module.to_pytorch(dw_ih_t.T, H))
+    np.testing.assert_array_equal(gh, lstm_module.to_pytorch(dw_hh_t.T, H))
+    want_db = lstm_module.to_pytorch(da.sum(axis=0), H) if bias else np.empty(0, dtype)
+    np.testing.assert_array_equal(db, want_db)
+    np.testing.assert_array_equal(np.signbit(db), np.signbit(want_db))
+
+
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("name", ["weight_ih", "weight_hh", "bias_ih", "bias_hh"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

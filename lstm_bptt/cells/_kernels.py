@@ -354,49 +354,96 @@ def lstm_backward_steps(gates, c, tanh_c, w_hh, da, doutput, dh, dc, w_hr, dhs, 
 
 
 @njit(**_JIT)
+def _scaled_transpose(src, scale, out):
+    """out (D, G)[d, r] = src (G, D)[r, d] * scale[r], by 8 x 8 tiles (as
+    :func:`_transpose_into`; float32 (1024, 256) 349 us against 464 for NumPy's take and
+    transposing multiply, (512, 65) 43 against 60)."""
+    G, D = src.shape
+    G8, D8 = G - G % 8, D - D % 8
+    for r0 in range(0, G8, 8):
+        for d0 in range(0, D8, 8):
+            for j in range(8):
+                for i in range(8):
+                    out[d0 + j, r0 + i] = src[r0 + i, d0 + j] * scale[r0 + i]
+        for d in range(D8, D):
+            for i in range(8):
+                out[d, r0 + i] = src[r0 + i, d] * scale[r0 + i]
+    for r in range(G8, G):
+        for d in range(D):
+            out[d, r] = src[r, d] * scale[r]
+
+
+@njit(**_JIT)
+def _transpose_columns(src, order, out):
+    """out (G, D)[r, d] = src (D, G)[d, order[r]], by 8 x 8 tiles."""
+    D, G = src.shape
+    G8, D8 = G - G % 8, D - D % 8
+    for r0 in range(0, G8, 8):
+        for d0 in range(0, D8, 8):
+            for i in range(8):
+                k = order[r0 + i]
+                for j in range(8):
+                    out[r0 + i, d0 + j] = src[d0 + j, k]
+        for d in range(D8, D):
+            for i in range(8):
+                out[r0 + i, d] = src[d, order[r0 + i]]
+    for r in range(G8, G):
+        for d in range(D):
+            out[r, d] = src[d, order[r]]
+
+
+@njit(**_JIT)
+def _all_finite(a):
+    """Whether the contiguous array a has no NaN or inf."""
+    flat = a.reshape(a.size)
+    ok = True
+    for k in range(flat.size):
+        ok &= np.isfinite(flat[k])
+    return ok
+
+
+@njit(**_JIT)
 def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
     """The forward's weights in the time loop's layout, in one call instead of ~8 NumPy calls.
 
     weight_ih (4H, D), weight_hh (4H, P), bias_ih, bias_hh (4H,) or both None: PyTorch's gate
-    order (i, f, g, o); order (4H,): ``lstm._row_order(H, True)``; scale (4H,):
+    order (i, f, g, o), C-contiguous; order (4H,): ``lstm._row_order(H, True)``; scale (4H,):
     ``lstm._half_sigmoid_rows`` (1/2 on the rows o, i, f, 1 on g). Returns, internal order
     (o, i, f, g):
 
     w_ih (4H, D), w_hh (4H, P): the rows reordered (``lstm.to_internal``);
     w_t (D, 4H) = (w_ih * scale)^T (``lstm._projection``); w_hh_t (P, 4H) = (w_hh * scale)^T
     (``lstm._recurrent_weights``); bias (4H,) = b_ih + b_hh and step_bias = bias * scale
-    (``lstm._step_bias``), both of length 0 without biases.
+    (``lstm._step_bias``), both of length 0 without biases; and whether all four inputs are
+    finite (the caller then skips its own pass over them: ``check_lstm_weights(finite=False)``).
 
     The same IEEE operations as the NumPy code (copies, one product, one sum), so the same
-    numbers, bit for bit. The seventh value returned tells whether all four inputs are
-    finite (the caller then skips its own pass over them: ``check_lstm_weights(finite=False)``).
+    numbers, bit for bit.
     """
-    finite = True
     G, D = weight_ih.shape
     P = weight_hh.shape[1]
+    finite = _all_finite(weight_ih) and _all_finite(weight_hh)
     w_ih = np.empty((G, D), weight_ih.dtype)
     w_hh = np.empty((G, P), weight_hh.dtype)
-    w_t = np.empty((D, G), weight_ih.dtype)
-    w_hh_t = np.empty((P, G), weight_hh.dtype)
-    for r in range(G):
-        s, src, dst = scale[r], weight_ih[order[r]], w_ih[r]
+    for r in range(G):  # (element loops: a row slice assignment costs ~0.1 us per call)
+        src, dst = weight_ih[order[r]], w_ih[r]
         for d in range(D):
             dst[d] = src[d]
-            w_t[d, r] = src[d] * s
-            finite &= np.isfinite(src[d])
         src, dst = weight_hh[order[r]], w_hh[r]
         for d in range(P):
             dst[d] = src[d]
-            w_hh_t[d, r] = src[d] * s
-            finite &= np.isfinite(src[d])
+    w_t = np.empty((D, G), weight_ih.dtype)
+    w_hh_t = np.empty((P, G), weight_hh.dtype)
+    _scaled_transpose(w_ih, scale, w_t)
+    _scaled_transpose(w_hh, scale, w_hh_t)
     n = 0 if bias_ih is None else G
     bias = np.empty(n, weight_ih.dtype)
     step_bias = np.empty(n, weight_ih.dtype)
     if bias_ih is not None and bias_hh is not None:
+        finite = finite and _all_finite(bias_ih) and _all_finite(bias_hh)
         for r in range(G):
             bias[r] = bias_ih[order[r]] + bias_hh[order[r]]
             step_bias[r] = bias[r] * scale[r]
-            finite &= np.isfinite(bias_ih[r]) & np.isfinite(bias_hh[r])
     return w_ih, w_hh, w_t, w_hh_t, bias, step_bias, finite
 
 
@@ -414,12 +461,8 @@ def lstm_grads_to_pytorch(dw_ih_t, dw_hh_t, da, order, has_bias):
     P = dw_hh_t.shape[0]
     dw_ih = np.empty((G, D), da.dtype)
     dw_hh = np.empty((G, P), da.dtype)
-    for r in range(G):
-        k = order[r]
-        for d in range(D):
-            dw_ih[r, d] = dw_ih_t[d, k]
-        for d in range(P):
-            dw_hh[r, d] = dw_hh_t[d, k]
+    _transpose_columns(dw_ih_t, order, dw_ih)
+    _transpose_columns(dw_hh_t, order, dw_hh)
     acc = np.zeros(G if has_bias else 0, da.dtype)
     if has_bias:
         for n in range(da.shape[0]):
