@@ -48,6 +48,39 @@ MIN_BLOCK = 16  # narrower blocks were slower than one GEMM
 MIN_ROWS = 4  # B below this: not measured, not cut
 TILE_ROWS = 16  # rows per tile when whole-row blocks would be too narrow (see step_tiles)
 MIN_TILE_COLUMNS = {4: 32, 8: 32}  # by itemsize: narrower tiles were slower (see step_tiles)
+# ... except for tiles of 16 rows on AMD Zen 4 (family 25 with AVX-512, whose 512-bit units are
+# two 256-bit halves): there float32 tiles of 16 columns were faster (see step_tiles)
+MIN_TILE_COLUMNS_ZEN4 = {4: 16, 8: 32}
+
+
+@functools.cache
+def cpu_family() -> tuple[str, int] | None:
+    """(vendor_id, cpu family) of this machine from /proc/cpuinfo, e.g. ("AuthenticAMD", 25),
+    or None where it cannot be read (not Linux)."""
+    vendor = family = None
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id" and vendor is None:
+                    vendor = value.strip()
+                elif key == "cpu family" and family is None:
+                    family = int(value.strip()) if value.strip().isdigit() else None
+                if vendor is not None and family is not None:
+                    break
+    except OSError:
+        return None
+    return None if vendor is None or family is None else (vendor, family)
+
+
+def min_tile_columns(itemsize: int) -> int:
+    """Narrowest tile (16 rows) :func:`step_tiles` uses, by itemsize and CPU: 16 float32
+    columns on AMD family 25 (Zen 4; Zen 3, also family 25, has no small-matrix kernel, so no
+    tiles), else 32 (measured on Zen 4 and Zen 5: see :func:`step_tiles`)."""
+    table = (MIN_TILE_COLUMNS_ZEN4 if cpu_family() == ("AuthenticAMD", 25)
+             else MIN_TILE_COLUMNS)
+    return table.get(itemsize, 32)
 
 
 @functools.cache
@@ -157,19 +190,20 @@ def step_tiles(B: int, K: int, N: int, itemsize: int) -> tuple[int, int]:
     rows of 16 columns 111 us, tiles of 16 rows and 32 columns 93 us (float32, Zen 5).
     Measured (one thread, us per product), one GEMM -> tiles: float32 (64, 1024, 256)
     411 -> 321, (128, 512, 2048) 3,419 -> 2,612; float64 (64, 1024, 256) 822 -> 638,
-    (128, 512, 2048) 5,855 -> 4,975 (AMD EPYC Zen 4). (128, 2048, 512) would need 16-column
-    tiles: not cut. In float64 they were slower there (6,470 us); in float32 faster there
-    (3,730 -> 2,990) but slower on an AMD EPYC Zen 5 (1,382 -> 2,284; 16 -> 32 columns there
-    took the large float32 training step from 445-454 to 407-421 ms).
+    (128, 512, 2048) 5,855 -> 4,975 (AMD EPYC Zen 4). (128, 2048, 512) needs 16-column
+    tiles (:func:`min_tile_columns`): in float64 they were slower on Zen 4 (6,470 us), so it
+    is one GEMM there; in float32 they are faster on Zen 4 (3,730 -> 2,990, fifth session;
+    4,579 -> 3,626 in the kernels' loop and the large training step 960 -> 904 ms, eighth)
+    but slower on an AMD EPYC Zen 5 (1,382 -> 2,284; 16 -> 32 columns there took the large
+    float32 training step from 445-454 to 407-421 ms). So 16 columns on Zen 4 only.
     """
     whole = step_chunk(B, K, N, itemsize)
-    narrowest = MIN_TILE_COLUMNS.get(itemsize, 32)
-    if whole >= narrowest:
+    if whole >= MIN_TILE_COLUMNS.get(itemsize, 32):
         return B, whole
     limit = small_gemm_macs()
     if limit and TILE_ROWS < B and B % TILE_ROWS == 0 and B * K * N > limit:
         cap = min(MAX_BLOCK_BYTES // itemsize, limit // (TILE_ROWS * K), N)
-        for c in range(cap - cap % 8, narrowest - 1, -8):
+        for c in range(cap - cap % 8, min_tile_columns(itemsize) - 1, -8):
             if N % c == 0:
                 return TILE_ROWS, c
     return (B, whole) if whole else (0, 0)

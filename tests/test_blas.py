@@ -324,7 +324,8 @@ def test_numpy_blas_threads_is_a_positive_count():
     (72, 1024, 256, 4, (0, 0)),       # B not a multiple of 16
     (16, 4096, 256, 4, (0, 0)),       # B = 16: no smaller tiles
 ])
-def test_step_tiles_follows_its_rule(limit, B, K, N, itemsize, want):
+def test_step_tiles_follows_its_rule(limit, B, K, N, itemsize, want, monkeypatch):
+    monkeypatch.setattr(_blas, "cpu_family", lambda: ("AuthenticAMD", 26))  # Zen 5, say
     limit(1_000_000)
     assert _blas.step_tiles(B, K, N, itemsize) == want
     rows, c = want
@@ -476,3 +477,24 @@ def test_transposed_product_gives_the_numpy_paths_results(limit, cell):
     for a, b in zip(*results, strict=True):
         scale = max(1.0, float(np.max(np.abs(b))))
         assert float(np.max(np.abs(a.astype(np.float64) - b))) <= 8 * eps * scale
+
+
+@pytest.mark.parametrize("cpu, want", [
+    (("AuthenticAMD", 25), (16, 16)),  # Zen 4: the large float32 backward in 16-column tiles
+    (("AuthenticAMD", 26), (0, 0)),    # Zen 5: one GEMM
+    (("GenuineIntel", 6), (0, 0)),
+    (None, (0, 0)),
+])
+def test_sixteen_column_tiles_on_zen4_only(limit, monkeypatch, cpu, want):
+    monkeypatch.setattr(_blas, "cpu_family", lambda: cpu)
+    limit(1_000_000)
+    assert _blas.step_tiles(128, 2048, 512, 4) == want
+    assert _blas.step_tiles(128, 2048, 512, 8) == (0, 0)  # float64: one GEMM everywhere
+    assert _blas.step_tiles(32, 1024, 256, 4) == (16, 32)  # wider tiles first, everywhere
+
+
+def test_cpu_family_reads_this_machine():
+    got = _blas.cpu_family()
+    if got is not None:
+        vendor, family = got
+        assert isinstance(vendor, str) and vendor and isinstance(family, int) and family > 0

@@ -393,21 +393,11 @@ def _transpose_columns(src, order, out):
 
 
 @njit(**_JIT)
-def _all_finite(a):
-    """Whether the contiguous array a has no NaN or inf."""
-    flat = a.reshape(a.size)
-    ok = True
-    for k in range(flat.size):
-        ok &= np.isfinite(flat[k])
-    return ok
-
-
-@njit(**_JIT)
 def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
     """The forward's weights in the time loop's layout, in one call instead of ~8 NumPy calls.
 
     weight_ih (4H, D), weight_hh (4H, P), bias_ih, bias_hh (4H,) or both None: PyTorch's gate
-    order (i, f, g, o), C-contiguous; order (4H,): ``lstm._row_order(H, True)``; scale (4H,):
+    order (i, f, g, o), any strides; order (4H,): ``lstm._row_order(H, True)``; scale (4H,):
     ``lstm._half_sigmoid_rows`` (1/2 on the rows o, i, f, 1 on g). Returns, internal order
     (o, i, f, g):
 
@@ -422,16 +412,18 @@ def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
     """
     G, D = weight_ih.shape
     P = weight_hh.shape[1]
-    finite = _all_finite(weight_ih) and _all_finite(weight_hh)
+    finite = True
     w_ih = np.empty((G, D), weight_ih.dtype)
     w_hh = np.empty((G, P), weight_hh.dtype)
     for r in range(G):  # (element loops: a row slice assignment costs ~0.1 us per call)
         src, dst = weight_ih[order[r]], w_ih[r]
         for d in range(D):
             dst[d] = src[d]
+            finite &= np.isfinite(src[d])
         src, dst = weight_hh[order[r]], w_hh[r]
         for d in range(P):
             dst[d] = src[d]
+            finite &= np.isfinite(src[d])
     w_t = np.empty((D, G), weight_ih.dtype)
     w_hh_t = np.empty((P, G), weight_hh.dtype)
     _scaled_transpose(w_ih, scale, w_t)
@@ -440,10 +432,10 @@ def lstm_layout(weight_ih, weight_hh, bias_ih, bias_hh, order, scale):
     bias = np.empty(n, weight_ih.dtype)
     step_bias = np.empty(n, weight_ih.dtype)
     if bias_ih is not None and bias_hh is not None:
-        finite = finite and _all_finite(bias_ih) and _all_finite(bias_hh)
         for r in range(G):
             bias[r] = bias_ih[order[r]] + bias_hh[order[r]]
             step_bias[r] = bias[r] * scale[r]
+            finite &= np.isfinite(bias_ih[r]) & np.isfinite(bias_hh[r])
     return w_ih, w_hh, w_t, w_hh_t, bias, step_bias, finite
 
 
