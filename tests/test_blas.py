@@ -437,8 +437,11 @@ def test_transpose_into_by_tiles_is_the_transpose(G, B):
 
     src = np.random.default_rng(G + B).standard_normal((G, B)).astype(np.float32)
     out = np.full((B, G), np.nan, np.float32)
-    _kernels._transpose_into(src, out)
+    _kernels._transpose_into(src, out, None)
     np.testing.assert_array_equal(out, src.T)
+    scale = np.random.default_rng(G).standard_normal(G).astype(np.float32)
+    _kernels._transpose_into(src, out, scale)  # row k of src times scale[k]: column k of out
+    np.testing.assert_array_equal(out, (src * scale[:, None]).T)
 
 
 @pytest.mark.skipif(_paths() == [False], reason="needs numba (lstm-bptt[fast])")
