@@ -195,16 +195,28 @@ def test_layout_kernels_bitwise_equal_the_numpy_code(dtype, H, D, P, bias):
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("name", ["weight_ih", "weight_hh", "bias_ih", "bias_hh"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nonfinite_weight_named_on_both_paths(fast, name, bad):
+@pytest.mark.parametrize("proj", [0, 3])
+def test_nonfinite_weight_named_on_both_paths(fast, name, bad, proj):
     # with the kernels the weights' NaN/inf test is part of lstm_layout's pass, without them
-    # it is NumPy's: the same error either way
+    # it is NumPy's: the same error either way, with a projection too
     if fast:
         _kernels()
-    x, h_0, c_0, p, *_ = make(4, 2, 3, 5, np.float32)
+    x, h_0, c_0, p, *_ = make(4, 2, 3, 5, np.float32, proj=proj)
     p[name].reshape(-1)[-1] = bad  # in the last gate block (o): the kernel reorders the rows
     _fast.set_fast_path(fast)
     n_nan, n_inf = (1, 0) if np.isnan(bad) else (0, 1)
     with pytest.raises(ValueError, match=f"^{name}: contains {n_nan} NaN and {n_inf} inf"):
+        lstm_forward(x, h_0, c_0, **p)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_two_nonfinite_weights_name_the_same_array_on_both_paths(fast):
+    if fast:
+        _kernels()
+    x, h_0, c_0, p, *_ = make(4, 2, 3, 5, np.float64)
+    p["weight_ih"][0, 0] = p["weight_hh"][0, 0] = np.nan
+    _fast.set_fast_path(fast)
+    with pytest.raises(ValueError, match="^weight_hh: contains 1 NaN"):  # checked first
         lstm_forward(x, h_0, c_0, **p)
 
 

@@ -438,7 +438,8 @@ def lstm_grads_to_pytorch(dw_ih_t, dw_hh_t, da, order, has_bias):
     da (N, 4H); order (4H,): ``lstm._row_order(H, False)``. Returns dW_ih (4H, D), dW_hh
     (4H, P) and, with ``has_bias``, db (4H,) = the sum of da's rows, rows in PyTorch's order
     (i, f, g, o) (db of length 0 without). db is summed row after row from +0.0, the order of
-    NumPy's ``da.sum(axis=0)``, so all three equal the NumPy code's bit for bit.
+    NumPy's ``da.sum(axis=0)`` for a C-contiguous da (``lstm_backward``'s), so all three equal
+    the NumPy code's bit for bit.
     """
     D, G = dw_ih_t.shape
     P = dw_hh_t.shape[0]

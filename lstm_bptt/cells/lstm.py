@@ -653,8 +653,8 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     last = check_last(last, T, B)
     kernels = _fast.kernels(B * weight_hh.size)  # the compiled loops (optional extra), or None
     if kernels is None:
-        for name, w in (("weight_ih", weight_ih), ("weight_hh", weight_hh),
-                        ("bias_ih", bias_ih), ("bias_hh", bias_hh)):
+        for name, w in (("weight_hh", weight_hh), ("weight_ih", weight_ih),
+                        ("bias_ih", bias_ih), ("bias_hh", bias_hh)):  # check_lstm_weights' order
             if w is not None:
                 check_finite(name, w)
         w_ih = to_internal(weight_ih, H)
@@ -666,7 +666,7 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
             weight_ih, weight_hh, bias_ih, bias_hh, _row_order(H, True),
             _half_sigmoid_rows(H, dtype))
         if not finite:  # raise the error of check_lstm_weights, naming the array
-            check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh)
+            check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=weight_hr)
         if bias_ih is None:
             bias = step_bias = None
 
