@@ -63,7 +63,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _blas, _fast, _memory
-from .._checks import as_float_array, check_finite, check_shape
+from .._checks import as_float_array, check_shape
 from ..activations import sigmoid, tanh
 from .base import (
     NOT_GIVEN,
@@ -652,11 +652,8 @@ def lstm_forward(x, h_0, c_0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, 
     checkpoint_every = check_checkpoint_every(checkpoint_every)
     last = check_last(last, T, B)
     kernels = _fast.kernels(B * weight_hh.size)  # the compiled loops (optional extra), or None
-    if kernels is None:
-        for name, w in (("weight_hh", weight_hh), ("weight_ih", weight_ih),
-                        ("bias_ih", bias_ih), ("bias_hh", bias_hh)):  # check_lstm_weights' order
-            if w is not None:
-                check_finite(name, w)
+    if kernels is None:  # the NaN/inf test: check_lstm_weights again, now with it
+        check_lstm_weights(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr=weight_hr)
         w_ih = to_internal(weight_ih, H)
         w_hh = to_internal(weight_hh, H)
         bias = None if bias_ih is None else to_internal(bias_ih + bias_hh, H)
